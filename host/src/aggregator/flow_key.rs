@@ -1,0 +1,43 @@
+//! The traffic key the PCE understands.
+
+use std::net::IpAddr;
+
+use crate::plugin::{Action, Flow, ip_from_wit};
+
+/// `(src, dst, dst port, protocol)` plus the firewall verdict, so accepted
+/// and rejected traffic are never summed together. For ICMP and ICMPv6 the
+/// "port" is `type * 256 + code`: an echo request and a port-unreachable
+/// are different services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub dst_port: u16,
+    pub protocol: u8,
+    pub action: u8,
+}
+
+impl FlowKey {
+    pub fn of(flow: &Flow) -> Self {
+        let dst_port = match flow.protocol {
+            1 | 58 => u16::from(flow.icmp_type) << 8 | u16::from(flow.icmp_code),
+            _ => flow.dst_port,
+        };
+        FlowKey {
+            src: ip_from_wit(flow.src),
+            dst: ip_from_wit(flow.dst),
+            dst_port,
+            protocol: flow.protocol,
+            action: action_code(flow.action),
+        }
+    }
+}
+
+/// The protobuf `action` value.
+pub fn action_code(action: Action) -> u8 {
+    match action {
+        Action::Unknown => 0,
+        Action::Accept => 1,
+        Action::Reject => 2,
+    }
+}

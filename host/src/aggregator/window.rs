@@ -1,0 +1,163 @@
+//! One consumer's open aggregation window.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::FlowKey;
+use crate::plugin::Flow;
+use crate::proto::{AggregatedFlow, FlowBatch};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowTotals {
+    pub connections: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Unix ms; `u64::MAX` / 0 until a record with a time arrives.
+    pub first_seen_ms: u64,
+    pub last_seen_ms: u64,
+    pub exporter: IpAddr,
+}
+
+pub struct Window {
+    start_ms: u64,
+    keys: HashMap<FlowKey, WindowTotals>,
+}
+
+impl Window {
+    pub fn new(start_ms: u64) -> Self {
+        Window { start_ms, keys: HashMap::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Folds one record in. Counters are scaled by the record's sampling
+    /// interval here, once, whatever the format.
+    pub fn add(&mut self, flow: &Flow, exporter: IpAddr) {
+        let scale = u64::from(flow.sampling_interval.max(1));
+        let totals = self.keys.entry(FlowKey::of(flow)).or_insert(WindowTotals {
+            connections: 0,
+            packets: 0,
+            bytes: 0,
+            first_seen_ms: u64::MAX,
+            last_seen_ms: 0,
+            exporter,
+        });
+        totals.connections += 1;
+        totals.packets = totals.packets.saturating_add(flow.packets.saturating_mul(scale));
+        totals.bytes = totals.bytes.saturating_add(flow.bytes.saturating_mul(scale));
+        if flow.start_ms != 0 {
+            totals.first_seen_ms = totals.first_seen_ms.min(flow.start_ms);
+        }
+        totals.last_seen_ms = totals.last_seen_ms.max(flow.end_ms.max(flow.start_ms));
+    }
+
+    pub fn get(&self, key: &FlowKey) -> Option<&WindowTotals> {
+        self.keys.get(key)
+    }
+
+    pub fn into_batch(self, consumer: &str, end_ms: u64) -> FlowBatch {
+        let flows = self
+            .keys
+            .into_iter()
+            .map(|(key, totals)| AggregatedFlow {
+                src_ip: ip_bytes(key.src),
+                dst_ip: ip_bytes(key.dst),
+                dst_port: u32::from(key.dst_port),
+                protocol: u32::from(key.protocol),
+                connections: totals.connections,
+                packets: totals.packets,
+                bytes: totals.bytes,
+                first_seen_ms: if totals.first_seen_ms == u64::MAX { 0 } else { totals.first_seen_ms },
+                last_seen_ms: totals.last_seen_ms,
+                exporter: ip_bytes(totals.exporter),
+                action: u32::from(key.action),
+            })
+            .collect();
+        FlowBatch {
+            batch_id: new_batch_id(),
+            consumer: consumer.to_owned(),
+            window_start_ms: self.start_ms,
+            window_end_ms: end_ms,
+            flows,
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+pub fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+/// Unique across restarts and daemons: wall-clock nanoseconds, process id,
+/// and a per-process sequence.
+fn new_batch_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{nanos:032x}-{:08x}-{:08x}",
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{Action, IpAddr as WitIp};
+
+    fn flow(src: u32, dport: u16, packets: u64, bytes: u64, start: u64, end: u64, sampling: u32) -> Flow {
+        Flow {
+            src: WitIp::V4(src),
+            dst: WitIp::V4(0x0a00_0001),
+            src_port: 40000,
+            dst_port: dport,
+            protocol: 6,
+            packets,
+            bytes,
+            start_ms: start,
+            end_ms: end,
+            sampling_interval: sampling,
+            tcp_flags: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            action: Action::Unknown,
+        }
+    }
+
+    #[test]
+    fn folds_records_of_one_key_and_scales_by_sampling() {
+        let exporter: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut w = Window::new(0);
+        w.add(&flow(1, 443, 2, 200, 1000, 2000, 1), exporter);
+        w.add(&flow(1, 443, 3, 300, 500, 1500, 10), exporter);
+        w.add(&flow(2, 443, 1, 100, 0, 0, 0), exporter);
+        assert_eq!(w.len(), 2);
+        let t = w.get(&FlowKey::of(&flow(1, 443, 0, 0, 0, 0, 1))).unwrap();
+        assert_eq!((t.connections, t.packets, t.bytes), (2, 32, 3200));
+        assert_eq!((t.first_seen_ms, t.last_seen_ms), (500, 2000));
+    }
+
+    #[test]
+    fn icmp_is_keyed_by_type_and_code() {
+        let mut echo = flow(1, 0, 1, 84, 1, 1, 1);
+        echo.protocol = 1;
+        echo.icmp_type = 8;
+        let mut unreachable = echo.clone();
+        unreachable.icmp_type = 3;
+        unreachable.icmp_code = 3;
+        assert_eq!(FlowKey::of(&echo).dst_port, 0x0800);
+        assert_eq!(FlowKey::of(&unreachable).dst_port, 0x0303);
+    }
+}

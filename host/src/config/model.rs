@@ -1,0 +1,174 @@
+//! Configuration types: `Raw*` mirror the YAML (serde), the rest is the
+//! validated form the daemon uses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::api_key::{ApiKey, RawApiKey};
+use crate::plugin::SandboxLimits;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub pce_addr: String,
+    pub org_id: Option<u32>,
+    pub api_key: RawApiKey,
+    pub aggregation_minutes: Option<u64>,
+    pub aggregation_seconds: Option<u64>,
+    pub data_directory: Option<PathBuf>,
+    pub data_directory_size_mb: Option<u64>,
+    pub file_retention_hours: Option<u64>,
+    pub metrics_print_seconds: Option<u64>,
+    /// FlowLink's older configs call this `destinations`.
+    #[serde(alias = "destinations")]
+    pub consumers: Vec<RawConsumer>,
+
+    pub plugin_dir: Option<PathBuf>,
+    pub plugin_cache_dir: Option<PathBuf>,
+    pub upload_format: Option<UploadFormat>,
+    pub pce_ca_file: Option<PathBuf>,
+    pub pce_insecure: Option<bool>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub spool_retry_seconds: Option<u64>,
+    pub plugin_timeout_ms: Option<u64>,
+    pub plugin_memory_mb: Option<u64>,
+    pub plugin_max_flows_per_message: Option<usize>,
+    pub parser_workers: Option<usize>,
+    pub queue_capacity: Option<usize>,
+    pub aggregation_max_keys: Option<usize>,
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsumer {
+    pub name: String,
+    pub connectors: Vec<ConnectorSpec>,
+    pub parser: RawParser,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawParser {
+    /// The plugin's name (its `info().name`).
+    #[serde(rename = "type")]
+    pub plugin: String,
+    pub properties: Option<serde_json::Value>,
+    /// Per-consumer overrides of the global sandbox limits.
+    pub timeout_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub max_flows_per_message: Option<usize>,
+}
+
+/// A connector: `{type: udp, properties: {...}}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", content = "properties", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ConnectorSpec {
+    Udp(UdpProperties),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpProperties {
+    /// FlowLink writes ports as a string, `"2055"` or `"2055,9995"`.
+    pub ports: PortList,
+    /// Address to bind, IPv4 or IPv6; default `0.0.0.0`.
+    pub listen_address: Option<std::net::IpAddr>,
+    /// SO_RCVBUF to ask for; default 8 MiB.
+    pub receive_buffer_bytes: Option<usize>,
+}
+
+/// `2055`, `"2055,9995"` or `[2055, 9995]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum PortList {
+    One(u16),
+    Text(String),
+    List(Vec<u16>),
+}
+
+impl PortList {
+    pub fn ports(&self) -> Result<Vec<u16>, String> {
+        let ports = match self {
+            PortList::One(p) => vec![*p],
+            PortList::List(list) => list.clone(),
+            PortList::Text(text) => text
+                .split(',')
+                .map(|p| p.trim().parse::<u16>().map_err(|_| format!("{:?} is not a port number", p.trim())))
+                .collect::<Result<_, _>>()?,
+        };
+        if ports.is_empty() {
+            return Err("no ports given".to_owned());
+        }
+        if let Some(zero) = ports.iter().find(|p| **p == 0) {
+            return Err(format!("port {zero} is not usable"));
+        }
+        Ok(ports)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadFormat {
+    #[default]
+    Protobuf,
+    BulkCsv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub pce: PceConfig,
+    pub window: Duration,
+    pub data_directory: PathBuf,
+    pub data_directory_size_mb: u64,
+    pub file_retention_hours: u64,
+    pub metrics_print: Duration,
+    pub metrics_listen: Option<SocketAddr>,
+    pub spool_retry: Duration,
+    pub plugin_dir: PathBuf,
+    pub plugin_cache_dir: PathBuf,
+    pub parser_workers: usize,
+    pub queue_capacity: usize,
+    pub aggregation_max_keys: usize,
+    pub log_format: LogFormat,
+    pub consumers: Vec<ConsumerConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PceConfig {
+    /// Scheme, host and port; paths are appended per endpoint.
+    pub base_url: reqwest::Url,
+    pub org_id: u32,
+    pub api_key: ApiKey,
+    pub ca_file: Option<PathBuf>,
+    pub insecure: bool,
+    pub upload_format: UploadFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub name: String,
+    pub connectors: Vec<ConnectorSpec>,
+    pub parser: ParserSpec,
+}
+
+#[derive(Debug, Clone)]
+pub struct ParserSpec {
+    pub plugin: String,
+    /// `parser.properties` as a JSON object, as the plugin receives it.
+    pub properties_json: String,
+    pub limits: SandboxLimits,
+}

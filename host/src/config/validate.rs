@@ -1,0 +1,198 @@
+//! Range checks and defaults. Collects every problem instead of stopping at
+//! the first, so an operator fixes a config in one pass.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use super::api_key::ApiKey;
+use super::model::*;
+use super::ConfigError;
+use crate::plugin::SandboxLimits;
+
+struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push((path.into(), message.into()));
+    }
+
+    /// `value` within `[min, max]`, else a problem naming the key; returns the value or `default`.
+    fn ranged(&mut self, key: &str, value: Option<u64>, min: u64, max: u64, default: u64) -> u64 {
+        match value {
+            Some(v) if !(min..=max).contains(&v) => {
+                self.add(key, format!("must be between {min} and {max}, got {v}"));
+                default
+            }
+            Some(v) => v,
+            None => default,
+        }
+    }
+}
+
+pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, ConfigError> {
+    let mut p = Problems(Vec::new());
+
+    let base_url = match pce_base_url(&raw.pce_addr) {
+        Ok(url) => Some(url),
+        Err(e) => {
+            p.add("pce_addr", e);
+            None
+        }
+    };
+    let api_key = match ApiKey::resolve(raw.api_key, base) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            p.add("api_key", e);
+            None
+        }
+    };
+
+    let minutes = p.ranged("aggregation_minutes", raw.aggregation_minutes, 5, 60, 10);
+    let window_secs = match raw.aggregation_seconds {
+        Some(_) => p.ranged("aggregation_seconds", raw.aggregation_seconds, 1, 3600, 60),
+        None => minutes * 60,
+    };
+    let data_directory_size_mb =
+        p.ranged("data_directory_size_mb", raw.data_directory_size_mb, 100, 1 << 20, 500);
+    let file_retention_hours = p.ranged("file_retention_hours", raw.file_retention_hours, 4, 24 * 365, 24);
+    let metrics_print_seconds = p.ranged("metrics_print_seconds", raw.metrics_print_seconds, 15, 86_400, 60);
+    let spool_retry_seconds = p.ranged("spool_retry_seconds", raw.spool_retry_seconds, 1, 3600, 30);
+    let default_limits = SandboxLimits {
+        call_timeout: Duration::from_millis(p.ranged("plugin_timeout_ms", raw.plugin_timeout_ms, 1, 60_000, 250)),
+        memory_bytes: (p.ranged("plugin_memory_mb", raw.plugin_memory_mb, 2, 4096, 64) as usize) << 20,
+        max_flows_per_message: p.ranged(
+            "plugin_max_flows_per_message",
+            raw.plugin_max_flows_per_message.map(|v| v as u64),
+            1,
+            10_000_000,
+            65_536,
+        ) as usize,
+    };
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let parser_workers = p.ranged("parser_workers", raw.parser_workers.map(|v| v as u64), 1, 256, cpus as u64) as usize;
+    let queue_capacity =
+        p.ranged("queue_capacity", raw.queue_capacity.map(|v| v as u64), 16, 1 << 24, 8192) as usize;
+    let aggregation_max_keys = p.ranged(
+        "aggregation_max_keys",
+        raw.aggregation_max_keys.map(|v| v as u64),
+        1000,
+        100_000_000,
+        1_000_000,
+    ) as usize;
+
+    if raw.consumers.is_empty() {
+        p.add("consumers", "at least one consumer is needed");
+    }
+    let mut names = HashSet::new();
+    let mut ports_in_use = HashSet::new();
+    let mut consumers = Vec::new();
+    for (i, consumer) in raw.consumers.into_iter().enumerate() {
+        let at = format!("consumers[{i}]");
+        if consumer.name.trim().is_empty() {
+            p.add(format!("{at}.name"), "must not be empty");
+        } else if !names.insert(consumer.name.clone()) {
+            p.add(format!("{at}.name"), format!("{:?} is used by another consumer", consumer.name));
+        }
+        if consumer.connectors.is_empty() {
+            p.add(format!("{at}.connectors"), "at least one connector is needed");
+        }
+        for (j, connector) in consumer.connectors.iter().enumerate() {
+            let ConnectorSpec::Udp(udp) = connector;
+            match udp.ports.ports() {
+                Ok(ports) => {
+                    for port in ports {
+                        if !ports_in_use.insert(port) {
+                            p.add(
+                                format!("{at}.connectors[{j}].properties.ports"),
+                                format!("UDP port {port} is configured twice"),
+                            );
+                        }
+                    }
+                }
+                Err(e) => p.add(format!("{at}.connectors[{j}].properties.ports"), e),
+            }
+        }
+        let parser = consumer.parser;
+        if parser.plugin.trim().is_empty() {
+            p.add(format!("{at}.parser.type"), "must name a parser plugin");
+        }
+        let properties = parser.properties.unwrap_or_else(|| serde_json::json!({}));
+        if !properties.is_object() {
+            p.add(format!("{at}.parser.properties"), "must be a mapping");
+        }
+        let limits = SandboxLimits {
+            call_timeout: parser.timeout_ms.map_or(default_limits.call_timeout, |ms| {
+                Duration::from_millis(p.ranged(&format!("{at}.parser.timeout_ms"), Some(ms), 1, 60_000, 250))
+            }),
+            memory_bytes: parser.memory_mb.map_or(default_limits.memory_bytes, |mb| {
+                (p.ranged(&format!("{at}.parser.memory_mb"), Some(mb), 2, 4096, 64) as usize) << 20
+            }),
+            max_flows_per_message: parser.max_flows_per_message.map_or(default_limits.max_flows_per_message, |n| {
+                p.ranged(&format!("{at}.parser.max_flows_per_message"), Some(n as u64), 1, 10_000_000, 65_536)
+                    as usize
+            }),
+        };
+        consumers.push(ConsumerConfig {
+            name: consumer.name,
+            connectors: consumer.connectors,
+            parser: ParserSpec { plugin: parser.plugin, properties_json: properties.to_string(), limits },
+        });
+    }
+
+    if let Some(ca) = &raw.pce_ca_file
+        && !base.join(ca).is_file()
+    {
+        p.add("pce_ca_file", format!("{} is not a readable file", base.join(ca).display()));
+    }
+
+    if !p.0.is_empty() {
+        return Err(ConfigError { file: file.to_owned(), problems: p.0 });
+    }
+    let data_directory = base.join(raw.data_directory.unwrap_or_else(|| "flowlink-data".into()));
+    Ok(Config {
+        file: file.to_owned(),
+        pce: PceConfig {
+            base_url: base_url.expect("checked above"),
+            org_id: raw.org_id.unwrap_or(1),
+            api_key: api_key.expect("checked above"),
+            ca_file: raw.pce_ca_file.map(|ca| base.join(ca)),
+            insecure: raw.pce_insecure.unwrap_or(false),
+            upload_format: raw.upload_format.unwrap_or_default(),
+        },
+        window: Duration::from_secs(window_secs),
+        data_directory_size_mb,
+        file_retention_hours,
+        metrics_print: Duration::from_secs(metrics_print_seconds),
+        metrics_listen: raw.metrics_listen,
+        spool_retry: Duration::from_secs(spool_retry_seconds),
+        plugin_dir: base.join(raw.plugin_dir.unwrap_or_else(|| "plugins".into())),
+        plugin_cache_dir: raw
+            .plugin_cache_dir
+            .map_or_else(|| data_directory.join("plugin-cache"), |dir| base.join(dir)),
+        data_directory,
+        parser_workers,
+        queue_capacity,
+        aggregation_max_keys,
+        log_format: raw.log_format.unwrap_or_default(),
+        consumers,
+    })
+}
+
+/// `pce.example.com:8443` means HTTPS (as in FlowLink); a full `http://` or
+/// `https://` URL is taken as is.
+pub fn pce_base_url(addr: &str) -> Result<reqwest::Url, String> {
+    let addr = addr.trim();
+    if addr.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    let text = if addr.contains("://") { addr.to_owned() } else { format!("https://{addr}") };
+    let url = reqwest::Url::parse(&text).map_err(|e| format!("{addr:?} is not host:port or a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("scheme {:?} is not http or https", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{addr:?} has no host"));
+    }
+    Ok(url)
+}

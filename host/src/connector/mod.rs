@@ -1,0 +1,6 @@
+//! Connectors: sockets and other sources that turn bytes into raw messages.
+//! They never parse; they hand every message to the shard router.
+
+mod udp;
+
+pub use udp::UdpConnector;

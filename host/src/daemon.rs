@@ -1,0 +1,122 @@
+//! `flowlink run`: wires connectors → parser workers → aggregator →
+//! uploader, and shuts them down in that order so nothing in flight is lost.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+
+use crate::aggregator::Aggregator;
+use crate::config::{Config, ConnectorSpec};
+use crate::connector::UdpConnector;
+use crate::metrics::Metrics;
+use crate::pipeline::{ParserWorkerPool, ShardRouter, WorkerSetup};
+use crate::plugin::{PluginEngine, PluginRegistry};
+use crate::uploader::{PceClient, Uploader};
+
+/// Windows waiting for the uploader. Small: each may hold many flows.
+const UPLOAD_QUEUE: usize = 16;
+/// Parsed batches waiting for the aggregator.
+const AGGREGATOR_QUEUE: usize = 1024;
+
+/// Loads the plugins and checks that every consumer's parser exists.
+pub fn load_plugins(config: &Config) -> Result<(Arc<PluginEngine>, Arc<PluginRegistry>)> {
+    let engine = PluginEngine::new(Some(config.plugin_cache_dir.clone()))?;
+    let registry = PluginRegistry::load_dir(&engine, &config.plugin_dir)
+        .with_context(|| format!("loading plugins (config {})", config.file.display()))?;
+    let mut missing = Vec::new();
+    for (i, consumer) in config.consumers.iter().enumerate() {
+        if registry.get(&consumer.parser.plugin).is_none() {
+            missing.push(format!(
+                "consumers[{i}].parser.type: no plugin named {:?} in plugin_dir {} (loaded: {})",
+                consumer.parser.plugin,
+                config.plugin_dir.display(),
+                if registry.names().is_empty() { "none".to_owned() } else { registry.names().join(", ") }
+            ));
+        }
+    }
+    if !missing.is_empty() {
+        anyhow::bail!("invalid configuration {}:\n  - {}", config.file.display(), missing.join("\n  - "));
+    }
+    Ok((engine, Arc::new(registry)))
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    let (engine, registry) = load_plugins(&config)?;
+    let metrics = Metrics::new(config.consumers.iter().map(|c| c.name.clone()));
+    let client = PceClient::new(&config.pce)?;
+
+    let (upload_tx, upload_rx) = mpsc::channel(UPLOAD_QUEUE);
+    let uploader = tokio::spawn(Uploader::new(client, metrics.clone()).run(upload_rx));
+
+    let (parsed_tx, parsed_rx) = mpsc::channel(AGGREGATOR_QUEUE);
+    let aggregator = Aggregator::new(
+        config.consumers.iter().map(|c| c.name.clone()).collect(),
+        config.window,
+        config.aggregation_max_keys,
+        metrics.clone(),
+        upload_tx,
+    );
+    let aggregator = tokio::spawn(aggregator.run(parsed_rx));
+
+    let setup = Arc::new(WorkerSetup {
+        engine,
+        registry,
+        consumers: config.consumers.clone(),
+        metrics: metrics.clone(),
+    });
+    let (workers, worker_inputs) =
+        ParserWorkerPool::start(setup, config.parser_workers, config.queue_capacity, parsed_tx)?;
+    let router = ShardRouter::new(worker_inputs, metrics.clone());
+
+    let mut connectors = Vec::new();
+    for (index, consumer) in config.consumers.iter().enumerate() {
+        for spec in &consumer.connectors {
+            match spec {
+                ConnectorSpec::Udp(props) => {
+                    connectors.push(UdpConnector::start(index, &consumer.name, props, router.clone())?);
+                }
+            }
+        }
+    }
+    drop(router);
+
+    let metrics_task = tokio::spawn(crate::metrics_reporter::run(metrics.clone(), config.metrics_print, config.metrics_listen));
+    tracing::info!(
+        consumers = config.consumers.len(),
+        workers = config.parser_workers,
+        window_s = config.window.as_secs(),
+        pce = %config.pce.base_url,
+        "flowlink running"
+    );
+
+    wait_for_shutdown_signal().await?;
+    tracing::info!("shutting down: draining parsers, flushing the open window, finishing uploads");
+
+    // Order matters: stop intake, let workers drain their queues, then the
+    // aggregator flushes (its input closes when the last worker exits), then
+    // the uploader sends what it was handed.
+    for connector in &connectors {
+        connector.stop();
+    }
+    drop(connectors);
+    tokio::task::spawn_blocking(move || workers.join()).await?;
+    aggregator.await?;
+    uploader.await?;
+    metrics_task.abort();
+    for line in metrics.log_lines() {
+        tracing::info!("final counters: {line}");
+    }
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! flowlink: collects flow records, parses them in sandboxed WebAssembly
+//! plugins, aggregates them and uploads them to an Illumio PCE.
+
+mod aggregator;
+mod bench;
+mod config;
+mod connector;
+mod daemon;
+mod decode;
+mod metrics;
+mod metrics_reporter;
+mod pce_emulator;
+mod pipeline;
+mod plugin;
+mod proto;
+mod uploader;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "flowlink", version, about = "Flow collector for the Illumio PCE, with sandboxed WebAssembly parsers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector.
+    Run {
+        /// The YAML configuration (or set CONFIG_FILE).
+        #[arg(long, env = "CONFIG_FILE")]
+        config: PathBuf,
+    },
+    /// Validate a configuration and its plugins, print every problem, exit non-zero if any.
+    CheckConfig {
+        #[arg(long, env = "CONFIG_FILE")]
+        config: PathBuf,
+    },
+    /// Decode captures (pcap/pcapng) or raw datagram files with a plugin; one JSON flow per line.
+    Decode {
+        /// A plugin name (looked up in --plugin-dir) or a path to a .wasm file.
+        #[arg(long)]
+        plugin: String,
+        #[arg(long, env = "FLOWLINK_PLUGIN_DIR", default_value = "plugins")]
+        plugin_dir: PathBuf,
+        /// The parser's properties, as JSON.
+        #[arg(long, default_value = "{}")]
+        properties: String,
+        /// Exporter address reported for raw datagram files.
+        #[arg(long)]
+        exporter: Option<SocketAddr>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the plugins in a directory.
+    Plugins {
+        #[arg(long, env = "FLOWLINK_PLUGIN_DIR", default_value = "plugins")]
+        plugin_dir: PathBuf,
+    },
+    /// Run a local PCE emulator that accepts flowlink's uploads.
+    PceEmulator {
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// KEY:SECRET the emulator accepts.
+        #[arg(long, default_value = "flowlink-demo:flowlink-demo-secret")]
+        api_key: String,
+    },
+    /// Measure parser throughput (wasm and native), call overhead and plugin load time.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json_logs = std::env::var("FLOWLINK_LOG_FORMAT").is_ok_and(|v| v == "json");
+    init_tracing(json_logs);
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flowlink: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("FLOWLINK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn execute(command: Command) -> Result<()> {
+    match command {
+        Command::Run { config } => {
+            let config = config::load(&config)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("flowlink-io")
+                .build()
+                .context("starting the async runtime")?
+                .block_on(daemon::run(config))
+        }
+        Command::CheckConfig { config } => {
+            let config = config::load(&config)?;
+            let (engine, registry) = daemon::load_plugins(&config)?;
+            for consumer in &config.consumers {
+                let plugin = registry.get(&consumer.parser.plugin).expect("checked by load_plugins");
+                plugin::ParserInstance::new(
+                    engine.clone(),
+                    plugin.clone(),
+                    consumer.parser.properties_json.clone(),
+                    consumer.parser.limits,
+                    format!("check-config consumer={}", consumer.name).into(),
+                )
+                .map_err(|e| anyhow::anyhow!("consumer {:?}: parser.properties: {e}", consumer.name))?;
+            }
+            println!("{}: OK ({} consumers)", config.file.display(), config.consumers.len());
+            Ok(())
+        }
+        Command::Decode { plugin, plugin_dir, properties, exporter, files } => {
+            let engine = plugin::PluginEngine::new(user_cache_dir())?;
+            decode::run(
+                engine,
+                decode::DecodeArgs {
+                    plugin,
+                    plugin_dir,
+                    properties,
+                    files,
+                    exporter: exporter.unwrap_or_else(decode::default_exporter),
+                },
+            )
+        }
+        Command::Plugins { plugin_dir } => {
+            let engine = plugin::PluginEngine::new(user_cache_dir())?;
+            let registry = plugin::PluginRegistry::load_dir(&engine, &plugin_dir)?;
+            for p in registry.iter() {
+                println!("{}\t{}\t{}\t{}", p.name, p.version, p.formats.join(","), p.path.display());
+            }
+            Ok(())
+        }
+        Command::PceEmulator { listen, api_key } => {
+            let (key, secret) = api_key.split_once(':').context("--api-key must be KEY:SECRET")?;
+            tokio::runtime::Runtime::new()?.block_on(pce_emulator::serve(listen, config::ApiKey::new(key, secret)))
+        }
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+/// Where the CLI tools keep compiled plugins: `$XDG_CACHE_HOME/flowlink` or
+/// `~/.cache/flowlink`; no cache when neither is known.
+fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("flowlink").join("plugins"))
+}

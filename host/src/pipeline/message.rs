@@ -1,0 +1,31 @@
+//! Messages between stages.
+
+use std::net::SocketAddr;
+
+use crate::plugin::Flow;
+
+/// Bytes as a connector received them. Connectors never parse.
+#[derive(Debug)]
+pub struct RawMessage {
+    /// Index into `Config::consumers`.
+    pub consumer: usize,
+    /// The exporter (UDP peer). Decides the worker, so one exporter's
+    /// templates always meet the same parser session.
+    pub exporter: SocketAddr,
+    pub received_ms: u64,
+    pub payload: Vec<u8>,
+}
+
+/// What a parser made of one message, on its way to the aggregator.
+#[derive(Debug)]
+pub struct ParsedFlows {
+    pub consumer: usize,
+    pub exporter: SocketAddr,
+    pub flows: Vec<Flow>,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,161 @@
+//! Parser worker threads. Each owns one plugin session per consumer and
+//! calls it synchronously: a thread hop per message would cost more than
+//! the parse itself.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+
+use super::{ParsedFlows, RawMessage};
+use crate::config::ConsumerConfig;
+use crate::metrics::{self, ConsumerCounters, Metrics};
+use crate::plugin::{Origin, ParseFailure, ParserInstance, PluginEngine, PluginRegistry, ip_to_wit};
+
+/// What every worker needs to start sessions.
+pub struct WorkerSetup {
+    pub engine: Arc<PluginEngine>,
+    pub registry: Arc<PluginRegistry>,
+    pub consumers: Vec<ConsumerConfig>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct ParserWorkerPool {
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ParserWorkerPool {
+    /// Starts `count` workers; returns the pool and one input queue per worker.
+    /// Sessions are opened up front, so a plugin that refuses its properties
+    /// stops the start with the consumer's name.
+    pub fn start(
+        setup: Arc<WorkerSetup>,
+        count: usize,
+        queue_capacity: usize,
+        output: mpsc::Sender<ParsedFlows>,
+    ) -> Result<(Self, Vec<mpsc::Sender<RawMessage>>)> {
+        let mut threads = Vec::new();
+        let mut inputs = Vec::new();
+        for index in 0..count {
+            let sessions = open_sessions(&setup, index)?;
+            let (tx, rx) = mpsc::channel(queue_capacity);
+            let setup = setup.clone();
+            let output = output.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("parser-{index}"))
+                .spawn(move || run_worker(setup, sessions, rx, output))
+                .context("starting a parser worker thread")?;
+            threads.push(thread);
+            inputs.push(tx);
+        }
+        Ok((ParserWorkerPool { threads }, inputs))
+    }
+
+    /// Waits for every worker to drain its queue (after all senders are gone).
+    pub fn join(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn open_sessions(setup: &WorkerSetup, worker: usize) -> Result<Vec<ParserInstance>> {
+    setup
+        .consumers
+        .iter()
+        .map(|consumer| {
+            let plugin = setup.registry.get(&consumer.parser.plugin).with_context(|| {
+                format!("consumer {:?}: no parser plugin named {:?}", consumer.name, consumer.parser.plugin)
+            })?;
+            let tag: Arc<str> =
+                format!("plugin={} consumer={} worker={worker}", plugin.name, consumer.name).into();
+            ParserInstance::new(
+                setup.engine.clone(),
+                plugin.clone(),
+                consumer.parser.properties_json.clone(),
+                consumer.parser.limits,
+                tag,
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "consumer {:?}: parser {:?} refused to start: {e}",
+                    consumer.name,
+                    plugin.name
+                )
+            })
+        })
+        .collect()
+}
+
+fn run_worker(
+    setup: Arc<WorkerSetup>,
+    mut sessions: Vec<ParserInstance>,
+    mut input: mpsc::Receiver<RawMessage>,
+    output: mpsc::Sender<ParsedFlows>,
+) {
+    while let Some(message) = input.blocking_recv() {
+        let counters = setup.metrics.consumer(message.consumer);
+        let session = &mut sessions[message.consumer];
+        let restarts_before = session.restarts;
+        let origin = Origin {
+            exporter: ip_to_wit(message.exporter.ip()),
+            port: message.exporter.port(),
+            received_ms: message.received_ms,
+        };
+        let outcome = session.parse(&origin, &message.payload);
+        metrics::add(&counters.plugin_restarts, session.restarts - restarts_before);
+        match outcome {
+            Ok(parsed) => {
+                metrics::add(&counters.flows_parsed, parsed.flows.len() as u64);
+                metrics::add(&counters.records_rejected, parsed.rejected.len() as u64);
+                for rejected in parsed.rejected.iter().take(3) {
+                    tracing::debug!(
+                        consumer = %setup.consumers[message.consumer].name,
+                        exporter = %message.exporter,
+                        record = rejected.index,
+                        "record rejected: {}", rejected.reason
+                    );
+                }
+                if parsed.flows.is_empty() {
+                    continue;
+                }
+                let batch = ParsedFlows {
+                    consumer: message.consumer,
+                    exporter: message.exporter,
+                    flows: parsed.flows,
+                };
+                // Blocking: the aggregator's backpressure reaches the worker
+                // queues, which the connectors count as drops.
+                if output.blocking_send(batch).is_err() {
+                    return;
+                }
+            }
+            Err(failure) => {
+                count_failure(counters, &failure);
+                let consumer = &setup.consumers[message.consumer].name;
+                if failure.is_plugin_fault() {
+                    tracing::warn!(
+                        consumer = %consumer,
+                        exporter = %message.exporter,
+                        bytes = message.payload.len(),
+                        "message lost to a plugin fault: {failure}"
+                    );
+                } else {
+                    tracing::debug!(consumer = %consumer, exporter = %message.exporter, "{failure}");
+                }
+            }
+        }
+    }
+}
+
+fn count_failure(counters: &ConsumerCounters, failure: &ParseFailure) {
+    let counter = match failure {
+        ParseFailure::Rejected(_) => &counters.messages_failed,
+        ParseFailure::Timeout { .. } => &counters.plugin_timeouts,
+        ParseFailure::OutOfMemory { .. } => &counters.plugin_out_of_memory,
+        ParseFailure::Trap(_) | ParseFailure::Unavailable(_) => &counters.plugin_traps,
+        ParseFailure::TooManyRecords { .. } => &counters.plugin_over_cap,
+    };
+    metrics::add(counter, 1);
+}

@@ -1,0 +1,146 @@
+//! The process-wide wasmtime engine, its linker, the epoch ticker that
+//! enforces call deadlines, and the on-disk cache of compiled components.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings::FlowParser;
+use super::sandbox::SandboxState;
+
+/// How often the epoch advances. Deadlines are whole ticks, so this is the
+/// resolution of `plugin_timeout_ms`; a tick costs one atomic increment.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// One per process: compiled components are tied to the engine that made them.
+pub struct PluginEngine {
+    engine: Engine,
+    linker: Linker<SandboxState>,
+    cache_dir: Option<PathBuf>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+/// How a component was obtained, for logs and the load-time benchmark.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadStats {
+    pub from_cache: bool,
+    pub elapsed: Duration,
+}
+
+impl PluginEngine {
+    /// `cache_dir`: where compiled components (`.cwasm`) are kept; `None`
+    /// compiles on every load.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Self>> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(wasm_error).context("creating the wasmtime engine")?;
+
+        let mut linker = Linker::new(&engine);
+        // A std guest imports wasi:cli, wasi:io, wasi:random even when unused;
+        // they are linked against a context that grants nothing (see sandbox.rs).
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_error).context("linking WASI")?;
+        FlowParser::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(wasm_error)
+            .context("linking the flowlink host functions")?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        Ok(Arc::new(PluginEngine { engine, linker, cache_dir, ticker_stop }))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(super) fn linker(&self) -> &Linker<SandboxState> {
+        &self.linker
+    }
+
+    /// Compiles (or loads from the cache) the component in `path`.
+    pub fn load_component(&self, path: &Path) -> Result<(Component, LoadStats)> {
+        let started = Instant::now();
+        let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let Some(cache_dir) = &self.cache_dir else {
+            let component = self.compile(&wasm, path)?;
+            return Ok((component, LoadStats { from_cache: false, elapsed: started.elapsed() }));
+        };
+        let cached = cache_dir.join(self.cache_file_name(&wasm));
+        if cached.exists() {
+            // SAFETY: the file was written by `precompile_component` of an
+            // engine with the same compatibility hash (it is in the name), in
+            // a directory only flowlink writes; wasmtime re-checks the header.
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(component) => {
+                    return Ok((component, LoadStats { from_cache: true, elapsed: started.elapsed() }));
+                }
+                Err(e) => tracing::warn!(
+                    cache = %cached.display(),
+                    "cached compiled plugin unusable, recompiling: {e:#}"
+                ),
+            }
+        }
+        let component = self.compile(&wasm, path)?;
+        if let Err(e) = self.write_cache(&component, cache_dir, &cached) {
+            tracing::warn!(cache = %cached.display(), "could not cache compiled plugin: {e:#}");
+        }
+        Ok((component, LoadStats { from_cache: false, elapsed: started.elapsed() }))
+    }
+
+    fn compile(&self, wasm: &[u8], path: &Path) -> Result<Component> {
+        Component::new(&self.engine, wasm)
+            .map_err(wasm_error)
+            .with_context(|| format!("{} is not a valid WebAssembly component", path.display()))
+    }
+
+    /// Content hash of the wasm plus the engine's compatibility hash, so a
+    /// wasmtime upgrade or a config change never loads stale machine code.
+    fn cache_file_name(&self, wasm: &[u8]) -> String {
+        let mut engine_hash = DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        format!("{}-{:016x}.cwasm", hex::encode(Sha256::digest(wasm)), engine_hash.finish())
+    }
+
+    /// Atomic: a crash mid-write leaves a temp file, never a torn `.cwasm`.
+    fn write_cache(&self, component: &Component, dir: &Path, target: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let bytes = component.serialize()?;
+        let tmp = target.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, target)?;
+        Ok(())
+    }
+}
+
+impl Drop for PluginEngine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// wasmtime 48 has its own error type; this makes it an `anyhow::Error`
+/// so the usual `.context(..)` applies.
+pub(super) fn wasm_error(error: wasmtime::Error) -> anyhow::Error {
+    anyhow::Error::from(error)
+}
+
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<()> {
+    std::thread::Builder::new()
+        .name("plugin-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .context("starting the plugin deadline ticker")?;
+    Ok(())
+}

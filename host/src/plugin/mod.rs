@@ -1,0 +1,16 @@
+//! The WebAssembly plugin runtime: one engine per process, compiled
+//! components cached on disk, every parser call sandboxed.
+
+mod address;
+mod bindings;
+mod engine;
+mod instance;
+mod registry;
+mod sandbox;
+
+pub use address::{ip_from_wit, ip_to_wit};
+pub use bindings::{Action, Flow, IpAddr, Origin, Rejected};
+pub use engine::PluginEngine;
+pub use instance::{ParseFailure, ParsedMessage, ParserInstance};
+pub use registry::{LoadedPlugin, PluginRegistry};
+pub use sandbox::SandboxLimits;

@@ -1,0 +1,135 @@
+//! The plugins found in the plugin directory, by the name each reports.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use super::bindings::FlowParserPre;
+use super::engine::{LoadStats, PluginEngine, wasm_error};
+use super::sandbox::{SandboxLimits, SandboxState};
+
+/// A compiled, linked component, ready to instantiate.
+pub struct LoadedPlugin {
+    pub name: String,
+    pub version: String,
+    pub formats: Vec<String>,
+    pub path: PathBuf,
+    pub load: LoadStats,
+    pub(super) pre: FlowParserPre<SandboxState>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl LoadedPlugin {
+    /// Compiles and links `path`, then asks the component for its `info()`
+    /// under the default sandbox limits.
+    pub fn load(engine: &Arc<PluginEngine>, path: &Path) -> Result<Arc<LoadedPlugin>> {
+        let (component, load) = engine.load_component(path)?;
+        let instance_pre = engine.linker().instantiate_pre(&component).map_err(wasm_error).with_context(|| {
+            format!(
+                "{} imports something flowlink does not provide (plugins may import only \
+                 flowlink:parser and WASI)",
+                path.display()
+            )
+        })?;
+        let pre = FlowParserPre::new(instance_pre).map_err(wasm_error).with_context(|| {
+            format!("{} does not export the flowlink:parser/parser@0.1.0 interface", path.display())
+        })?;
+        let tag: Arc<str> = format!("plugin={}", path.display()).into();
+        let limits = SandboxLimits::default();
+        let mut store = super::instance::new_store(engine, &limits, tag);
+        let bindings = pre
+            .instantiate(&mut store)
+            .map_err(wasm_error)
+            .with_context(|| format!("instantiating {}", path.display()))?;
+        let info = bindings
+            .flowlink_parser_parser()
+            .call_info(&mut store)
+            .map_err(wasm_error)
+            .with_context(|| format!("calling info() of {}", path.display()))?;
+        if info.name.is_empty() || !info.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            bail!("{} reports an invalid parser name {:?}", path.display(), info.name);
+        }
+        Ok(Arc::new(LoadedPlugin {
+            name: info.name,
+            version: info.version,
+            formats: info.formats,
+            path: path.to_owned(),
+            load,
+            pre,
+        }))
+    }
+}
+
+/// Every plugin of a directory, keyed by name.
+#[derive(Default)]
+pub struct PluginRegistry {
+    plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+}
+
+impl PluginRegistry {
+    /// Loads every `*.wasm` in `dir`. A file that fails to load is logged and
+    /// skipped (it may be unused); two files claiming one name is an error.
+    pub fn load_dir(engine: &Arc<PluginEngine>, dir: &Path) -> Result<PluginRegistry> {
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("reading plugin_dir {}", dir.display()))?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|ext| ext == "wasm"))
+            .collect();
+        paths.sort();
+        let mut registry = PluginRegistry::default();
+        for path in paths {
+            match LoadedPlugin::load(engine, &path) {
+                Ok(plugin) => {
+                    tracing::info!(
+                        plugin = %plugin.name,
+                        version = %plugin.version,
+                        path = %path.display(),
+                        cached = plugin.load.from_cache,
+                        load_ms = plugin.load.elapsed.as_secs_f64() * 1e3,
+                        "loaded parser plugin"
+                    );
+                    registry.insert(plugin)?;
+                }
+                Err(e) => tracing::error!("skipping plugin {}: {e:#}", path.display()),
+            }
+        }
+        Ok(registry)
+    }
+
+    pub fn insert(&mut self, plugin: Arc<LoadedPlugin>) -> Result<()> {
+        if let Some(existing) = self.plugins.get(&plugin.name) {
+            return Err(anyhow!(
+                "two plugins are named {:?}: {} and {}",
+                plugin.name,
+                existing.path.display(),
+                plugin.path.display()
+            ));
+        }
+        self.plugins.insert(plugin.name.clone(), plugin);
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.plugins.get(name)
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.plugins.keys().map(String::as_str).collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<LoadedPlugin>> {
+        self.plugins.values()
+    }
+}

@@ -1,0 +1,144 @@
+//! What a plugin may use: no files, no network, no environment; a memory
+//! cap, a call deadline, a bounded amount of output and of log lines.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{FlowParserImports, LogLevel, flowlink};
+
+/// Per-consumer sandbox settings (config: `plugin_timeout_ms`,
+/// `plugin_memory_mb`, `plugin_max_flows_per_message`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// Wall-clock budget of one call into the plugin.
+    pub call_timeout: Duration,
+    /// Linear memory the plugin may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// More flow records than this from one message and the message is refused.
+    pub max_flows_per_message: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            call_timeout: Duration::from_millis(250),
+            memory_bytes: 64 << 20,
+            max_flows_per_message: 65_536,
+        }
+    }
+}
+
+/// Log lines a plugin may write per call before the rest are counted, not shown.
+const LOG_LINES_PER_CALL: u32 = 20;
+/// Longer log messages are cut: a plugin must not be able to flood the log.
+const LOG_LINE_MAX: usize = 1024;
+
+/// The data of one plugin `Store`.
+pub struct SandboxState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) memory: MemoryCap,
+    /// "plugin=netflow consumer=edge" — prefixed to everything the plugin logs.
+    tag: Arc<str>,
+    log_lines: u32,
+    pub(super) log_suppressed: u64,
+}
+
+impl SandboxState {
+    pub fn new(limits: &SandboxLimits, tag: Arc<str>) -> Self {
+        // Nothing granted: no preopened directories, no environment, no
+        // arguments, no stdio, no sockets and no name lookups.
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .build();
+        SandboxState {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryCap { cap: limits.memory_bytes, refused: None },
+            tag,
+            log_lines: 0,
+            log_suppressed: 0,
+        }
+    }
+
+    /// Called before each call into the plugin.
+    pub(super) fn begin_call(&mut self) {
+        self.log_lines = 0;
+        self.memory.refused = None;
+    }
+}
+
+impl WasiView for SandboxState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl flowlink::parser::types::Host for SandboxState {}
+
+impl FlowParserImports for SandboxState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.log_lines += 1;
+        if self.log_lines > LOG_LINES_PER_CALL {
+            self.log_suppressed += 1;
+            return;
+        }
+        let mut message = message;
+        if message.len() > LOG_LINE_MAX {
+            let mut cut = LOG_LINE_MAX;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("…");
+        }
+        let tag = &*self.tag;
+        match level {
+            LogLevel::Error => tracing::error!(target: "flowlink::plugin", "{tag}: {message}"),
+            LogLevel::Warn => tracing::warn!(target: "flowlink::plugin", "{tag}: {message}"),
+            LogLevel::Info => tracing::info!(target: "flowlink::plugin", "{tag}: {message}"),
+            LogLevel::Debug => tracing::debug!(target: "flowlink::plugin", "{tag}: {message}"),
+            LogLevel::Trace => tracing::trace!(target: "flowlink::plugin", "{tag}: {message}"),
+        }
+    }
+}
+
+/// Refuses linear-memory growth past the cap, and remembers that it did so
+/// the trap that follows can be reported as out-of-memory.
+pub(super) struct MemoryCap {
+    cap: usize,
+    pub(super) refused: Option<usize>,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.refused = Some(desired);
+            // An error (not `Ok(false)`) traps at once: a Rust guest would
+            // otherwise abort on allocation failure anyway, with less context.
+            wasmtime::bail!("plugin memory cap of {} bytes exceeded (wanted {desired})", self.cap);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}

@@ -1,0 +1,56 @@
+//! Illumio's Bulk Traffic Loader body: `src_ip,dst_ip,dst_port,proto` lines.
+
+use crate::proto::FlowBatch;
+
+/// The PCE refuses more lines than this in one request.
+pub const BULK_CSV_MAX_LINES: usize = 1000;
+
+/// The batch as CSV bodies of at most [`BULK_CSV_MAX_LINES`] lines each.
+pub fn bulk_csv_chunks(batch: &FlowBatch) -> Vec<String> {
+    batch
+        .flows
+        .chunks(BULK_CSV_MAX_LINES)
+        .map(|chunk| {
+            let mut body = String::with_capacity(chunk.len() * 40);
+            for flow in chunk {
+                body.push_str(&format!(
+                    "{},{},{},{}\n",
+                    ip_text(&flow.src_ip),
+                    ip_text(&flow.dst_ip),
+                    flow.dst_port,
+                    flow.protocol
+                ));
+            }
+            body
+        })
+        .collect()
+}
+
+fn ip_text(bytes: &[u8]) -> String {
+    match bytes.len() {
+        4 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(bytes).expect("4 bytes")).to_string(),
+        16 => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).expect("16 bytes")).to_string(),
+        _ => String::from("invalid"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::AggregatedFlow;
+
+    #[test]
+    fn splits_at_the_pce_limit() {
+        let flow = AggregatedFlow {
+            src_ip: vec![10, 0, 0, 1],
+            dst_ip: vec![0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            dst_port: 443,
+            protocol: 6,
+            ..Default::default()
+        };
+        let batch = FlowBatch { flows: vec![flow; 2500], ..Default::default() };
+        let chunks = bulk_csv_chunks(&batch);
+        assert_eq!(chunks.iter().map(|c| c.lines().count()).collect::<Vec<_>>(), vec![1000, 1000, 500]);
+        assert_eq!(chunks[0].lines().next(), Some("10.0.0.1,2001:db8::1,443,6"));
+    }
+}

@@ -1,0 +1,158 @@
+//! HTTP(S) to the PCE: Basic auth, timeouts, TLS roots, and a verdict on
+//! every failure (retry or not).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use prost::Message;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+
+use super::bulk_csv_chunks;
+use crate::config::{PceConfig, UploadFormat};
+use crate::proto::FlowBatch;
+
+/// The path (under the org) flowlink posts protobuf batches to.
+pub const PROTOBUF_PATH: &str = "flowlink/flow_batches";
+/// Illumio's public Bulk Traffic Loader.
+pub const BULK_CSV_PATH: &str = "agents/bulk_traffic_flows";
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("cannot reach the PCE: {0}")]
+    Transport(String),
+    #[error("the PCE answered {status}: {body}{hint}")]
+    Status { status: StatusCode, body: String, retry_after: Option<Duration>, hint: &'static str },
+}
+
+impl UploadError {
+    /// Connect errors, timeouts, 408, 429 and 5xx are worth another try.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            UploadError::Transport(_) => true,
+            UploadError::Status { status, .. } => {
+                *status == StatusCode::REQUEST_TIMEOUT
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+                    || status.is_server_error()
+            }
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            UploadError::Status { retry_after, .. } => *retry_after,
+            UploadError::Transport(_) => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct PceClient {
+    http: reqwest::Client,
+    config: PceConfig,
+    auth: String,
+}
+
+impl PceClient {
+    pub fn new(config: &PceConfig) -> Result<Self> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("flowlink/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca_file) = &config.ca_file {
+            let pem = std::fs::read(ca_file).with_context(|| format!("reading pce_ca_file {}", ca_file.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("pce_ca_file {} holds no PEM certificate", ca_file.display()))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        if config.insecure {
+            tracing::warn!("pce_insecure is set: the PCE's TLS certificate is not checked");
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        Ok(PceClient {
+            http: builder.build().context("building the HTTP client")?,
+            auth: config.api_key.basic_auth_header(),
+            config: config.clone(),
+        })
+    }
+
+    fn url(&self, path: &str) -> reqwest::Url {
+        let mut url = self.config.base_url.clone();
+        let base = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base}/api/v2/orgs/{}/{path}", self.config.org_id));
+        url
+    }
+
+    pub async fn upload(&self, batch: &FlowBatch) -> Result<(), UploadError> {
+        match self.config.upload_format {
+            UploadFormat::Protobuf => {
+                self.post(PROTOBUF_PATH, "application/x-protobuf", batch.encode_to_vec()).await?;
+            }
+            UploadFormat::BulkCsv => {
+                for body in bulk_csv_chunks(batch) {
+                    let reply = self.post(BULK_CSV_PATH, "text/csv", body.into_bytes()).await?;
+                    check_bulk_reply(&reply);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> Result<String, UploadError> {
+        let response = self
+            .http
+            .post(self.url(path))
+            .header(AUTHORIZATION, &self.auth)
+            .header(CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| UploadError::Transport(error_chain(&e)))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(text);
+        }
+        let hint = match status {
+            StatusCode::UNAUTHORIZED => " (check api_key: the key and secret must be a valid PCE API key pair)",
+            StatusCode::FORBIDDEN => " (check the API key's role and that org_id is the key's org)",
+            _ => "",
+        };
+        Err(UploadError::Status { status, body: text.chars().take(500).collect(), retry_after, hint })
+    }
+}
+
+/// The PCE accepts the request but may refuse single lines; say which.
+fn check_bulk_reply(reply: &str) {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(reply) else {
+        tracing::warn!("bulk_traffic_flows reply is not JSON: {}", reply.chars().take(200).collect::<String>());
+        return;
+    };
+    let failed = json.get("num_flows_failed").and_then(|v| v.as_u64()).unwrap_or(0);
+    if failed > 0 {
+        tracing::warn!(
+            failed,
+            received = json.get("num_flows_received").and_then(|v| v.as_u64()).unwrap_or(0),
+            failed_flows = %json.get("failed_flows").map(|v| v.to_string()).unwrap_or_default(),
+            "the PCE refused some flows"
+        );
+    }
+}
+
+/// reqwest's Display hides the cause ("error sending request"); show it.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

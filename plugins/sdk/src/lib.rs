@@ -1,0 +1,122 @@
+//! The flowlink plugin SDK: write a flow-format parser as plain Rust, export it
+//! as a WebAssembly component with one macro.
+//!
+//! ```ignore
+//! use flowlink_plugin_sdk::{Batch, Origin, Parser, ParserInfo};
+//!
+//! struct MyParser;
+//!
+//! impl Parser for MyParser {
+//!     fn info() -> ParserInfo { ParserInfo::new("my-format", env!("CARGO_PKG_VERSION"), &["my-format"]) }
+//!     fn open(_config: &str) -> Result<Self, String> { Ok(MyParser) }
+//!     fn parse(&mut self, _origin: &Origin, _payload: &[u8]) -> Result<Batch, String> {
+//!         Ok(Batch::default())
+//!     }
+//! }
+//!
+//! flowlink_plugin_sdk::export_parser!(MyParser);
+//! ```
+//!
+//! Build with `cargo build --target wasm32-wasip2`; the result is a component
+//! the host loads from its plugin directory. The same crate compiles natively
+//! (the export is only emitted for wasm32), so parsing code is unit-tested
+//! with a plain `cargo test`.
+
+mod address;
+mod component;
+pub mod log;
+
+pub use address::{ip_from_std, ip_to_std};
+pub use component::Component;
+
+/// The generated bindings of `wit/parser.wit`. Kept in this one module so the
+/// rest of the SDK (and every plugin) sees plain Rust types.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "flow-parser",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_flow_parser",
+        default_bindings_module: "flowlink_plugin_sdk::bindings",
+        additional_derives: [PartialEq],
+    });
+}
+
+pub use bindings::flowlink::parser::types::{
+    Action, Batch, Flow, IpAddr, LogLevel, Origin, Rejected,
+};
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch { flows: Vec::new(), rejected: Vec::new() }
+    }
+}
+
+impl Batch {
+    /// Records one undecodable record of the message.
+    pub fn reject(&mut self, index: u32, reason: impl Into<String>) {
+        self.rejected.push(Rejected { index, reason: reason.into() });
+    }
+}
+
+/// What a parser says about itself; the host registers it under `name`.
+#[derive(Debug, Clone)]
+pub struct ParserInfo {
+    pub name: String,
+    pub version: String,
+    pub formats: Vec<String>,
+}
+
+impl ParserInfo {
+    pub fn new(name: &str, version: &str, formats: &[&str]) -> Self {
+        ParserInfo {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            formats: formats.iter().map(|f| (*f).to_owned()).collect(),
+        }
+    }
+}
+
+/// A flow-format parser. One value lives per consumer session inside the
+/// component; the host sends it every message of the exporters routed to it,
+/// in arrival order, so template state can live in `self`.
+pub trait Parser: Sized + 'static {
+    fn info() -> ParserInfo;
+
+    /// `config` is the consumer's `parser.properties` as a JSON object
+    /// (`{}` when absent). Return a readable error for bad settings: the host
+    /// shows it with the consumer's name.
+    fn open(config: &str) -> Result<Self, String>;
+
+    /// Decode one message. Return `Err` only when nothing in it is usable;
+    /// report single bad records with [`Batch::reject`].
+    fn parse(&mut self, origin: &Origin, payload: &[u8]) -> Result<Batch, String>;
+
+    /// State worth keeping when the host swaps in a newer build of this
+    /// parser (templates). The format is the parser's own business.
+    fn save_state(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn restore_state(&mut self, _state: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Exports a [`Parser`] implementation as the component's `parser` interface.
+///
+/// Only emitted for wasm32: native builds of a plugin crate (tests, clippy,
+/// `cargo build --workspace`) cannot link the component's export names.
+#[macro_export]
+macro_rules! export_parser {
+    ($parser:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type FlowlinkComponent = $crate::Component<$parser>;
+            $crate::bindings::__export_flow_parser!(
+                FlowlinkComponent with_types_in $crate::bindings
+            );
+        };
+    };
+}

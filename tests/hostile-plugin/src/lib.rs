@@ -1,0 +1,66 @@
+//! A parser that misbehaves on command, for the sandbox tests. The first
+//! bytes of a message pick the misbehaviour; anything else is decoded as
+//! NetFlow v5, so the tests can show that good traffic still flows after
+//! each fault.
+//!
+//! - `SPIN`: loops forever (the deadline must stop it)
+//! - `HOG`: allocates and touches 1 GiB (the memory cap must stop it)
+//! - `PANIC`: panics (a trap)
+//! - `FLOOD` + u32 big-endian N: returns N records for a tiny message (the
+//!   host's record cap must refuse it)
+
+use flowlink_decoders::netflow;
+use flowlink_plugin_sdk::{Action, Batch, Flow, IpAddr, Origin, Parser, ParserInfo};
+
+pub struct HostileParser;
+
+impl Parser for HostileParser {
+    fn info() -> ParserInfo {
+        ParserInfo::new("hostile", env!("CARGO_PKG_VERSION"), &["netflow-v5", "misbehaviour"])
+    }
+
+    fn open(_config: &str) -> Result<Self, String> {
+        Ok(HostileParser)
+    }
+
+    fn parse(&mut self, _origin: &Origin, payload: &[u8]) -> Result<Batch, String> {
+        if payload.starts_with(b"SPIN") {
+            let mut x: u64 = 0;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
+        if payload.starts_with(b"HOG") {
+            let hog = vec![1u8; 1 << 30];
+            return Err(format!("allocated {} bytes", std::hint::black_box(&hog).len()));
+        }
+        if payload.starts_with(b"PANIC") {
+            panic!("hostile plugin panics on purpose");
+        }
+        if let Some(count) = payload.strip_prefix(b"FLOOD") {
+            let count = u32::from_be_bytes(count.get(..4).ok_or("FLOOD needs a count")?.try_into().unwrap());
+            let flow = Flow {
+                src: IpAddr::V4(0x0a00_0001),
+                dst: IpAddr::V4(0x0a00_0002),
+                src_port: 1,
+                dst_port: 2,
+                protocol: 17,
+                packets: 1,
+                bytes: 1,
+                start_ms: 0,
+                end_ms: 0,
+                sampling_interval: 1,
+                tcp_flags: 0,
+                icmp_type: 0,
+                icmp_code: 0,
+                action: Action::Unknown,
+            };
+            return Ok(Batch { flows: vec![flow; count as usize], rejected: Vec::new() });
+        }
+        let mut batch = Batch::default();
+        netflow::decode(payload, &mut batch).map_err(|e| e.to_string())?;
+        Ok(batch)
+    }
+}
+
+flowlink_plugin_sdk::export_parser!(HostileParser);

@@ -1,0 +1,209 @@
+//! The daemon and the PCE emulator as real child processes.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::flowlink_bin;
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Collects a child's stderr lines in the background.
+fn capture_lines(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+pub const EMULATOR_KEY: &str = "e2e-key";
+pub const EMULATOR_SECRET: &str = "e2e-secret";
+
+/// `flowlink pce-emulator` on a free loopback port.
+pub struct Emulator {
+    child: Child,
+    pub url: String,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Emulator {
+    pub fn start() -> Emulator {
+        let mut child = Command::new(flowlink_bin())
+            .args(["pce-emulator", "--listen", "127.0.0.1:0", "--api-key"])
+            .arg(format!("{EMULATOR_KEY}:{EMULATOR_SECRET}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the PCE emulator");
+        let stderr = capture_lines(child.stderr.take().unwrap());
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        let url = first.trim().strip_prefix("listening on ").unwrap_or_else(|| {
+            panic!("emulator did not say where it listens: {first:?} {:?}", stderr.lock().unwrap())
+        });
+        Emulator { url: url.to_owned(), child, stderr }
+    }
+
+    /// `GET /emulator/flows`.
+    pub fn received(&self) -> Value {
+        let body = ureq::get(&format!("{}/emulator/flows", self.url))
+            .call()
+            .expect("querying the emulator")
+            .into_body()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Totals per `(src, dst, dst_port, protocol)`: `(connections, packets, bytes)`.
+    pub fn totals(&self) -> BTreeMap<(String, String, u16, u8), (u64, u64, u64)> {
+        let received = self.received();
+        let mut totals = BTreeMap::new();
+        for f in received["flows"].as_array().unwrap() {
+            let key = (
+                f["src"].as_str().unwrap().to_owned(),
+                f["dst"].as_str().unwrap().to_owned(),
+                f["dst_port"].as_u64().unwrap() as u16,
+                f["protocol"].as_u64().unwrap() as u8,
+            );
+            let t = totals.entry(key).or_insert((0, 0, 0));
+            t.0 += f["connections"].as_u64().unwrap();
+            t.1 += f["packets"].as_u64().unwrap();
+            t.2 += f["bytes"].as_u64().unwrap();
+        }
+        totals
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `flowlink run` with a config written to a fresh temporary directory.
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// A fresh, empty directory under the system temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("flowlink-e2e-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Daemon {
+    /// Writes `config_yaml` to `DIR/flowlink.yaml` and starts the daemon;
+    /// returns once it logs that it is running.
+    pub fn start(name: &str, config_yaml: &str) -> Daemon {
+        let dir = temp_dir(name);
+        let config = dir.join("flowlink.yaml");
+        std::fs::write(&config, config_yaml).unwrap();
+        let daemon = Daemon::spawn(&dir, &config);
+        let started = wait_for(Duration::from_secs(60), || {
+            let lines = daemon.stderr.lock().unwrap();
+            lines.iter().any(|l| l.contains("flowlink running")).then_some(())
+        });
+        assert!(started.is_some(), "daemon did not start:\n{}", daemon.log());
+        daemon
+    }
+
+    fn spawn(dir: &Path, config: &Path) -> Daemon {
+        let mut child = Command::new(flowlink_bin())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("FLOWLINK_LOG", "info,flowlink=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting flowlink run");
+        let stderr = capture_lines(child.stderr.take().unwrap());
+        Daemon { child: Some(child), dir: dir.to_owned(), stderr }
+    }
+
+    pub fn log(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = wait_for(Duration::from_secs(30), || child.try_wait().ok().flatten());
+        status.unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("daemon did not exit within 30 s of SIGTERM")
+        })
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Scrapes a Prometheus endpoint into `metric{labels} -> value`.
+pub fn scrape(metrics_addr: &str) -> BTreeMap<String, u64> {
+    let Ok(response) = ureq::get(&format!("http://{metrics_addr}/metrics")).call() else {
+        return BTreeMap::new();
+    };
+    let body = response.into_body().read_to_string().unwrap_or_default();
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Runs `flowlink ARGS…` to completion.
+pub fn run_flowlink(args: &[&str]) -> std::process::Output {
+    Command::new(flowlink_bin()).args(args).output().expect("running flowlink")
+}
