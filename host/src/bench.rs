@@ -33,9 +33,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let empty = netflow::v5::synthetic_datagram(0, 0);
 
     // Load time: a fresh cache directory, loaded twice (cold, then cached).
+    let wasm_path = resolve_plugin(&PluginEngine::new(None)?, &args.plugin, &args.plugin_dir)?
+        .path
+        .clone();
     let cache = std::env::temp_dir().join(format!("flowlink-bench-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
     let engine = PluginEngine::new(Some(cache.clone()))?;
-    let wasm_path = resolve_plugin(&engine, &args.plugin, &args.plugin_dir)?.path.clone();
     let cold = crate::plugin::LoadedPlugin::load(&engine, &wasm_path)?;
     let cached = crate::plugin::LoadedPlugin::load(&engine, &wasm_path)?;
     let _ = std::fs::remove_dir_all(&cache);
@@ -54,7 +57,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Arc::from("bench"),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let origin = Origin { exporter: IpAddr::V4(0x7f00_0001), port: 2055, received_ms: 0 };
+    let origin = Origin {
+        exporter: IpAddr::V4(0x7f00_0001),
+        port: 2055,
+        received_ms: 0,
+    };
     let wasm = measure(budget, args.records, || {
         let parsed = session.parse(&origin, &datagram).expect("wasm parse");
         std::hint::black_box(parsed.flows.len());
@@ -64,13 +71,34 @@ pub fn run(args: BenchArgs) -> Result<()> {
         std::hint::black_box(parsed.flows.len());
     });
 
-    println!("flowlink bench: NetFlow v5, {} records per datagram, {:.1} s per measurement", args.records, args.seconds);
-    println!("plugin load, cold compile   : {:>10.2} ms", cold.load.elapsed.as_secs_f64() * 1e3);
-    println!("plugin load, cached (.cwasm): {:>10.2} ms", cached.load.elapsed.as_secs_f64() * 1e3);
-    println!("native decode               : {:>10.0} flows/s ({:.1} ns/flow)", native.per_sec, native.ns_each);
-    println!("wasm component (1 thread)   : {:>10.0} flows/s ({:.1} ns/flow)", wasm.per_sec, wasm.ns_each);
-    println!("wasm / native time ratio    : {:>10.2}", wasm.ns_each / native.ns_each);
-    println!("per-call overhead (0 flows) : {:>10.2} us", per_call.ns_each / 1e3);
+    println!(
+        "flowlink bench: NetFlow v5, {} records per datagram, {:.1} s per measurement",
+        args.records, args.seconds
+    );
+    println!(
+        "plugin load, cold compile   : {:>10.2} ms",
+        cold.load.elapsed.as_secs_f64() * 1e3
+    );
+    println!(
+        "plugin load, cached (.cwasm): {:>10.2} ms",
+        cached.load.elapsed.as_secs_f64() * 1e3
+    );
+    println!(
+        "native decode               : {:>10.0} flows/s ({:.1} ns/flow)",
+        native.per_sec, native.ns_each
+    );
+    println!(
+        "wasm component (1 thread)   : {:>10.0} flows/s ({:.1} ns/flow)",
+        wasm.per_sec, wasm.ns_each
+    );
+    println!(
+        "wasm / native time ratio    : {:>10.2}",
+        wasm.ns_each / native.ns_each
+    );
+    println!(
+        "per-call overhead (0 flows) : {:>10.2} us",
+        per_call.ns_each / 1e3
+    );
     Ok(())
 }
 
@@ -94,5 +122,8 @@ fn measure(budget: Duration, items: u16, mut f: impl FnMut()) -> Rate {
     }
     let secs = started.elapsed().as_secs_f64();
     let total = calls as f64 * f64::from(items.max(1));
-    Rate { per_sec: total / secs, ns_each: secs * 1e9 / total }
+    Rate {
+        per_sec: total / secs,
+        ns_each: secs * 1e9 / total,
+    }
 }

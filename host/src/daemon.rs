@@ -31,12 +31,20 @@ pub fn load_plugins(config: &Config) -> Result<(Arc<PluginEngine>, Arc<PluginReg
                 "consumers[{i}].parser.type: no plugin named {:?} in plugin_dir {} (loaded: {})",
                 consumer.parser.plugin,
                 config.plugin_dir.display(),
-                if registry.names().is_empty() { "none".to_owned() } else { registry.names().join(", ") }
+                if registry.names().is_empty() {
+                    "none".to_owned()
+                } else {
+                    registry.names().join(", ")
+                }
             ));
         }
     }
     if !missing.is_empty() {
-        anyhow::bail!("invalid configuration {}:\n  - {}", config.file.display(), missing.join("\n  - "));
+        anyhow::bail!(
+            "invalid configuration {}:\n  - {}",
+            config.file.display(),
+            missing.join("\n  - ")
+        );
     }
     Ok((engine, Arc::new(registry)))
 }
@@ -65,8 +73,13 @@ pub async fn run(config: Config) -> Result<()> {
         consumers: config.consumers.clone(),
         metrics: metrics.clone(),
     });
-    let (workers, worker_inputs) =
-        ParserWorkerPool::start(setup, config.parser_workers, config.queue_capacity, parsed_tx)?;
+    let (workers, worker_inputs) = ParserWorkerPool::start(
+        setup,
+        config.parser_workers,
+        config.queue_capacity,
+        parsed_tx,
+    )
+    .with_context(|| format!("invalid configuration {}", config.file.display()))?;
     let router = ShardRouter::new(worker_inputs, metrics.clone());
 
     let mut connectors = Vec::new();
@@ -74,14 +87,23 @@ pub async fn run(config: Config) -> Result<()> {
         for spec in &consumer.connectors {
             match spec {
                 ConnectorSpec::Udp(props) => {
-                    connectors.push(UdpConnector::start(index, &consumer.name, props, router.clone())?);
+                    connectors.push(UdpConnector::start(
+                        index,
+                        &consumer.name,
+                        props,
+                        router.clone(),
+                    )?);
                 }
             }
         }
     }
     drop(router);
 
-    let metrics_task = tokio::spawn(crate::metrics_reporter::run(metrics.clone(), config.metrics_print, config.metrics_listen));
+    let metrics_task = tokio::spawn(crate::metrics_reporter::run(
+        metrics.clone(),
+        config.metrics_print,
+        config.metrics_listen,
+    ));
     tracing::info!(
         consumers = config.consumers.len(),
         workers = config.parser_workers,

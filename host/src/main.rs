@@ -23,7 +23,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "flowlink", version, about = "Flow collector for the Illumio PCE, with sandboxed WebAssembly parsers")]
+#[command(
+    name = "flowlink",
+    version,
+    about = "Flow collector for the Illumio PCE, with sandboxed WebAssembly parsers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -91,7 +95,10 @@ fn main() -> ExitCode {
 fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("FLOWLINK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -114,7 +121,9 @@ fn execute(command: Command) -> Result<()> {
             let config = config::load(&config)?;
             let (engine, registry) = daemon::load_plugins(&config)?;
             for consumer in &config.consumers {
-                let plugin = registry.get(&consumer.parser.plugin).expect("checked by load_plugins");
+                let plugin = registry
+                    .get(&consumer.parser.plugin)
+                    .expect("checked by load_plugins");
                 plugin::ParserInstance::new(
                     engine.clone(),
                     plugin.clone(),
@@ -122,12 +131,29 @@ fn execute(command: Command) -> Result<()> {
                     consumer.parser.limits,
                     format!("check-config consumer={}", consumer.name).into(),
                 )
-                .map_err(|e| anyhow::anyhow!("consumer {:?}: parser.properties: {e}", consumer.name))?;
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "invalid configuration {}: consumer {:?}: parser {:?} refused to start: {e}",
+                        config.file.display(),
+                        consumer.name,
+                        plugin.name
+                    )
+                })?;
             }
-            println!("{}: OK ({} consumers)", config.file.display(), config.consumers.len());
+            println!(
+                "{}: OK ({} consumers)",
+                config.file.display(),
+                config.consumers.len()
+            );
             Ok(())
         }
-        Command::Decode { plugin, plugin_dir, properties, exporter, files } => {
+        Command::Decode {
+            plugin,
+            plugin_dir,
+            properties,
+            exporter,
+            files,
+        } => {
             let engine = plugin::PluginEngine::new(user_cache_dir())?;
             decode::run(
                 engine,
@@ -144,13 +170,24 @@ fn execute(command: Command) -> Result<()> {
             let engine = plugin::PluginEngine::new(user_cache_dir())?;
             let registry = plugin::PluginRegistry::load_dir(&engine, &plugin_dir)?;
             for p in registry.iter() {
-                println!("{}\t{}\t{}\t{}", p.name, p.version, p.formats.join(","), p.path.display());
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    p.name,
+                    p.version,
+                    p.formats.join(","),
+                    p.path.display()
+                );
             }
             Ok(())
         }
         Command::PceEmulator { listen, api_key } => {
-            let (key, secret) = api_key.split_once(':').context("--api-key must be KEY:SECRET")?;
-            tokio::runtime::Runtime::new()?.block_on(pce_emulator::serve(listen, config::ApiKey::new(key, secret)))
+            let (key, secret) = api_key
+                .split_once(':')
+                .context("--api-key must be KEY:SECRET")?;
+            tokio::runtime::Runtime::new()?.block_on(pce_emulator::serve(
+                listen,
+                config::ApiKey::new(key, secret),
+            ))
         }
         Command::Bench(args) => bench::run(args),
     }

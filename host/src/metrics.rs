@@ -59,7 +59,10 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(consumer_names: impl IntoIterator<Item = String>) -> Arc<Self> {
         Arc::new(Metrics {
-            consumers: consumer_names.into_iter().map(|n| (n, Arc::default())).collect(),
+            consumers: consumer_names
+                .into_iter()
+                .map(|n| (n, Arc::default()))
+                .collect(),
             upload: Arc::default(),
         })
     }

@@ -38,9 +38,20 @@ pub fn read_flows_csv(job: &str) -> Vec<CsvFlow> {
     let text = std::fs::read_to_string(capture_dir(job).join("flows.csv")).expect("flows.csv");
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("header").split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("column {name}"));
-    let (frame, src, dst, sport, dport, proto) =
-        (col("frame"), col("src"), col("dst"), col("sport"), col("dport"), col("proto"));
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("column {name}"))
+    };
+    let (frame, src, dst, sport, dport, proto) = (
+        col("frame"),
+        col("src"),
+        col("dst"),
+        col("sport"),
+        col("dport"),
+        col("proto"),
+    );
     let (packets, octets, start, end) = (col("packets"), col("octets"), col("start"), col("end"));
     lines
         .filter(|l| !l.is_empty())
@@ -65,10 +76,14 @@ pub fn read_flows_csv(job: &str) -> Vec<CsvFlow> {
 /// Expected totals per traffic key `(src, dst, dst_port, protocol)`:
 /// `(connections, packets, bytes)`. For ICMP the key port is type*256+code,
 /// which v5 exporters already put in the destination port.
-pub fn expected_aggregation(flows: &[CsvFlow]) -> BTreeMap<(String, String, u16, u8), (u64, u64, u64)> {
+pub fn expected_aggregation(
+    flows: &[CsvFlow],
+) -> BTreeMap<(String, String, u16, u8), (u64, u64, u64)> {
     let mut totals = BTreeMap::new();
     for f in flows {
-        let t = totals.entry((f.src.clone(), f.dst.clone(), f.dport, f.proto)).or_insert((0, 0, 0));
+        let t = totals
+            .entry((f.src.clone(), f.dst.clone(), f.dport, f.proto))
+            .or_insert((0, 0, 0));
         t.0 += 1;
         t.1 += f.packets;
         t.2 += f.bytes;

@@ -11,10 +11,15 @@ pub mod process;
 use std::path::PathBuf;
 
 pub use fixtures::{CsvFlow, capture_dir, datagram_files, expected_aggregation, read_flows_csv};
-pub use process::{Daemon, Emulator, free_tcp_port, free_udp_port, run_flowlink, scrape, temp_dir, wait_for};
+pub use process::{
+    Daemon, Emulator, free_tcp_port, free_udp_port, run_flowlink, scrape, temp_dir, wait_for,
+};
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
 }
 
 fn must_exist(path: PathBuf, what: &str) -> PathBuf {
@@ -31,16 +36,23 @@ pub fn flowlink_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("FLOWLINK_BIN") {
         return must_exist(PathBuf::from(bin), "FLOWLINK_BIN");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| repo_root().join("target"), PathBuf::from);
     must_exist(target.join("debug").join("flowlink"), "the flowlink binary")
 }
 
 /// First-party plugins (`scripts/build-plugins` puts them there).
 pub fn plugin_dir() -> PathBuf {
-    must_exist(repo_root().join("build").join("plugins"), "the plugin directory")
+    must_exist(
+        repo_root().join("build").join("plugins"),
+        "the plugin directory",
+    )
 }
 
 /// Test-only plugins (the hostile one).
 pub fn test_plugin_dir() -> PathBuf {
-    must_exist(repo_root().join("build").join("test-plugins"), "the test plugin directory")
+    must_exist(
+        repo_root().join("build").join("test-plugins"),
+        "the test plugin directory",
+    )
 }

@@ -13,11 +13,19 @@ use serde_json::Value;
 use super::flowlink_bin;
 
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
@@ -67,11 +75,23 @@ impl Emulator {
             .expect("starting the PCE emulator");
         let stderr = capture_lines(child.stderr.take().unwrap());
         let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-        let url = first.trim().strip_prefix("listening on ").unwrap_or_else(|| {
-            panic!("emulator did not say where it listens: {first:?} {:?}", stderr.lock().unwrap())
-        });
-        Emulator { url: url.to_owned(), child, stderr }
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let url = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "emulator did not say where it listens: {first:?} {:?}",
+                    stderr.lock().unwrap()
+                )
+            });
+        Emulator {
+            url: url.to_owned(),
+            child,
+            stderr,
+        }
     }
 
     /// `GET /emulator/flows`.
@@ -139,7 +159,10 @@ impl Daemon {
         let daemon = Daemon::spawn(&dir, &config);
         let started = wait_for(Duration::from_secs(60), || {
             let lines = daemon.stderr.lock().unwrap();
-            lines.iter().any(|l| l.contains("flowlink running")).then_some(())
+            lines
+                .iter()
+                .any(|l| l.contains("flowlink running"))
+                .then_some(())
         });
         assert!(started.is_some(), "daemon did not start:\n{}", daemon.log());
         daemon
@@ -155,7 +178,11 @@ impl Daemon {
             .spawn()
             .expect("starting flowlink run");
         let stderr = capture_lines(child.stderr.take().unwrap());
-        Daemon { child: Some(child), dir: dir.to_owned(), stderr }
+        Daemon {
+            child: Some(child),
+            dir: dir.to_owned(),
+            stderr,
+        }
     }
 
     pub fn log(&self) -> String {
@@ -205,5 +232,8 @@ pub fn scrape(metrics_addr: &str) -> BTreeMap<String, u64> {
 
 /// Runs `flowlink ARGS…` to completion.
 pub fn run_flowlink(args: &[&str]) -> std::process::Output {
-    Command::new(flowlink_bin()).args(args).output().expect("running flowlink")
+    Command::new(flowlink_bin())
+        .args(args)
+        .output()
+        .expect("running flowlink")
 }

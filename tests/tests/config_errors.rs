@@ -31,10 +31,19 @@ fn assert_rejected(name: &str, yaml: &str, expect: &[&str]) -> String {
     for command in ["check-config", "run"] {
         let out = run_flowlink(&[command, "--config", file.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!out.status.success(), "{command} accepted a broken config ({name})");
-        assert!(stderr.contains(file.to_str().unwrap()), "{command}: the file is named: {stderr}");
+        assert!(
+            !out.status.success(),
+            "{command} accepted a broken config ({name})"
+        );
+        assert!(
+            stderr.contains(file.to_str().unwrap()),
+            "{command}: the file is named: {stderr}"
+        );
         for needle in expect {
-            assert!(stderr.contains(needle), "{command}: expected {needle:?} in: {stderr}");
+            assert!(
+                stderr.contains(needle),
+                "{command}: expected {needle:?} in: {stderr}"
+            );
         }
         first.get_or_insert(stderr);
     }
@@ -47,7 +56,11 @@ fn the_good_config_passes_check_config() {
     let file = dir.join("flowlink.yaml");
     std::fs::write(&file, good_config()).unwrap();
     let out = run_flowlink(&["check-config", "--config", file.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK (1 consumers)"));
 }
 
@@ -60,7 +73,11 @@ fn unknown_key_is_named() {
 #[test]
 fn unknown_key_inside_a_consumer_gives_its_path() {
     let yaml = good_config().replace("type: netflow", "type: netflow\n      propertes: {}");
-    assert_rejected("unknown-nested", &yaml, &["consumers[0].parser", "unknown field `propertes`"]);
+    assert_rejected(
+        "unknown-nested",
+        &yaml,
+        &["consumers[0].parser", "unknown field `propertes`"],
+    );
 }
 
 #[test]
@@ -72,21 +89,44 @@ fn missing_pce_addr_is_named() {
 #[test]
 fn window_out_of_range_is_named_with_its_bounds() {
     let yaml = format!("aggregation_minutes: 2\n{}", good_config());
-    assert_rejected("window", &yaml, &["aggregation_minutes: must be between 5 and 60, got 2"]);
+    assert_rejected(
+        "window",
+        &yaml,
+        &["aggregation_minutes: must be between 5 and 60, got 2"],
+    );
     let yaml = format!("aggregation_seconds: 0\n{}", good_config());
-    assert_rejected("window-s", &yaml, &["aggregation_seconds: must be between 1 and 3600, got 0"]);
+    assert_rejected(
+        "window-s",
+        &yaml,
+        &["aggregation_seconds: must be between 1 and 3600, got 0"],
+    );
 }
 
 #[test]
 fn every_problem_is_listed_at_once() {
-    let yaml = format!("aggregation_minutes: 99\nfile_retention_hours: 1\n{}", good_config())
-        .replace("ports: \"2055\"", "ports: \"2055,http\"");
+    let yaml = format!(
+        "aggregation_minutes: 99\nfile_retention_hours: 1\n{}",
+        good_config()
+    )
+    .replace("ports: \"2055\"", "ports: \"2055,http\"");
     let stderr = assert_rejected(
         "many",
         &yaml,
-        &["aggregation_minutes", "file_retention_hours", "consumers[0].connectors[0].properties.ports", "\"http\""],
+        &[
+            "aggregation_minutes",
+            "file_retention_hours",
+            "consumers[0].connectors[0].properties.ports",
+            "\"http\"",
+        ],
     );
-    assert!(stderr.lines().filter(|l| l.trim_start().starts_with("- ")).count() >= 3, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .filter(|l| l.trim_start().starts_with("- "))
+            .count()
+            >= 3,
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -95,18 +135,32 @@ fn missing_plugin_is_named_with_what_was_found() {
     assert_rejected(
         "missing-plugin",
         &yaml,
-        &["consumers[0].parser.type", "no plugin named \"netflow9000\"", "loaded: netflow"],
+        &[
+            "consumers[0].parser.type",
+            "no plugin named \"netflow9000\"",
+            "loaded: netflow",
+        ],
     );
 }
 
 #[test]
 fn plugin_refusing_its_properties_names_the_consumer() {
-    let yaml = good_config().replace("type: netflow", "type: netflow\n      properties: {templat_timeout: 5}");
-    assert_rejected("bad-properties", &yaml, &["consumer \"edge\"", "templat_timeout"]);
+    let yaml = good_config().replace(
+        "type: netflow",
+        "type: netflow\n      properties: {templat_timeout: 5}",
+    );
+    assert_rejected(
+        "bad-properties",
+        &yaml,
+        &["consumer \"edge\"", "templat_timeout"],
+    );
 }
 
 #[test]
 fn unreadable_api_key_file_is_named() {
-    let yaml = good_config().replace("api_key: \"k:s\"", "api_key: \"$cat /nonexistent/flowlink.key\"");
+    let yaml = good_config().replace(
+        "api_key: \"k:s\"",
+        "api_key: \"$cat /nonexistent/flowlink.key\"",
+    );
     assert_rejected("api-key", &yaml, &["api_key", "/nonexistent/flowlink.key"]);
 }

@@ -1,14 +1,24 @@
 //! `flowlink decode` through the real `netflow` component against tshark's
 //! decoding of captures made by independent exporters (softflowd, fprobe).
 
-use flowlink_e2e::{CsvFlow, capture_dir, datagram_files, plugin_dir, read_flows_csv, run_flowlink};
+use flowlink_e2e::{
+    CsvFlow, capture_dir, datagram_files, plugin_dir, read_flows_csv, run_flowlink,
+};
 use serde_json::Value;
 
 /// The comparable part of a record: 5-tuple, packets, bytes.
 type Tuple = (String, String, u16, u16, u8, u64, u64);
 
 fn csv_tuple(f: &CsvFlow) -> Tuple {
-    (f.src.clone(), f.dst.clone(), f.sport, f.dport, f.proto, f.packets, f.bytes)
+    (
+        f.src.clone(),
+        f.dst.clone(),
+        f.sport,
+        f.dport,
+        f.proto,
+        f.packets,
+        f.bytes,
+    )
 }
 
 fn json_tuple(v: &Value) -> Tuple {
@@ -25,7 +35,13 @@ fn json_tuple(v: &Value) -> Tuple {
 
 fn decode(files: &[std::path::PathBuf]) -> (Vec<Value>, String) {
     let plugins = plugin_dir();
-    let mut args = vec!["decode", "--plugin", "netflow", "--plugin-dir", plugins.to_str().unwrap()];
+    let mut args = vec![
+        "decode",
+        "--plugin",
+        "netflow",
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+    ];
     args.extend(files.iter().map(|f| f.to_str().unwrap()));
     let out = run_flowlink(&args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -42,13 +58,30 @@ fn decode(files: &[std::path::PathBuf]) -> (Vec<Value>, String) {
 fn assert_matches_tshark(job: &str, decoded: &[Value]) {
     let expected = read_flows_csv(job);
     assert_eq!(decoded.len(), 343, "{job}: record count");
-    assert_eq!(decoded.len(), expected.len(), "{job}: record count vs flows.csv");
+    assert_eq!(
+        decoded.len(),
+        expected.len(),
+        "{job}: record count vs flows.csv"
+    );
     for (i, (got, want)) in decoded.iter().zip(&expected).enumerate() {
-        assert_eq!(json_tuple(got), csv_tuple(want), "{job}: record {i} (frame {})", want.frame);
+        assert_eq!(
+            json_tuple(got),
+            csv_tuple(want),
+            "{job}: record {i} (frame {})",
+            want.frame
+        );
         let start = got["start_ms"].as_u64().unwrap() as f64;
         let end = got["end_ms"].as_u64().unwrap() as f64;
-        assert!((start - want.start * 1000.0).abs() <= 1.0, "{job}: record {i} start {start} vs {}", want.start);
-        assert!((end - want.end * 1000.0).abs() <= 1.0, "{job}: record {i} end {end} vs {}", want.end);
+        assert!(
+            (start - want.start * 1000.0).abs() <= 1.0,
+            "{job}: record {i} start {start} vs {}",
+            want.start
+        );
+        assert!(
+            (end - want.end * 1000.0).abs() <= 1.0,
+            "{job}: record {i} end {end} vs {}",
+            want.end
+        );
         assert_eq!(got["sampling_interval"], 1);
     }
 }
@@ -56,7 +89,10 @@ fn assert_matches_tshark(job: &str, decoded: &[Value]) {
 #[test]
 fn softflowd_v5_datagrams_decode_exactly_as_tshark() {
     let (flows, stderr) = decode(&datagram_files("softflowd_v5"));
-    assert!(stderr.contains("0 records rejected, 0 messages failed"), "{stderr}");
+    assert!(
+        stderr.contains("0 records rejected, 0 messages failed"),
+        "{stderr}"
+    );
     assert_matches_tshark("softflowd_v5", &flows);
 }
 
@@ -70,7 +106,10 @@ fn fprobe_v5_datagrams_decode_exactly_as_tshark() {
 fn pcap_input_gives_the_same_records_with_the_exporter_address() {
     let (from_pcap, _) = decode(&[capture_dir("softflowd_v5").join("wire.pcap")]);
     assert_matches_tshark("softflowd_v5", &from_pcap);
-    assert!(from_pcap.iter().all(|f| f["exporter"] == "127.0.0.1"), "exporter is the packet's source");
+    assert!(
+        from_pcap.iter().all(|f| f["exporter"] == "127.0.0.1"),
+        "exporter is the packet's source"
+    );
 }
 
 #[test]
@@ -82,7 +121,19 @@ fn truncated_and_garbage_datagrams_are_reported_not_fatal() {
     let garbage = dir.join("garbage.bin");
     std::fs::write(&garbage, b"\x00\x63this is not netflow").unwrap();
     let (flows, stderr) = decode(&[truncated.clone(), garbage.clone()]);
-    assert_eq!(flows.len(), 2, "the two complete records of the truncated datagram");
-    assert!(stderr.contains("truncated.bin: message 0: record 2: v5 record 2 truncated"), "{stderr}");
-    assert!(stderr.contains("garbage.bin: message 0: rejected by the parser: unsupported NetFlow version 99"), "{stderr}");
+    assert_eq!(
+        flows.len(),
+        2,
+        "the two complete records of the truncated datagram"
+    );
+    assert!(
+        stderr.contains("truncated.bin: message 0: record 2: v5 record 2 truncated"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "garbage.bin: message 0: rejected by the parser: unsupported NetFlow version 99"
+        ),
+        "{stderr}"
+    );
 }

@@ -17,9 +17,16 @@ fn plugins(dir: &std::path::Path, cache_home: &std::path::Path) -> std::process:
 fn plugins_are_listed_by_their_own_name_and_cached_compiled() {
     let cache = temp_dir("plugin-cache");
     let out = plugins(&plugin_dir(), &cache);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listing = String::from_utf8_lossy(&out.stdout);
-    assert!(listing.lines().any(|l| l.starts_with("netflow\t")), "{listing}");
+    assert!(
+        listing.lines().any(|l| l.starts_with("netflow\t")),
+        "{listing}"
+    );
 
     let cached: Vec<_> = std::fs::read_dir(cache.join("flowlink/plugins"))
         .expect("cache directory created")
@@ -30,7 +37,10 @@ fn plugins_are_listed_by_their_own_name_and_cached_compiled() {
 
     let again = plugins(&plugin_dir(), &cache);
     let log = String::from_utf8_lossy(&again.stderr);
-    assert!(log.contains("cached=true"), "second load comes from the cache: {log}");
+    assert!(
+        log.contains("cached=true"),
+        "second load comes from the cache: {log}"
+    );
 }
 
 #[test]
@@ -41,6 +51,9 @@ fn a_broken_plugin_file_is_skipped_with_its_name_and_the_rest_load() {
     let out = plugins(&dir, &temp_dir("broken-plugin-cache"));
     assert!(out.status.success());
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("skipping plugin") && log.contains("broken.wasm"), "{log}");
+    assert!(
+        log.contains("skipping plugin") && log.contains("broken.wasm"),
+        "{log}"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("netflow\t"));
 }

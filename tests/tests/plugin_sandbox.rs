@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use flowlink_decoders::netflow::v5::synthetic_datagram;
 use flowlink_e2e::process::{EMULATOR_KEY, EMULATOR_SECRET};
-use flowlink_e2e::{Daemon, Emulator, free_tcp_port, free_udp_port, scrape, test_plugin_dir, wait_for};
+use flowlink_e2e::{
+    Daemon, Emulator, free_tcp_port, free_udp_port, scrape, test_plugin_dir, wait_for,
+};
 
 #[test]
 fn faults_cost_one_message_and_the_daemon_goes_on() {
@@ -46,9 +48,13 @@ consumers:
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let good = synthetic_datagram(30, 0);
     let mut flood = b"FLOOD".to_vec();
-    flood.extend_from_slice(&1_000_000u32.to_be_bytes());
-    let faults: [(&[u8], &str); 4] =
-        [(b"SPIN", "plugin_timeouts"), (b"HOG", "plugin_out_of_memory"), (b"PANIC", "plugin_traps"), (&flood, "plugin_over_cap")];
+    flood.extend_from_slice(&200_000u32.to_be_bytes());
+    let faults: [(&[u8], &str); 4] = [
+        (b"SPIN", "plugin_timeouts"),
+        (b"HOG", "plugin_out_of_memory"),
+        (b"PANIC", "plugin_traps"),
+        (&flood, "plugin_over_cap"),
+    ];
     for (round, (fault, counter)) in faults.iter().enumerate() {
         socket.send_to(fault, ("127.0.0.1", udp_port)).unwrap();
         socket.send_to(&good, ("127.0.0.1", udp_port)).unwrap();
@@ -56,8 +62,17 @@ consumers:
         let ok = wait_for(Duration::from_secs(20), || {
             (metric(counter) == 1 && metric("flows_parsed") == want_parsed).then_some(())
         });
-        assert!(ok.is_some(), "after {counter}: {:?}\n{}", scrape(&format!("127.0.0.1:{metrics_port}")), daemon.log());
-        assert!(daemon.is_running(), "daemon died after {counter}:\n{}", daemon.log());
+        assert!(
+            ok.is_some(),
+            "after {counter}: {:?}\n{}",
+            scrape(&format!("127.0.0.1:{metrics_port}")),
+            daemon.log()
+        );
+        assert!(
+            daemon.is_running(),
+            "daemon died after {counter}:\n{}",
+            daemon.log()
+        );
     }
     // SPIN, HOG and PANIC each cost the instance; the flood is refused by the
     // host after the call, so that instance lives on.
@@ -67,14 +82,27 @@ consumers:
     let log = daemon.log();
     assert!(log.contains("exceeded its 300 ms deadline"), "{log}");
     assert!(log.contains("memory cap of 268435456 bytes"), "{log}");
-    assert!(log.contains("hostile plugin panics on purpose"), "the panic message reaches the log: {log}");
-    assert!(log.contains("1000000 records for one message, over the cap of 50000"), "{log}");
-    assert!(log.contains("consumer=hostile") || log.contains("consumer=\"hostile\""), "{log}");
+    assert!(
+        log.contains("hostile plugin panics on purpose"),
+        "the panic message reaches the log: {log}"
+    );
+    assert!(
+        log.contains("200000 records for one message, over the cap of 50000"),
+        "{log}"
+    );
+    assert!(
+        log.contains("consumer=hostile") || log.contains("consumer=\"hostile\""),
+        "{log}"
+    );
 
     let delivered = wait_for(Duration::from_secs(20), || {
         let totals = emulator.totals();
         (totals.values().map(|t| t.0).sum::<u64>() == 120).then_some(())
     });
-    assert!(delivered.is_some(), "the good datagrams' flows reach the PCE: {:?}", emulator.totals());
+    assert!(
+        delivered.is_some(),
+        "the good datagrams' flows reach the PCE: {:?}",
+        emulator.totals()
+    );
     assert!(daemon.terminate().success());
 }

@@ -36,7 +36,14 @@ impl Aggregator {
     ) -> Self {
         let start = window_start(now_ms(), window_len);
         let windows = consumer_names.iter().map(|_| Window::new(start)).collect();
-        Aggregator { consumer_names, windows, window_len, max_keys, metrics, output }
+        Aggregator {
+            consumer_names,
+            windows,
+            window_len,
+            max_keys,
+            metrics,
+            output,
+        }
     }
 
     /// Runs until `input` closes (every worker has stopped), then flushes the

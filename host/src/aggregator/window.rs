@@ -25,7 +25,10 @@ pub struct Window {
 
 impl Window {
     pub fn new(start_ms: u64) -> Self {
-        Window { start_ms, keys: HashMap::new() }
+        Window {
+            start_ms,
+            keys: HashMap::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -49,8 +52,12 @@ impl Window {
             exporter,
         });
         totals.connections += 1;
-        totals.packets = totals.packets.saturating_add(flow.packets.saturating_mul(scale));
-        totals.bytes = totals.bytes.saturating_add(flow.bytes.saturating_mul(scale));
+        totals.packets = totals
+            .packets
+            .saturating_add(flow.packets.saturating_mul(scale));
+        totals.bytes = totals
+            .bytes
+            .saturating_add(flow.bytes.saturating_mul(scale));
         if flow.start_ms != 0 {
             totals.first_seen_ms = totals.first_seen_ms.min(flow.start_ms);
         }
@@ -73,7 +80,11 @@ impl Window {
                 connections: totals.connections,
                 packets: totals.packets,
                 bytes: totals.bytes,
-                first_seen_ms: if totals.first_seen_ms == u64::MAX { 0 } else { totals.first_seen_ms },
+                first_seen_ms: if totals.first_seen_ms == u64::MAX {
+                    0
+                } else {
+                    totals.first_seen_ms
+                },
                 last_seen_ms: totals.last_seen_ms,
                 exporter: ip_bytes(totals.exporter),
                 action: u32::from(key.action),
@@ -117,7 +128,15 @@ mod tests {
     use super::*;
     use crate::plugin::{Action, IpAddr as WitIp};
 
-    fn flow(src: u32, dport: u16, packets: u64, bytes: u64, start: u64, end: u64, sampling: u32) -> Flow {
+    fn flow(
+        src: u32,
+        dport: u16,
+        packets: u64,
+        bytes: u64,
+        start: u64,
+        end: u64,
+        sampling: u32,
+    ) -> Flow {
         Flow {
             src: WitIp::V4(src),
             dst: WitIp::V4(0x0a00_0001),

@@ -23,13 +23,19 @@ pub struct ApiKey {
 
 impl fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiKey").field("key", &self.key).field("secret", &"<redacted>").finish()
+        f.debug_struct("ApiKey")
+            .field("key", &self.key)
+            .field("secret", &"<redacted>")
+            .finish()
     }
 }
 
 impl ApiKey {
     pub fn new(key: impl Into<String>, secret: impl Into<String>) -> Self {
-        ApiKey { key: key.into(), secret: secret.into() }
+        ApiKey {
+            key: key.into(),
+            secret: secret.into(),
+        }
     }
 
     pub fn secret(&self) -> &str {
@@ -40,7 +46,10 @@ impl ApiKey {
     pub fn basic_auth_header(&self) -> String {
         use base64::Engine as _;
         let raw = format!("{}:{}", self.key, self.secret);
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
     }
 
     pub(super) fn resolve(raw: RawApiKey, base: &Path) -> Result<ApiKey, String> {
@@ -78,7 +87,13 @@ fn expand_cat(value: &str, base: &Path) -> Result<String, String> {
     let path = base.join(file.trim());
     std::fs::read_to_string(&path)
         .map(|s| s.trim().to_owned())
-        .map_err(|e| format!("`$cat {}`: cannot read {}: {e}", file.trim(), path.display()))
+        .map_err(|e| {
+            format!(
+                "`$cat {}`: cannot read {}: {e}",
+                file.trim(),
+                path.display()
+            )
+        })
 }
 
 #[cfg(test)]
@@ -102,7 +117,10 @@ mod tests {
         let cat = ApiKey::resolve(RawApiKey::Combined("$cat both".into()), &dir).unwrap();
         assert_eq!((cat.key.as_str(), cat.secret()), ("k1", "s1"));
         let split = ApiKey::resolve(
-            RawApiKey::Split { key: "k2".into(), secret: "$cat secret".into() },
+            RawApiKey::Split {
+                key: "k2".into(),
+                secret: "$cat secret".into(),
+            },
             &dir,
         )
         .unwrap();

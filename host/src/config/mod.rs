@@ -34,7 +34,10 @@ fn render(file: &Path, problems: &[(String, String)]) -> String {
 
 impl ConfigError {
     pub fn one(file: &Path, path: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError { file: file.to_owned(), problems: vec![(path.into(), message.into())] }
+        ConfigError {
+            file: file.to_owned(),
+            problems: vec![(path.into(), message.into())],
+        }
     }
 }
 

@@ -65,7 +65,12 @@ pub struct RawParser {
 
 /// A connector: `{type: udp, properties: {...}}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "type", content = "properties", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(
+    tag = "type",
+    content = "properties",
+    rename_all = "lowercase",
+    deny_unknown_fields
+)]
 pub enum ConnectorSpec {
     Udp(UdpProperties),
 }
@@ -97,7 +102,11 @@ impl PortList {
             PortList::List(list) => list.clone(),
             PortList::Text(text) => text
                 .split(',')
-                .map(|p| p.trim().parse::<u16>().map_err(|_| format!("{:?} is not a port number", p.trim())))
+                .map(|p| {
+                    p.trim()
+                        .parse::<u16>()
+                        .map_err(|_| format!("{:?} is not a port number", p.trim()))
+                })
                 .collect::<Result<_, _>>()?,
         };
         if ports.is_empty() {

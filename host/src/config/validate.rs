@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
+use super::ConfigError;
 use super::api_key::ApiKey;
 use super::model::*;
-use super::ConfigError;
 use crate::plugin::SandboxLimits;
 
 struct Problems(Vec<(String, String)>);
@@ -53,14 +53,38 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         Some(_) => p.ranged("aggregation_seconds", raw.aggregation_seconds, 1, 3600, 60),
         None => minutes * 60,
     };
-    let data_directory_size_mb =
-        p.ranged("data_directory_size_mb", raw.data_directory_size_mb, 100, 1 << 20, 500);
-    let file_retention_hours = p.ranged("file_retention_hours", raw.file_retention_hours, 4, 24 * 365, 24);
-    let metrics_print_seconds = p.ranged("metrics_print_seconds", raw.metrics_print_seconds, 15, 86_400, 60);
+    let data_directory_size_mb = p.ranged(
+        "data_directory_size_mb",
+        raw.data_directory_size_mb,
+        100,
+        1 << 20,
+        500,
+    );
+    let file_retention_hours = p.ranged(
+        "file_retention_hours",
+        raw.file_retention_hours,
+        4,
+        24 * 365,
+        24,
+    );
+    let metrics_print_seconds = p.ranged(
+        "metrics_print_seconds",
+        raw.metrics_print_seconds,
+        15,
+        86_400,
+        60,
+    );
     let spool_retry_seconds = p.ranged("spool_retry_seconds", raw.spool_retry_seconds, 1, 3600, 30);
     let default_limits = SandboxLimits {
-        call_timeout: Duration::from_millis(p.ranged("plugin_timeout_ms", raw.plugin_timeout_ms, 1, 60_000, 250)),
-        memory_bytes: (p.ranged("plugin_memory_mb", raw.plugin_memory_mb, 2, 4096, 64) as usize) << 20,
+        call_timeout: Duration::from_millis(p.ranged(
+            "plugin_timeout_ms",
+            raw.plugin_timeout_ms,
+            1,
+            60_000,
+            250,
+        )),
+        memory_bytes: (p.ranged("plugin_memory_mb", raw.plugin_memory_mb, 2, 4096, 64) as usize)
+            << 20,
         max_flows_per_message: p.ranged(
             "plugin_max_flows_per_message",
             raw.plugin_max_flows_per_message.map(|v| v as u64),
@@ -70,9 +94,20 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         ) as usize,
     };
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let parser_workers = p.ranged("parser_workers", raw.parser_workers.map(|v| v as u64), 1, 256, cpus as u64) as usize;
-    let queue_capacity =
-        p.ranged("queue_capacity", raw.queue_capacity.map(|v| v as u64), 16, 1 << 24, 8192) as usize;
+    let parser_workers = p.ranged(
+        "parser_workers",
+        raw.parser_workers.map(|v| v as u64),
+        1,
+        256,
+        cpus as u64,
+    ) as usize;
+    let queue_capacity = p.ranged(
+        "queue_capacity",
+        raw.queue_capacity.map(|v| v as u64),
+        16,
+        1 << 24,
+        8192,
+    ) as usize;
     let aggregation_max_keys = p.ranged(
         "aggregation_max_keys",
         raw.aggregation_max_keys.map(|v| v as u64),
@@ -92,10 +127,16 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         if consumer.name.trim().is_empty() {
             p.add(format!("{at}.name"), "must not be empty");
         } else if !names.insert(consumer.name.clone()) {
-            p.add(format!("{at}.name"), format!("{:?} is used by another consumer", consumer.name));
+            p.add(
+                format!("{at}.name"),
+                format!("{:?} is used by another consumer", consumer.name),
+            );
         }
         if consumer.connectors.is_empty() {
-            p.add(format!("{at}.connectors"), "at least one connector is needed");
+            p.add(
+                format!("{at}.connectors"),
+                "at least one connector is needed",
+            );
         }
         for (j, connector) in consumer.connectors.iter().enumerate() {
             let ConnectorSpec::Udp(udp) = connector;
@@ -123,31 +164,55 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         }
         let limits = SandboxLimits {
             call_timeout: parser.timeout_ms.map_or(default_limits.call_timeout, |ms| {
-                Duration::from_millis(p.ranged(&format!("{at}.parser.timeout_ms"), Some(ms), 1, 60_000, 250))
+                Duration::from_millis(p.ranged(
+                    &format!("{at}.parser.timeout_ms"),
+                    Some(ms),
+                    1,
+                    60_000,
+                    250,
+                ))
             }),
             memory_bytes: parser.memory_mb.map_or(default_limits.memory_bytes, |mb| {
                 (p.ranged(&format!("{at}.parser.memory_mb"), Some(mb), 2, 4096, 64) as usize) << 20
             }),
-            max_flows_per_message: parser.max_flows_per_message.map_or(default_limits.max_flows_per_message, |n| {
-                p.ranged(&format!("{at}.parser.max_flows_per_message"), Some(n as u64), 1, 10_000_000, 65_536)
-                    as usize
-            }),
+            max_flows_per_message: parser.max_flows_per_message.map_or(
+                default_limits.max_flows_per_message,
+                |n| {
+                    p.ranged(
+                        &format!("{at}.parser.max_flows_per_message"),
+                        Some(n as u64),
+                        1,
+                        10_000_000,
+                        65_536,
+                    ) as usize
+                },
+            ),
         };
         consumers.push(ConsumerConfig {
             name: consumer.name,
             connectors: consumer.connectors,
-            parser: ParserSpec { plugin: parser.plugin, properties_json: properties.to_string(), limits },
+            parser: ParserSpec {
+                plugin: parser.plugin,
+                properties_json: properties.to_string(),
+                limits,
+            },
         });
     }
 
     if let Some(ca) = &raw.pce_ca_file
         && !base.join(ca).is_file()
     {
-        p.add("pce_ca_file", format!("{} is not a readable file", base.join(ca).display()));
+        p.add(
+            "pce_ca_file",
+            format!("{} is not a readable file", base.join(ca).display()),
+        );
     }
 
     if !p.0.is_empty() {
-        return Err(ConfigError { file: file.to_owned(), problems: p.0 });
+        return Err(ConfigError {
+            file: file.to_owned(),
+            problems: p.0,
+        });
     }
     let data_directory = base.join(raw.data_directory.unwrap_or_else(|| "flowlink-data".into()));
     Ok(Config {
@@ -186,8 +251,13 @@ pub fn pce_base_url(addr: &str) -> Result<reqwest::Url, String> {
     if addr.is_empty() {
         return Err("must not be empty".to_owned());
     }
-    let text = if addr.contains("://") { addr.to_owned() } else { format!("https://{addr}") };
-    let url = reqwest::Url::parse(&text).map_err(|e| format!("{addr:?} is not host:port or a URL: {e}"))?;
+    let text = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("https://{addr}")
+    };
+    let url = reqwest::Url::parse(&text)
+        .map_err(|e| format!("{addr:?} is not host:port or a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("scheme {:?} is not http or https", url.scheme()));
     }

@@ -23,8 +23,15 @@ pub struct UdpConnector {
 impl UdpConnector {
     /// Binds every port now (so a port in use fails the start, naming the
     /// port) and starts one receive task per socket.
-    pub fn start(consumer: usize, consumer_name: &str, props: &UdpProperties, router: ShardRouter) -> Result<Self> {
-        let address = props.listen_address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    pub fn start(
+        consumer: usize,
+        consumer_name: &str,
+        props: &UdpProperties,
+        router: ShardRouter,
+    ) -> Result<Self> {
+        let address = props
+            .listen_address
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let receive_buffer = props.receive_buffer_bytes.unwrap_or(DEFAULT_RECEIVE_BUFFER);
         let ports = props.ports.ports().map_err(anyhow::Error::msg)?;
         let mut local_addrs = Vec::new();

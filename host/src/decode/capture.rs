@@ -19,8 +19,12 @@ pub struct CaptureMessage {
 }
 
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
-const PCAP_MAGICS: [[u8; 4]; 4] =
-    [[0xa1, 0xb2, 0xc3, 0xd4], [0xd4, 0xc3, 0xb2, 0xa1], [0xa1, 0xb2, 0x3c, 0x4d], [0x4d, 0x3c, 0xb2, 0xa1]];
+const PCAP_MAGICS: [[u8; 4]; 4] = [
+    [0xa1, 0xb2, 0xc3, 0xd4],
+    [0xd4, 0xc3, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0x3c, 0x4d],
+    [0x4d, 0x3c, 0xb2, 0xa1],
+];
 
 pub fn read_messages(path: &Path, raw_exporter: SocketAddr) -> Result<Vec<CaptureMessage>> {
     let mut file = File::open(path)?;
@@ -35,7 +39,11 @@ pub fn read_messages(path: &Path, raw_exporter: SocketAddr) -> Result<Vec<Captur
     }
     let mut payload = Vec::new();
     file.read_to_end(&mut payload)?;
-    Ok(vec![CaptureMessage { exporter: raw_exporter, received_ms: None, payload }])
+    Ok(vec![CaptureMessage {
+        exporter: raw_exporter,
+        received_ms: None,
+        payload,
+    }])
 }
 
 fn read_pcap(file: File) -> Result<Vec<CaptureMessage>> {
@@ -58,10 +66,18 @@ fn read_pcapng(file: File) -> Result<Vec<CaptureMessage>> {
     while let Some(block) = reader.next_block() {
         let block = block.context("corrupt pcapng block")?;
         let (interface, data, ts) = match block {
-            Block::EnhancedPacket(epb) => (epb.interface_id, epb.data.into_owned(), epb.timestamp.as_millis() as u64),
+            Block::EnhancedPacket(epb) => (
+                epb.interface_id,
+                epb.data.into_owned(),
+                epb.timestamp.as_millis() as u64,
+            ),
             _ => continue,
         };
-        let Some(datalink) = reader.interfaces().get(interface as usize).map(|i| i.linktype) else {
+        let Some(datalink) = reader
+            .interfaces()
+            .get(interface as usize)
+            .map(|i| i.linktype)
+        else {
             continue;
         };
         if let Some(message) = udp_payload(datalink, &data, ts) {

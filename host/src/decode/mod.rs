@@ -13,8 +13,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::pipeline::now_ms;
 use crate::plugin::{
-    Flow, LoadedPlugin, Origin, ParserInstance, PluginEngine, PluginRegistry, SandboxLimits, ip_from_wit,
-    ip_to_wit,
+    Action, Flow, LoadedPlugin, Origin, ParserInstance, PluginEngine, PluginRegistry,
+    SandboxLimits, ip_from_wit, ip_to_wit,
 };
 
 pub use capture::{CaptureMessage, read_messages};
@@ -30,7 +30,11 @@ pub struct DecodeArgs {
 
 /// Finds a plugin by path (anything ending in `.wasm` or naming a file) or by
 /// name in `plugin_dir`.
-pub fn resolve_plugin(engine: &Arc<PluginEngine>, plugin: &str, plugin_dir: &Path) -> Result<Arc<LoadedPlugin>> {
+pub fn resolve_plugin(
+    engine: &Arc<PluginEngine>,
+    plugin: &str,
+    plugin_dir: &Path,
+) -> Result<Arc<LoadedPlugin>> {
     let as_path = Path::new(plugin);
     if plugin.ends_with(".wasm") || as_path.is_file() {
         return LoadedPlugin::load(engine, as_path);
@@ -46,17 +50,37 @@ pub fn resolve_plugin(engine: &Arc<PluginEngine>, plugin: &str, plugin_dir: &Pat
     }
 }
 
+/// A closed stdout (`flowlink decode … | head`) ends the run quietly.
 pub fn run(engine: Arc<PluginEngine>, args: DecodeArgs) -> Result<()> {
+    match decode_all(engine, args) {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn decode_all(engine: Arc<PluginEngine>, args: DecodeArgs) -> Result<()> {
     let plugin = resolve_plugin(&engine, &args.plugin, &args.plugin_dir)?;
     let tag: Arc<str> = format!("plugin={} decode", plugin.name).into();
-    let mut session = ParserInstance::new(engine, plugin, args.properties, SandboxLimits::default(), tag)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut session = ParserInstance::new(
+        engine,
+        plugin,
+        args.properties,
+        SandboxLimits::default(),
+        tag,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let (mut messages, mut flows, mut rejected, mut failed) = (0u64, 0u64, 0u64, 0u64);
     for file in &args.files {
-        let captured = read_messages(file, args.exporter).with_context(|| format!("reading {}", file.display()))?;
+        let captured = read_messages(file, args.exporter)
+            .with_context(|| format!("reading {}", file.display()))?;
         for (index, message) in captured.into_iter().enumerate() {
             messages += 1;
             let origin = Origin {
@@ -67,13 +91,19 @@ pub fn run(engine: Arc<PluginEngine>, args: DecodeArgs) -> Result<()> {
             match session.parse(&origin, &message.payload) {
                 Ok(parsed) => {
                     for flow in &parsed.flows {
-                        serde_json::to_writer(&mut out, &flow_json(flow, message.exporter.ip()))?;
+                        serde_json::to_writer(&mut out, &flow_json(flow, message.exporter.ip()))
+                            .map_err(std::io::Error::from)?;
                         out.write_all(b"\n")?;
                     }
                     flows += parsed.flows.len() as u64;
                     rejected += parsed.rejected.len() as u64;
                     for r in &parsed.rejected {
-                        eprintln!("{}: message {index}: record {}: {}", file.display(), r.index, r.reason);
+                        eprintln!(
+                            "{}: message {index}: record {}: {}",
+                            file.display(),
+                            r.index,
+                            r.reason
+                        );
                     }
                 }
                 Err(failure) => {
@@ -84,7 +114,9 @@ pub fn run(engine: Arc<PluginEngine>, args: DecodeArgs) -> Result<()> {
         }
     }
     out.flush()?;
-    eprintln!("decoded {messages} messages: {flows} flows, {rejected} records rejected, {failed} messages failed");
+    eprintln!(
+        "decoded {messages} messages: {flows} flows, {rejected} records rejected, {failed} messages failed"
+    );
     Ok(())
 }
 
@@ -107,7 +139,11 @@ fn flow_json(flow: &Flow, exporter: IpAddr) -> serde_json::Value {
         "icmp_type": flow.icmp_type,
         "icmp_code": flow.icmp_code,
         "sampling_interval": flow.sampling_interval,
-        "action": format!("{:?}", flow.action).to_lowercase(),
+        "action": match flow.action {
+            Action::Unknown => "unknown",
+            Action::Accept => "accept",
+            Action::Reject => "reject",
+        },
         "exporter": exporter.to_string(),
     })
 }

@@ -30,10 +30,19 @@ struct Emulator {
 /// Serves until the process is stopped. Prints `listening on http://ADDR`
 /// on stdout first, so a script or test can use port 0.
 pub async fn serve(listen: SocketAddr, api_key: ApiKey) -> Result<()> {
-    let state = Emulator { auth: api_key.basic_auth_header().into(), received: Arc::default() };
+    let state = Emulator {
+        auth: api_key.basic_auth_header().into(),
+        received: Arc::default(),
+    };
     let app = Router::new()
-        .route("/api/v2/orgs/{org}/flowlink/flow_batches", post(flow_batches))
-        .route("/api/v2/orgs/{org}/agents/bulk_traffic_flows", post(bulk_traffic_flows))
+        .route(
+            "/api/v2/orgs/{org}/flowlink/flow_batches",
+            post(flow_batches),
+        )
+        .route(
+            "/api/v2/orgs/{org}/agents/bulk_traffic_flows",
+            post(bulk_traffic_flows),
+        )
         .route("/emulator/flows", get(query_flows))
         .route("/", get(index))
         .with_state(state);
@@ -43,11 +52,16 @@ pub async fn serve(listen: SocketAddr, api_key: ApiKey) -> Result<()> {
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}");
     tracing::info!("PCE emulator listening on http://{addr} (flows at /emulator/flows)");
-    axum::serve(listener, app).await.context("PCE emulator server")
+    axum::serve(listener, app)
+        .await
+        .context("PCE emulator server")
 }
 
 fn authorized(state: &Emulator, headers: &HeaderMap) -> Result<(), Response> {
-    match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    match headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         Some(value) if value == &*state.auth => Ok(()),
         _ => Err((
             StatusCode::UNAUTHORIZED,
@@ -69,10 +83,16 @@ async fn flow_batches(
     }
     let batch = match FlowBatch::decode(body) {
         Ok(batch) => batch,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid FlowBatch: {e}")).into_response(),
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("invalid FlowBatch: {e}")).into_response();
+        }
     };
     let flows = batch.flows.len();
-    let fresh = state.received.lock().expect("emulator state").add_batch(org, &batch);
+    let fresh = state
+        .received
+        .lock()
+        .expect("emulator state")
+        .add_batch(org, &batch);
     axum::Json(serde_json::json!({"accepted_flows": flows, "duplicate": !fresh})).into_response()
 }
 
@@ -89,7 +109,10 @@ async fn bulk_traffic_flows(
     if lines.len() > BULK_CSV_MAX_LINES {
         return (
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("{{\"error\":\"at most {BULK_CSV_MAX_LINES} flows per request, got {}\"}}", lines.len()),
+            format!(
+                "{{\"error\":\"at most {BULK_CSV_MAX_LINES} flows per request, got {}\"}}",
+                lines.len()
+            ),
         )
             .into_response();
     }

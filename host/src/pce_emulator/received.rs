@@ -52,10 +52,18 @@ impl Received {
             return false;
         }
         for flow in &batch.flows {
-            let (Some(src), Some(dst)) = (ip_from_bytes(&flow.src_ip), ip_from_bytes(&flow.dst_ip)) else {
+            let (Some(src), Some(dst)) = (ip_from_bytes(&flow.src_ip), ip_from_bytes(&flow.dst_ip))
+            else {
                 continue;
             };
-            let key = Key { org, src, dst, dst_port: flow.dst_port, protocol: flow.protocol, action: flow.action };
+            let key = Key {
+                org,
+                src,
+                dst,
+                dst_port: flow.dst_port,
+                protocol: flow.protocol,
+                action: flow.action,
+            };
             let t = self.totals.entry(key).or_default();
             if t.reports == 0 || (flow.first_seen_ms != 0 && flow.first_seen_ms < t.first_seen_ms) {
                 t.first_seen_ms = flow.first_seen_ms;
@@ -79,7 +87,14 @@ impl Received {
         let dst_port: u32 = port.parse().map_err(|_| format!("bad dst_port {port:?}"))?;
         let protocol: u32 = proto.parse().map_err(|_| format!("bad proto {proto:?}"))?;
         self.csv_requests += 1;
-        let key = Key { org, src, dst, dst_port, protocol, action: 0 };
+        let key = Key {
+            org,
+            src,
+            dst,
+            dst_port,
+            protocol,
+            action: 0,
+        };
         let t = self.totals.entry(key).or_default();
         t.connections += 1;
         t.reports += 1;

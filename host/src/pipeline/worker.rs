@@ -11,7 +11,9 @@ use tokio::sync::mpsc;
 use super::{ParsedFlows, RawMessage};
 use crate::config::ConsumerConfig;
 use crate::metrics::{self, ConsumerCounters, Metrics};
-use crate::plugin::{Origin, ParseFailure, ParserInstance, PluginEngine, PluginRegistry, ip_to_wit};
+use crate::plugin::{
+    Origin, ParseFailure, ParserInstance, PluginEngine, PluginRegistry, ip_to_wit,
+};
 
 /// What every worker needs to start sessions.
 pub struct WorkerSetup {
@@ -65,11 +67,20 @@ fn open_sessions(setup: &WorkerSetup, worker: usize) -> Result<Vec<ParserInstanc
         .consumers
         .iter()
         .map(|consumer| {
-            let plugin = setup.registry.get(&consumer.parser.plugin).with_context(|| {
-                format!("consumer {:?}: no parser plugin named {:?}", consumer.name, consumer.parser.plugin)
-            })?;
-            let tag: Arc<str> =
-                format!("plugin={} consumer={} worker={worker}", plugin.name, consumer.name).into();
+            let plugin = setup
+                .registry
+                .get(&consumer.parser.plugin)
+                .with_context(|| {
+                    format!(
+                        "consumer {:?}: no parser plugin named {:?}",
+                        consumer.name, consumer.parser.plugin
+                    )
+                })?;
+            let tag: Arc<str> = format!(
+                "plugin={} consumer={} worker={worker}",
+                plugin.name, consumer.name
+            )
+            .into();
             ParserInstance::new(
                 setup.engine.clone(),
                 plugin.clone(),
@@ -104,7 +115,10 @@ fn run_worker(
             received_ms: message.received_ms,
         };
         let outcome = session.parse(&origin, &message.payload);
-        metrics::add(&counters.plugin_restarts, session.restarts - restarts_before);
+        metrics::add(
+            &counters.plugin_restarts,
+            session.restarts - restarts_before,
+        );
         match outcome {
             Ok(parsed) => {
                 metrics::add(&counters.flows_parsed, parsed.flows.len() as u64);

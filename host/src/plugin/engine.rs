@@ -42,19 +42,28 @@ impl PluginEngine {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        let engine = Engine::new(&config).map_err(wasm_error).context("creating the wasmtime engine")?;
+        let engine = Engine::new(&config)
+            .map_err(wasm_error)
+            .context("creating the wasmtime engine")?;
 
         let mut linker = Linker::new(&engine);
         // A std guest imports wasi:cli, wasi:io, wasi:random even when unused;
         // they are linked against a context that grants nothing (see sandbox.rs).
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_error).context("linking WASI")?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(wasm_error)
+            .context("linking WASI")?;
         FlowParser::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(wasm_error)
             .context("linking the flowlink host functions")?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
-        Ok(Arc::new(PluginEngine { engine, linker, cache_dir, ticker_stop }))
+        Ok(Arc::new(PluginEngine {
+            engine,
+            linker,
+            cache_dir,
+            ticker_stop,
+        }))
     }
 
     pub fn engine(&self) -> &Engine {
@@ -71,7 +80,13 @@ impl PluginEngine {
         let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let Some(cache_dir) = &self.cache_dir else {
             let component = self.compile(&wasm, path)?;
-            return Ok((component, LoadStats { from_cache: false, elapsed: started.elapsed() }));
+            return Ok((
+                component,
+                LoadStats {
+                    from_cache: false,
+                    elapsed: started.elapsed(),
+                },
+            ));
         };
         let cached = cache_dir.join(self.cache_file_name(&wasm));
         if cached.exists() {
@@ -80,7 +95,13 @@ impl PluginEngine {
             // a directory only flowlink writes; wasmtime re-checks the header.
             match unsafe { Component::deserialize_file(&self.engine, &cached) } {
                 Ok(component) => {
-                    return Ok((component, LoadStats { from_cache: true, elapsed: started.elapsed() }));
+                    return Ok((
+                        component,
+                        LoadStats {
+                            from_cache: true,
+                            elapsed: started.elapsed(),
+                        },
+                    ));
                 }
                 Err(e) => tracing::warn!(
                     cache = %cached.display(),
@@ -92,7 +113,13 @@ impl PluginEngine {
         if let Err(e) = self.write_cache(&component, cache_dir, &cached) {
             tracing::warn!(cache = %cached.display(), "could not cache compiled plugin: {e:#}");
         }
-        Ok((component, LoadStats { from_cache: false, elapsed: started.elapsed() }))
+        Ok((
+            component,
+            LoadStats {
+                from_cache: false,
+                elapsed: started.elapsed(),
+            },
+        ))
     }
 
     fn compile(&self, wasm: &[u8], path: &Path) -> Result<Component> {
@@ -105,8 +132,14 @@ impl PluginEngine {
     /// wasmtime upgrade or a config change never loads stale machine code.
     fn cache_file_name(&self, wasm: &[u8]) -> String {
         let mut engine_hash = DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
-        format!("{}-{:016x}.cwasm", hex::encode(Sha256::digest(wasm)), engine_hash.finish())
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
+        format!(
+            "{}-{:016x}.cwasm",
+            hex::encode(Sha256::digest(wasm)),
+            engine_hash.finish()
+        )
     }
 
     /// Atomic: a crash mid-write leaves a temp file, never a torn `.cwasm`.

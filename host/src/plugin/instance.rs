@@ -122,12 +122,20 @@ impl ParserInstance {
             .call_open(&mut store, &self.config_json)
             .map_err(|e| ParseFailure::Unavailable(format!("open() trapped: {e:#}")))?;
         let session = opened.map_err(ParseFailure::Unavailable)?;
-        Ok(Live { store, bindings, session })
+        Ok(Live {
+            store,
+            bindings,
+            session,
+        })
     }
 
     /// Parses one message. On a fault the instance is discarded and the next
     /// call starts a fresh one; template state learned so far is lost with it.
-    pub fn parse(&mut self, origin: &Origin, payload: &[u8]) -> Result<ParsedMessage, ParseFailure> {
+    pub fn parse(
+        &mut self,
+        origin: &Origin,
+        payload: &[u8],
+    ) -> Result<ParsedMessage, ParseFailure> {
         let live = match &mut self.live {
             Some(live) => live,
             None => {
@@ -152,7 +160,10 @@ impl ParserInstance {
                         cap: self.limits.max_flows_per_message,
                     });
                 }
-                Ok(ParsedMessage { flows: batch.flows, rejected: batch.rejected })
+                Ok(ParsedMessage {
+                    flows: batch.flows,
+                    rejected: batch.rejected,
+                })
             }
             Ok(Err(reason)) => Err(ParseFailure::Rejected(reason)),
             Err(error) => {
@@ -165,16 +176,27 @@ impl ParserInstance {
 
     /// Log lines the plugin wrote past its per-call allowance.
     pub fn suppressed_log_lines(&self) -> u64 {
-        self.live.as_ref().map_or(0, |l| l.store.data().log_suppressed)
+        self.live
+            .as_ref()
+            .map_or(0, |l| l.store.data().log_suppressed)
     }
 }
 
-fn classify_fault(error: &wasmtime::Error, refused: Option<usize>, limits: &SandboxLimits) -> ParseFailure {
+fn classify_fault(
+    error: &wasmtime::Error,
+    refused: Option<usize>,
+    limits: &SandboxLimits,
+) -> ParseFailure {
     if let Some(wanted) = refused {
-        return ParseFailure::OutOfMemory { cap: limits.memory_bytes, wanted };
+        return ParseFailure::OutOfMemory {
+            cap: limits.memory_bytes,
+            wanted,
+        };
     }
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return ParseFailure::Timeout { limit_ms: limits.call_timeout.as_millis() };
+        return ParseFailure::Timeout {
+            limit_ms: limits.call_timeout.as_millis(),
+        };
     }
     ParseFailure::Trap(format!("{error:#}"))
 }

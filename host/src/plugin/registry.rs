@@ -35,16 +35,25 @@ impl LoadedPlugin {
     /// under the default sandbox limits.
     pub fn load(engine: &Arc<PluginEngine>, path: &Path) -> Result<Arc<LoadedPlugin>> {
         let (component, load) = engine.load_component(path)?;
-        let instance_pre = engine.linker().instantiate_pre(&component).map_err(wasm_error).with_context(|| {
-            format!(
-                "{} imports something flowlink does not provide (plugins may import only \
+        let instance_pre = engine
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(wasm_error)
+            .with_context(|| {
+                format!(
+                    "{} imports something flowlink does not provide (plugins may import only \
                  flowlink:parser and WASI)",
-                path.display()
-            )
-        })?;
-        let pre = FlowParserPre::new(instance_pre).map_err(wasm_error).with_context(|| {
-            format!("{} does not export the flowlink:parser/parser@0.1.0 interface", path.display())
-        })?;
+                    path.display()
+                )
+            })?;
+        let pre = FlowParserPre::new(instance_pre)
+            .map_err(wasm_error)
+            .with_context(|| {
+                format!(
+                    "{} does not export the flowlink:parser/parser@0.1.0 interface",
+                    path.display()
+                )
+            })?;
         let tag: Arc<str> = format!("plugin={}", path.display()).into();
         let limits = SandboxLimits::default();
         let mut store = super::instance::new_store(engine, &limits, tag);
@@ -57,8 +66,17 @@ impl LoadedPlugin {
             .call_info(&mut store)
             .map_err(wasm_error)
             .with_context(|| format!("calling info() of {}", path.display()))?;
-        if info.name.is_empty() || !info.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            bail!("{} reports an invalid parser name {:?}", path.display(), info.name);
+        if info.name.is_empty()
+            || !info
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            bail!(
+                "{} reports an invalid parser name {:?}",
+                path.display(),
+                info.name
+            );
         }
         Ok(Arc::new(LoadedPlugin {
             name: info.name,

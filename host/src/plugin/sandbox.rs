@@ -61,7 +61,10 @@ impl SandboxState {
         SandboxState {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryCap { cap: limits.memory_bytes, refused: None },
+            memory: MemoryCap {
+                cap: limits.memory_bytes,
+                refused: None,
+            },
             tag,
             log_lines: 0,
             log_suppressed: 0,
@@ -77,7 +80,10 @@ impl SandboxState {
 
 impl WasiView for SandboxState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -128,7 +134,10 @@ impl ResourceLimiter for MemoryCap {
             self.refused = Some(desired);
             // An error (not `Ok(false)`) traps at once: a Rust guest would
             // otherwise abort on allocation failure anyway, with less context.
-            wasmtime::bail!("plugin memory cap of {} bytes exceeded (wanted {desired})", self.cap);
+            wasmtime::bail!(
+                "plugin memory cap of {} bytes exceeded (wanted {desired})",
+                self.cap
+            );
         }
         Ok(true)
     }

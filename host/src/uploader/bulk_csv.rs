@@ -48,9 +48,15 @@ mod tests {
             protocol: 6,
             ..Default::default()
         };
-        let batch = FlowBatch { flows: vec![flow; 2500], ..Default::default() };
+        let batch = FlowBatch {
+            flows: vec![flow; 2500],
+            ..Default::default()
+        };
         let chunks = bulk_csv_chunks(&batch);
-        assert_eq!(chunks.iter().map(|c| c.lines().count()).collect::<Vec<_>>(), vec![1000, 1000, 500]);
+        assert_eq!(
+            chunks.iter().map(|c| c.lines().count()).collect::<Vec<_>>(),
+            vec![1000, 1000, 500]
+        );
         assert_eq!(chunks[0].lines().next(), Some("10.0.0.1,2001:db8::1,443,6"));
     }
 }

@@ -22,7 +22,12 @@ pub enum UploadError {
     #[error("cannot reach the PCE: {0}")]
     Transport(String),
     #[error("the PCE answered {status}: {body}{hint}")]
-    Status { status: StatusCode, body: String, retry_after: Option<Duration>, hint: &'static str },
+    Status {
+        status: StatusCode,
+        body: String,
+        retry_after: Option<Duration>,
+        hint: &'static str,
+    },
 }
 
 impl UploadError {
@@ -60,9 +65,11 @@ impl PceClient {
             .timeout(Duration::from_secs(60))
             .user_agent(concat!("flowlink/", env!("CARGO_PKG_VERSION")));
         if let Some(ca_file) = &config.ca_file {
-            let pem = std::fs::read(ca_file).with_context(|| format!("reading pce_ca_file {}", ca_file.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("pce_ca_file {} holds no PEM certificate", ca_file.display()))?;
+            let pem = std::fs::read(ca_file)
+                .with_context(|| format!("reading pce_ca_file {}", ca_file.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!("pce_ca_file {} holds no PEM certificate", ca_file.display())
+            })?;
             builder = builder.tls_certs_merge(certs);
         }
         if config.insecure {
@@ -86,11 +93,18 @@ impl PceClient {
     pub async fn upload(&self, batch: &FlowBatch) -> Result<(), UploadError> {
         match self.config.upload_format {
             UploadFormat::Protobuf => {
-                self.post(PROTOBUF_PATH, "application/x-protobuf", batch.encode_to_vec()).await?;
+                self.post(
+                    PROTOBUF_PATH,
+                    "application/x-protobuf",
+                    batch.encode_to_vec(),
+                )
+                .await?;
             }
             UploadFormat::BulkCsv => {
                 for body in bulk_csv_chunks(batch) {
-                    let reply = self.post(BULK_CSV_PATH, "text/csv", body.into_bytes()).await?;
+                    let reply = self
+                        .post(BULK_CSV_PATH, "text/csv", body.into_bytes())
+                        .await?;
                     check_bulk_reply(&reply);
                 }
             }
@@ -98,7 +112,12 @@ impl PceClient {
         Ok(())
     }
 
-    async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> Result<String, UploadError> {
+    async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<String, UploadError> {
         let response = self
             .http
             .post(self.url(path))
@@ -120,21 +139,34 @@ impl PceClient {
             return Ok(text);
         }
         let hint = match status {
-            StatusCode::UNAUTHORIZED => " (check api_key: the key and secret must be a valid PCE API key pair)",
+            StatusCode::UNAUTHORIZED => {
+                " (check api_key: the key and secret must be a valid PCE API key pair)"
+            }
             StatusCode::FORBIDDEN => " (check the API key's role and that org_id is the key's org)",
             _ => "",
         };
-        Err(UploadError::Status { status, body: text.chars().take(500).collect(), retry_after, hint })
+        Err(UploadError::Status {
+            status,
+            body: text.chars().take(500).collect(),
+            retry_after,
+            hint,
+        })
     }
 }
 
 /// The PCE accepts the request but may refuse single lines; say which.
 fn check_bulk_reply(reply: &str) {
     let Ok(json) = serde_json::from_str::<serde_json::Value>(reply) else {
-        tracing::warn!("bulk_traffic_flows reply is not JSON: {}", reply.chars().take(200).collect::<String>());
+        tracing::warn!(
+            "bulk_traffic_flows reply is not JSON: {}",
+            reply.chars().take(200).collect::<String>()
+        );
         return;
     };
-    let failed = json.get("num_flows_failed").and_then(|v| v.as_u64()).unwrap_or(0);
+    let failed = json
+        .get("num_flows_failed")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
     if failed > 0 {
         tracing::warn!(
             failed,

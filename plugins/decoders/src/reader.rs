@@ -48,7 +48,11 @@ impl<'a> ByteReader<'a> {
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], Truncated> {
         if self.remaining() < n {
-            return Err(Truncated { at: self.pos, needed: n, available: self.remaining() });
+            return Err(Truncated {
+                at: self.pos,
+                needed: n,
+                available: self.remaining(),
+            });
         }
         let bytes = &self.data[self.pos..self.pos + n];
         self.pos += n;
@@ -92,8 +96,18 @@ mod tests {
         assert_eq!(r.u16().unwrap(), 0x0102);
         assert_eq!(r.u8().unwrap(), 0x03);
         let err = r.u32().unwrap_err();
-        assert_eq!(err, Truncated { at: 3, needed: 4, available: 2 });
-        assert_eq!(err.to_string(), "truncated at byte 3: needed 4 bytes, 2 left");
+        assert_eq!(
+            err,
+            Truncated {
+                at: 3,
+                needed: 4,
+                available: 2
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "truncated at byte 3: needed 4 bytes, 2 left"
+        );
         assert_eq!(r.position(), 3, "a failed read consumes nothing");
     }
 }

@@ -12,8 +12,8 @@ impl Parser for NetflowParser {
     }
 
     fn open(config: &str) -> Result<Self, String> {
-        let config: serde_json::Value =
-            serde_json::from_str(config).map_err(|e| format!("parser properties are not JSON: {e}"))?;
+        let config: serde_json::Value = serde_json::from_str(config)
+            .map_err(|e| format!("parser properties are not JSON: {e}"))?;
         match config.as_object() {
             Some(map) if map.is_empty() => Ok(NetflowParser),
             Some(map) => Err(format!(
@@ -40,7 +40,9 @@ mod tests {
     #[test]
     fn open_refuses_unknown_properties() {
         assert!(NetflowParser::open("{}").is_ok());
-        let err = NetflowParser::open(r#"{"templat_timeout": 5}"#).err().unwrap();
+        let err = NetflowParser::open(r#"{"templat_timeout": 5}"#)
+            .err()
+            .unwrap();
         assert!(err.contains("templat_timeout"), "{err}");
     }
 }

@@ -31,6 +31,9 @@ mod tests {
             let ip: StdIp = text.parse().unwrap();
             assert_eq!(ip_to_std(ip_from_std(ip)), ip, "{text}");
         }
-        assert_eq!(ip_from_std("10.0.0.1".parse().unwrap()), IpAddr::V4(0x0a00_0001));
+        assert_eq!(
+            ip_from_std("10.0.0.1".parse().unwrap()),
+            IpAddr::V4(0x0a00_0001)
+        );
     }
 }

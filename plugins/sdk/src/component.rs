@@ -21,7 +21,11 @@ impl<P: Parser> Guest for Component<P> {
 
     fn info() -> WitInfo {
         let info = P::info();
-        WitInfo { name: info.name, version: info.version, formats: info.formats }
+        WitInfo {
+            name: info.name,
+            version: info.version,
+            formats: info.formats,
+        }
     }
 }
 

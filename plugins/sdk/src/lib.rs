@@ -49,14 +49,20 @@ pub use bindings::flowlink::parser::types::{
 
 impl Default for Batch {
     fn default() -> Self {
-        Batch { flows: Vec::new(), rejected: Vec::new() }
+        Batch {
+            flows: Vec::new(),
+            rejected: Vec::new(),
+        }
     }
 }
 
 impl Batch {
     /// Records one undecodable record of the message.
     pub fn reject(&mut self, index: u32, reason: impl Into<String>) {
-        self.rejected.push(Rejected { index, reason: reason.into() });
+        self.rejected.push(Rejected {
+            index,
+            reason: reason.into(),
+        });
     }
 }
 

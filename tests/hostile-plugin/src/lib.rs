@@ -16,7 +16,11 @@ pub struct HostileParser;
 
 impl Parser for HostileParser {
     fn info() -> ParserInfo {
-        ParserInfo::new("hostile", env!("CARGO_PKG_VERSION"), &["netflow-v5", "misbehaviour"])
+        ParserInfo::new(
+            "hostile",
+            env!("CARGO_PKG_VERSION"),
+            &["netflow-v5", "misbehaviour"],
+        )
     }
 
     fn open(_config: &str) -> Result<Self, String> {
@@ -32,13 +36,22 @@ impl Parser for HostileParser {
         }
         if payload.starts_with(b"HOG") {
             let hog = vec![1u8; 1 << 30];
-            return Err(format!("allocated {} bytes", std::hint::black_box(&hog).len()));
+            return Err(format!(
+                "allocated {} bytes",
+                std::hint::black_box(&hog).len()
+            ));
         }
         if payload.starts_with(b"PANIC") {
             panic!("hostile plugin panics on purpose");
         }
         if let Some(count) = payload.strip_prefix(b"FLOOD") {
-            let count = u32::from_be_bytes(count.get(..4).ok_or("FLOOD needs a count")?.try_into().unwrap());
+            let count = u32::from_be_bytes(
+                count
+                    .get(..4)
+                    .ok_or("FLOOD needs a count")?
+                    .try_into()
+                    .unwrap(),
+            );
             let flow = Flow {
                 src: IpAddr::V4(0x0a00_0001),
                 dst: IpAddr::V4(0x0a00_0002),
@@ -55,7 +68,10 @@ impl Parser for HostileParser {
                 icmp_code: 0,
                 action: Action::Unknown,
             };
-            return Ok(Batch { flows: vec![flow; count as usize], rejected: Vec::new() });
+            return Ok(Batch {
+                flows: vec![flow; count as usize],
+                rejected: Vec::new(),
+            });
         }
         let mut batch = Batch::default();
         netflow::decode(payload, &mut batch).map_err(|e| e.to_string())?;

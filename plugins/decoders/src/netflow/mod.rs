@@ -8,7 +8,9 @@ use flowlink_plugin_sdk::Batch;
 /// Why a whole datagram could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatagramError {
-    TooShort { len: usize },
+    TooShort {
+        len: usize,
+    },
     UnsupportedVersion(u16),
     /// The header itself is inconsistent (e.g. more records than the version allows).
     BadHeader(String),
@@ -18,7 +20,10 @@ impl std::fmt::Display for DatagramError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DatagramError::TooShort { len } => {
-                write!(f, "datagram of {len} bytes is too short for a NetFlow header")
+                write!(
+                    f,
+                    "datagram of {len} bytes is too short for a NetFlow header"
+                )
             }
             DatagramError::UnsupportedVersion(v) => write!(f, "unsupported NetFlow version {v}"),
             DatagramError::BadHeader(why) => write!(f, "bad NetFlow header: {why}"),
@@ -63,7 +68,13 @@ mod tests {
     #[test]
     fn rejects_unknown_version_and_short_input() {
         let mut batch = Batch::default();
-        assert_eq!(decode(&[0, 42, 0, 0], &mut batch), Err(DatagramError::UnsupportedVersion(42)));
-        assert_eq!(decode(&[0], &mut batch), Err(DatagramError::TooShort { len: 1 }));
+        assert_eq!(
+            decode(&[0, 42, 0, 0], &mut batch),
+            Err(DatagramError::UnsupportedVersion(42))
+        );
+        assert_eq!(
+            decode(&[0], &mut batch),
+            Err(DatagramError::TooShort { len: 1 })
+        );
     }
 }

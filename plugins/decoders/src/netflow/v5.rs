@@ -42,7 +42,8 @@ pub fn parse_header(payload: &[u8]) -> Result<Header, DatagramError> {
     Ok(Header {
         count,
         sys_uptime,
-        export_unix_ms: u64::from(unix_secs) * 1000 + u64::from(unix_nsecs) / 1_000_000,
+        // Rounded, not truncated: tshark and nfdump print the nearest millisecond.
+        export_unix_ms: u64::from(unix_secs) * 1000 + (u64::from(unix_nsecs) + 500_000) / 1_000_000,
         sequence,
         sampling_interval: interval.max(1),
     })
@@ -174,8 +175,15 @@ mod tests {
         let mut batch = Batch::default();
         decode(&d, &mut batch).unwrap();
         assert_eq!(batch.flows.len(), 1);
-        assert_eq!(batch.rejected.iter().map(|r| r.index).collect::<Vec<_>>(), vec![1, 2]);
-        assert!(batch.rejected[0].reason.contains("truncated"), "{}", batch.rejected[0].reason);
+        assert_eq!(
+            batch.rejected.iter().map(|r| r.index).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert!(
+            batch.rejected[0].reason.contains("truncated"),
+            "{}",
+            batch.rejected[0].reason
+        );
     }
 
     #[test]
