@@ -50,6 +50,12 @@ pub fn load_plugins(config: &Config) -> Result<(Arc<PluginEngine>, Arc<PluginReg
 }
 
 pub async fn run(config: Config) -> Result<()> {
+    std::fs::create_dir_all(&config.data_directory).with_context(|| {
+        format!(
+            "creating data_directory {}",
+            config.data_directory.display()
+        )
+    })?;
     let (engine, registry) = load_plugins(&config)?;
     let metrics = Metrics::new(config.consumers.iter().map(|c| c.name.clone()));
     let client = PceClient::new(&config.pce)?;

@@ -73,12 +73,15 @@ pub fn read_flows_csv(job: &str) -> Vec<CsvFlow> {
         .collect()
 }
 
+/// A traffic key as the emulator reports it: `(src, dst, dst_port, protocol)`.
+pub type TrafficKey = (String, String, u16, u8);
+/// `(connections, packets, bytes)` of one key.
+pub type KeyTotals = (u64, u64, u64);
+
 /// Expected totals per traffic key `(src, dst, dst_port, protocol)`:
 /// `(connections, packets, bytes)`. For ICMP the key port is type*256+code,
 /// which v5 exporters already put in the destination port.
-pub fn expected_aggregation(
-    flows: &[CsvFlow],
-) -> BTreeMap<(String, String, u16, u8), (u64, u64, u64)> {
+pub fn expected_aggregation(flows: &[CsvFlow]) -> BTreeMap<TrafficKey, KeyTotals> {
     let mut totals = BTreeMap::new();
     for f in flows {
         let t = totals

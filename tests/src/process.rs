@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::fixtures::{KeyTotals, TrafficKey};
 use super::flowlink_bin;
 
 pub fn free_udp_port() -> u16 {
@@ -106,7 +107,7 @@ impl Emulator {
     }
 
     /// Totals per `(src, dst, dst_port, protocol)`: `(connections, packets, bytes)`.
-    pub fn totals(&self) -> BTreeMap<(String, String, u16, u8), (u64, u64, u64)> {
+    pub fn totals(&self) -> BTreeMap<TrafficKey, KeyTotals> {
         let received = self.received();
         let mut totals = BTreeMap::new();
         for f in received["flows"].as_array().unwrap() {

@@ -5,7 +5,7 @@ mod flow_key;
 mod window;
 
 pub use flow_key::FlowKey;
-pub use window::{Window, WindowTotals};
+pub use window::Window;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -64,6 +64,7 @@ impl Window {
         totals.last_seen_ms = totals.last_seen_ms.max(flow.end_ms.max(flow.start_ms));
     }
 
+    #[cfg(test)]
     pub fn get(&self, key: &FlowKey) -> Option<&WindowTotals> {
         self.keys.get(key)
     }
@@ -173,7 +174,7 @@ mod tests {
         let mut echo = flow(1, 0, 1, 84, 1, 1, 1);
         echo.protocol = 1;
         echo.icmp_type = 8;
-        let mut unreachable = echo.clone();
+        let mut unreachable = echo;
         unreachable.icmp_type = 3;
         unreachable.icmp_code = 3;
         assert_eq!(FlowKey::of(&echo).dst_port, 0x0800);

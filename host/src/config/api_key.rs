@@ -38,6 +38,7 @@ impl ApiKey {
         }
     }
 
+    #[cfg(test)]
     pub fn secret(&self) -> &str {
         &self.secret
     }

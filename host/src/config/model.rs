@@ -39,7 +39,6 @@ pub struct RawConfig {
     pub parser_workers: Option<usize>,
     pub queue_capacity: Option<usize>,
     pub aggregation_max_keys: Option<usize>,
-    pub log_format: Option<LogFormat>,
 }
 
 #[derive(Deserialize)]
@@ -127,14 +126,6 @@ pub enum UploadFormat {
     BulkCsv,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -142,17 +133,20 @@ pub struct Config {
     pub pce: PceConfig,
     pub window: Duration,
     pub data_directory: PathBuf,
+    // Validated now, used by the disk spool (issue #4).
+    #[allow(dead_code)]
     pub data_directory_size_mb: u64,
+    #[allow(dead_code)]
     pub file_retention_hours: u64,
     pub metrics_print: Duration,
     pub metrics_listen: Option<SocketAddr>,
+    #[allow(dead_code)]
     pub spool_retry: Duration,
     pub plugin_dir: PathBuf,
     pub plugin_cache_dir: PathBuf,
     pub parser_workers: usize,
     pub queue_capacity: usize,
     pub aggregation_max_keys: usize,
-    pub log_format: LogFormat,
     pub consumers: Vec<ConsumerConfig>,
 }
 

@@ -239,7 +239,6 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         parser_workers,
         queue_capacity,
         aggregation_max_keys,
-        log_format: raw.log_format.unwrap_or_default(),
         consumers,
     })
 }

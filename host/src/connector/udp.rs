@@ -16,7 +16,6 @@ const DEFAULT_RECEIVE_BUFFER: usize = 8 << 20;
 const MAX_DATAGRAM: usize = 65_535;
 
 pub struct UdpConnector {
-    pub local_addrs: Vec<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -34,18 +33,16 @@ impl UdpConnector {
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let receive_buffer = props.receive_buffer_bytes.unwrap_or(DEFAULT_RECEIVE_BUFFER);
         let ports = props.ports.ports().map_err(anyhow::Error::msg)?;
-        let mut local_addrs = Vec::new();
         let mut tasks = Vec::new();
         for port in ports {
             let addr = SocketAddr::new(address, port);
             let socket = bind(addr, receive_buffer)
                 .with_context(|| format!("consumer {consumer_name:?}: binding UDP {addr}"))?;
-            local_addrs.push(socket.local_addr()?);
             tracing::info!(consumer = consumer_name, listen = %addr, "UDP connector listening");
             let router = router.clone();
             tasks.push(tokio::spawn(receive_loop(consumer, socket, router)));
         }
-        Ok(UdpConnector { local_addrs, tasks })
+        Ok(UdpConnector { tasks })
     }
 
     /// Stops receiving; the router clones held by the tasks are dropped.

@@ -17,7 +17,7 @@ use crate::plugin::{
     SandboxLimits, ip_from_wit, ip_to_wit,
 };
 
-pub use capture::{CaptureMessage, read_messages};
+pub use capture::read_messages;
 
 pub struct DecodeArgs {
     pub plugin: String,

@@ -3,7 +3,7 @@
 
 mod received;
 
-pub use received::{FlowTotals, Received};
+pub use received::Received;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -57,19 +57,20 @@ pub async fn serve(listen: SocketAddr, api_key: ApiKey) -> Result<()> {
         .context("PCE emulator server")
 }
 
-fn authorized(state: &Emulator, headers: &HeaderMap) -> Result<(), Response> {
-    match headers
+fn authorized(state: &Emulator, headers: &HeaderMap) -> bool {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    {
-        Some(value) if value == &*state.auth => Ok(()),
-        _ => Err((
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"pce\"")],
-            "{\"error\":\"authentication required\"}",
-        )
-            .into_response()),
-    }
+        == Some(&*state.auth)
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"pce\"")],
+        "{\"error\":\"authentication required\"}",
+    )
+        .into_response()
 }
 
 async fn flow_batches(
@@ -78,8 +79,8 @@ async fn flow_batches(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(denied) = authorized(&state, &headers) {
-        return denied;
+    if !authorized(&state, &headers) {
+        return unauthorized();
     }
     let batch = match FlowBatch::decode(body) {
         Ok(batch) => batch,
@@ -102,8 +103,8 @@ async fn bulk_traffic_flows(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    if let Err(denied) = authorized(&state, &headers) {
-        return denied;
+    if !authorized(&state, &headers) {
+        return unauthorized();
     }
     let lines: Vec<&str> = body.lines().filter(|l| !l.trim().is_empty()).collect();
     if lines.len() > BULK_CSV_MAX_LINES {

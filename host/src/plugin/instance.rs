@@ -104,10 +104,6 @@ impl ParserInstance {
         Ok(instance)
     }
 
-    pub fn plugin(&self) -> &Arc<LoadedPlugin> {
-        &self.plugin
-    }
-
     fn start(&self) -> Result<Live, ParseFailure> {
         let mut store = new_store(&self.engine, &self.limits, self.tag.clone());
         let bindings = self
@@ -172,13 +168,6 @@ impl ParserInstance {
                 Err(classify_fault(&error, refused, &self.limits))
             }
         }
-    }
-
-    /// Log lines the plugin wrote past its per-call allowance.
-    pub fn suppressed_log_lines(&self) -> u64 {
-        self.live
-            .as_ref()
-            .map_or(0, |l| l.store.data().log_suppressed)
     }
 }
 

@@ -9,8 +9,8 @@ mod registry;
 mod sandbox;
 
 pub use address::{ip_from_wit, ip_to_wit};
-pub use bindings::{Action, Flow, IpAddr, Origin, Rejected};
+pub use bindings::{Action, Flow, IpAddr, Origin};
 pub use engine::PluginEngine;
-pub use instance::{ParseFailure, ParsedMessage, ParserInstance};
+pub use instance::{ParseFailure, ParserInstance};
 pub use registry::{LoadedPlugin, PluginRegistry};
 pub use sandbox::SandboxLimits;

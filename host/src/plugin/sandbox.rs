@@ -45,7 +45,6 @@ pub struct SandboxState {
     /// "plugin=netflow consumer=edge" — prefixed to everything the plugin logs.
     tag: Arc<str>,
     log_lines: u32,
-    pub(super) log_suppressed: u64,
 }
 
 impl SandboxState {
@@ -67,7 +66,6 @@ impl SandboxState {
             },
             tag,
             log_lines: 0,
-            log_suppressed: 0,
         }
     }
 
@@ -93,7 +91,13 @@ impl FlowParserImports for SandboxState {
     fn log(&mut self, level: LogLevel, message: String) {
         self.log_lines += 1;
         if self.log_lines > LOG_LINES_PER_CALL {
-            self.log_suppressed += 1;
+            if self.log_lines == LOG_LINES_PER_CALL + 1 {
+                tracing::warn!(
+                    target: "flowlink::plugin",
+                    "{}: over {LOG_LINES_PER_CALL} log lines in one call; the rest are dropped",
+                    self.tag
+                );
+            }
             return;
         }
         let mut message = message;
@@ -103,7 +107,7 @@ impl FlowParserImports for SandboxState {
                 cut -= 1;
             }
             message.truncate(cut);
-            message.push_str("…");
+            message.push('…');
         }
         let tag = &*self.tag;
         match level {

@@ -47,6 +47,8 @@ pub use bindings::flowlink::parser::types::{
     Action, Batch, Flow, IpAddr, LogLevel, Origin, Rejected,
 };
 
+// Generated type: `derive` is not available here.
+#[allow(clippy::derivable_impls)]
 impl Default for Batch {
     fn default() -> Self {
         Batch {
