@@ -14,6 +14,11 @@ pub struct CsvFlow {
     pub proto: u8,
     pub packets: u64,
     pub bytes: u64,
+    /// RFC 5103 reverse counters (biflow captures), else 0.
+    pub rev_packets: u64,
+    pub rev_bytes: u64,
+    /// sFlow sampling rate, else 0.
+    pub sampling_rate: u32,
     /// Unix seconds with millisecond decimals, as tshark prints them.
     pub start: f64,
     pub end: f64,
@@ -53,10 +58,12 @@ pub fn read_flows_csv(job: &str) -> Vec<CsvFlow> {
         col("proto"),
     );
     let (packets, octets, start, end) = (col("packets"), col("octets"), col("start"), col("end"));
+    let (rev_packets, rev_octets, sampling) = (col("rev_packets"), col("rev_octets"), col("sampling_rate"));
     lines
         .filter(|l| !l.is_empty())
         .map(|line| {
-            let f: Vec<&str> = line.split(',').collect();
+            let f = split_csv_line(line);
+            let f: Vec<&str> = f.iter().map(String::as_str).collect();
             CsvFlow {
                 frame: f[frame].parse().unwrap(),
                 src: f[src].to_owned(),
@@ -66,11 +73,28 @@ pub fn read_flows_csv(job: &str) -> Vec<CsvFlow> {
                 proto: f[proto].parse().unwrap(),
                 packets: f[packets].parse().unwrap(),
                 bytes: f[octets].parse().unwrap(),
+                rev_packets: f[rev_packets].parse().unwrap_or(0),
+                rev_bytes: f[rev_octets].parse().unwrap_or(0),
+                sampling_rate: f[sampling].parse().unwrap_or(0),
                 start: f[start].parse().unwrap_or(0.0),
                 end: f[end].parse().unwrap_or(0.0),
             }
         })
         .collect()
+}
+
+/// Splits one CSV line, honouring double quotes (tshark's dates contain commas).
+fn split_csv_line(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(String::new()),
+            _ => fields.last_mut().expect("one field").push(c),
+        }
+    }
+    fields
 }
 
 /// A traffic key as the emulator reports it: `(src, dst, dst_port, protocol)`.

@@ -7,7 +7,9 @@
 //!
 //! [`Batch`]: flowlink_plugin_sdk::Batch
 
+pub mod ipfix;
 pub mod netflow;
 mod reader;
+pub mod template;
 
 pub use reader::{ByteReader, Truncated};

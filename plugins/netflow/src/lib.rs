@@ -1,33 +1,67 @@
-//! The `netflow` parser component: a thin wrapper exporting the NetFlow
-//! decoders of `flowlink-decoders` through the plugin SDK.
+//! The `netflow` parser component: NetFlow v5, v7, v9 and IPFIX (v10), a
+//! thin wrapper exporting `flowlink-decoders` through the plugin SDK.
 
-use flowlink_decoders::netflow;
-use flowlink_plugin_sdk::{Batch, Origin, Parser, ParserInfo};
+use flowlink_decoders::netflow::NetflowDecoder;
+use flowlink_decoders::template::TemplateConfig;
+use flowlink_plugin_sdk::{Batch, Origin, Parser, ParserInfo, ip_to_std};
+use serde::Deserialize;
 
-pub struct NetflowParser;
+/// `parser.properties` of a netflow consumer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Properties {
+    /// Forget a template not refreshed for this long (0 = never). Default 1800.
+    template_timeout_seconds: Option<u64>,
+    /// Data sets per exporter and domain held while their template is unknown. Default 64.
+    pending_max_sets: Option<usize>,
+    /// How long such data waits for its template. Default 60.
+    pending_timeout_seconds: Option<u64>,
+}
+
+impl Properties {
+    pub fn parse(config: &str) -> Result<TemplateConfig, String> {
+        let p: Properties =
+            serde_json::from_str(config).map_err(|e| format!("netflow parser properties: {e}"))?;
+        let defaults = TemplateConfig::default();
+        let pending_max_sets = p.pending_max_sets.unwrap_or(defaults.pending_max_sets);
+        if pending_max_sets > 100_000 {
+            return Err(format!("netflow parser properties: pending_max_sets {pending_max_sets} is over 100000"));
+        }
+        Ok(TemplateConfig {
+            template_timeout_ms: p.template_timeout_seconds.map_or(defaults.template_timeout_ms, |s| s * 1000),
+            pending_max_sets,
+            pending_timeout_ms: p.pending_timeout_seconds.map_or(defaults.pending_timeout_ms, |s| s * 1000),
+        })
+    }
+}
+
+pub struct NetflowParser {
+    decoder: NetflowDecoder,
+}
 
 impl Parser for NetflowParser {
     fn info() -> ParserInfo {
-        ParserInfo::new("netflow", env!("CARGO_PKG_VERSION"), &["netflow-v5"])
+        ParserInfo::new("netflow", env!("CARGO_PKG_VERSION"), &["netflow-v5", "netflow-v7", "netflow-v9", "ipfix"])
     }
 
     fn open(config: &str) -> Result<Self, String> {
-        let config: serde_json::Value = serde_json::from_str(config)
-            .map_err(|e| format!("parser properties are not JSON: {e}"))?;
-        match config.as_object() {
-            Some(map) if map.is_empty() => Ok(NetflowParser),
-            Some(map) => Err(format!(
-                "unknown netflow parser properties: {}",
-                map.keys().cloned().collect::<Vec<_>>().join(", ")
-            )),
-            None => Err("parser properties must be a mapping".to_owned()),
-        }
+        Ok(NetflowParser { decoder: NetflowDecoder::new(Properties::parse(config)?) })
     }
 
-    fn parse(&mut self, _origin: &Origin, payload: &[u8]) -> Result<Batch, String> {
+    fn parse(&mut self, origin: &Origin, payload: &[u8]) -> Result<Batch, String> {
         let mut batch = Batch::default();
-        netflow::decode(payload, &mut batch).map_err(|e| e.to_string())?;
+        self.decoder
+            .decode(ip_to_std(origin.exporter), origin.received_ms, payload, &mut batch)
+            .map_err(|e| e.to_string())?;
         Ok(batch)
+    }
+
+    fn save_state(&self) -> Vec<u8> {
+        self.decoder.templates.save_state()
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), String> {
+        self.decoder.templates.restore_state(state)
     }
 }
 
@@ -40,9 +74,8 @@ mod tests {
     #[test]
     fn open_refuses_unknown_properties() {
         assert!(NetflowParser::open("{}").is_ok());
-        let err = NetflowParser::open(r#"{"templat_timeout": 5}"#)
-            .err()
-            .unwrap();
+        assert!(NetflowParser::open(r#"{"template_timeout_seconds": 60}"#).is_ok());
+        let err = NetflowParser::open(r#"{"templat_timeout": 5}"#).err().unwrap();
         assert!(err.contains("templat_timeout"), "{err}");
     }
 }

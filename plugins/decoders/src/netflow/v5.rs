@@ -1,4 +1,6 @@
-//! NetFlow v5: a 24-byte header and up to 30 fixed 48-byte records.
+//! NetFlow v5: a 24-byte header and up to 30 fixed 48-byte records. v7
+//! shares the header and the first 40 bytes of a record, so it reuses
+//! [`decode_fixed`] with its own [`Layout`].
 
 use flowlink_plugin_sdk::{Action, Batch, Flow, IpAddr};
 
@@ -21,7 +23,17 @@ pub struct Header {
     pub sampling_interval: u32,
 }
 
-pub fn parse_header(payload: &[u8]) -> Result<Header, DatagramError> {
+/// Record size and count limit of a fixed-record version.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub name: &'static str,
+    pub record_len: usize,
+    pub max_records: u16,
+}
+
+pub const V5: Layout = Layout { name: "v5", record_len: RECORD_LEN, max_records: MAX_RECORDS };
+
+pub fn parse_header(payload: &[u8], layout: Layout) -> Result<Header, DatagramError> {
     let mut r = ByteReader::new(payload);
     let too_short = |_| DatagramError::TooShort { len: payload.len() };
     let _version = r.u16().map_err(too_short)?;
@@ -32,9 +44,10 @@ pub fn parse_header(payload: &[u8]) -> Result<Header, DatagramError> {
     let sequence = r.u32().map_err(too_short)?;
     let _engine = r.u16().map_err(too_short)?;
     let sampling = r.u16().map_err(too_short)?;
-    if count > MAX_RECORDS {
+    if count > layout.max_records {
         return Err(DatagramError::BadHeader(format!(
-            "v5 header claims {count} records, the format allows at most {MAX_RECORDS}"
+            "{} header claims {count} records, the format allows at most {}",
+            layout.name, layout.max_records
         )));
     }
     // Top two bits are the sampling mode; the interval is the low 14.
@@ -52,19 +65,25 @@ pub fn parse_header(payload: &[u8]) -> Result<Header, DatagramError> {
 /// Decodes a v5 datagram. Records the datagram is too short for are
 /// rejected one by one, so a truncated datagram still yields what it holds.
 pub fn decode(payload: &[u8], out: &mut Batch) -> Result<(), DatagramError> {
-    let header = parse_header(payload)?;
+    decode_fixed(payload, V5, out)
+}
+
+/// Decodes a v5-style datagram of `layout`.
+pub fn decode_fixed(payload: &[u8], layout: Layout, out: &mut Batch) -> Result<(), DatagramError> {
+    let header = parse_header(payload, layout)?;
     let body = &payload[HEADER_LEN..];
     out.flows.reserve(usize::from(header.count));
     for index in 0..usize::from(header.count) {
-        let start = index * RECORD_LEN;
-        match body.get(start..start + RECORD_LEN) {
+        let start = index * layout.record_len;
+        match body.get(start..start + layout.record_len) {
             Some(record) => out.flows.push(decode_record(&header, record)),
             None => out.reject(
                 index as u32,
                 format!(
-                    "v5 record {index} truncated: header says {} records ({} bytes), datagram has {}",
+                    "{} record {index} truncated: header says {} records ({} bytes), datagram has {}",
+                    layout.name,
                     header.count,
-                    HEADER_LEN + usize::from(header.count) * RECORD_LEN,
+                    HEADER_LEN + usize::from(header.count) * layout.record_len,
                     payload.len()
                 ),
             ),
@@ -81,7 +100,7 @@ fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
-/// `record` is exactly [`RECORD_LEN`] bytes, so fixed offsets cannot fail.
+/// `record` is at least 48 bytes, so fixed offsets cannot fail.
 fn decode_record(header: &Header, record: &[u8]) -> Flow {
     let protocol = record[38];
     let dst_port = be16(record, 34);

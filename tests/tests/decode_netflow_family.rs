@@ -1,0 +1,158 @@
+//! Every NetFlow v7/v9 and IPFIX capture from the independent exporters,
+//! through `flowlink decode` and the real `netflow` component, against
+//! tshark's decoding of the same bytes.
+
+use flowlink_e2e::{CsvFlow, datagram_files, plugin_dir, read_flows_csv, run_flowlink};
+use serde_json::Value;
+
+/// 2^32 ms: where the exporter's uptime wrapped, tshark does not unwrap
+/// FIRST/LAST_SWITCHED and flowlink does (as nfdump), so the two differ by
+/// exactly this much.
+const UPTIME_WRAP_MS: i64 = 1 << 32;
+
+#[derive(Debug, PartialEq)]
+struct Record {
+    src: String,
+    dst: String,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    packets: u64,
+    bytes: u64,
+    start_ms: i64,
+    end_ms: i64,
+}
+
+fn decode(job: &str) -> (Vec<Value>, String) {
+    let plugins = plugin_dir();
+    let files = datagram_files(job);
+    let mut args = vec!["decode", "--plugin", "netflow", "--plugin-dir", plugins.to_str().unwrap()];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let out = run_flowlink(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{job}: decode failed: {stderr}");
+    let flows = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (flows, stderr)
+}
+
+fn ms(seconds: f64) -> i64 {
+    (seconds * 1000.0).round() as i64
+}
+
+/// tshark's rows as flows: one per record, or for RFC 5103 biflows one
+/// per direction that carried packets (the reverse one with addresses and
+/// ports swapped).
+fn expected(csv: &[CsvFlow]) -> Vec<Record> {
+    let mut out = Vec::new();
+    for f in csv {
+        let forward = Record {
+            src: f.src.clone(),
+            dst: f.dst.clone(),
+            sport: f.sport,
+            dport: f.dport,
+            proto: f.proto,
+            packets: f.packets,
+            bytes: f.bytes,
+            start_ms: ms(f.start),
+            end_ms: ms(f.end),
+        };
+        let biflow = f.rev_packets > 0 || f.rev_bytes > 0;
+        if !biflow || f.packets > 0 {
+            out.push(forward);
+        }
+        if biflow {
+            out.push(Record {
+                src: f.dst.clone(),
+                dst: f.src.clone(),
+                sport: f.dport,
+                dport: f.sport,
+                proto: f.proto,
+                packets: f.rev_packets,
+                bytes: f.rev_bytes,
+                start_ms: ms(f.start),
+                end_ms: ms(f.end),
+            });
+        }
+    }
+    out
+}
+
+fn record(v: &Value) -> Record {
+    Record {
+        src: v["src_addr"].as_str().unwrap().to_owned(),
+        dst: v["dst_addr"].as_str().unwrap().to_owned(),
+        sport: v["src_port"].as_u64().unwrap() as u16,
+        dport: v["dst_port"].as_u64().unwrap() as u16,
+        proto: v["protocol"].as_u64().unwrap() as u8,
+        packets: v["packets"].as_u64().unwrap(),
+        bytes: v["bytes"].as_u64().unwrap(),
+        start_ms: v["start_ms"].as_i64().unwrap(),
+        end_ms: v["end_ms"].as_i64().unwrap(),
+    }
+}
+
+fn time_matches(ours: i64, tshark: i64, wraps: bool) -> bool {
+    let diff = (ours - tshark).abs();
+    diff <= 1 || (wraps && (diff - UPTIME_WRAP_MS).abs() <= 1)
+}
+
+fn check(job: &str, flows: usize, wraps: bool) {
+    let (decoded, stderr) = decode(job);
+    assert!(stderr.contains(", 0 records rejected, 0 messages failed"), "{job}: {stderr}");
+    let want = expected(&read_flows_csv(job));
+    let got: Vec<Record> = decoded.iter().map(record).collect();
+    assert_eq!(got.len(), flows, "{job}: flow count");
+    assert_eq!(got.len(), want.len(), "{job}: flow count vs tshark");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let same_tuple = (&g.src, &g.dst, g.sport, g.dport, g.proto, g.packets, g.bytes)
+            == (&w.src, &w.dst, w.sport, w.dport, w.proto, w.packets, w.bytes);
+        assert!(same_tuple, "{job}: flow {i}: ours {g:?}\ntshark {w:?}");
+        assert!(
+            time_matches(g.start_ms, w.start_ms, wraps) && time_matches(g.end_ms, w.end_ms, wraps),
+            "{job}: flow {i} times: ours {g:?}\ntshark {w:?}"
+        );
+    }
+    for v in &decoded {
+        assert_eq!(v["sampling_interval"], 1, "{job}: unsampled exporters");
+    }
+}
+
+#[test]
+fn fprobe_v7() {
+    check("fprobe_v7", 343, false);
+}
+
+#[test]
+fn softflowd_v9() {
+    check("softflowd_v9", 569, false);
+}
+
+#[test]
+fn softflowd_v9_without_time_adjustment_wraps_uptime() {
+    check("softflowd_v9_noadj", 569, true);
+}
+
+#[test]
+fn pmacct_v5_wraps_uptime() {
+    check("pmacct_nfprobe_v5", 343, true);
+}
+
+#[test]
+fn pmacct_v9() {
+    check("pmacct_nfprobe_v9", 569, false);
+}
+
+#[test]
+fn softflowd_ipfix() {
+    check("softflowd_v10", 569, false);
+}
+
+#[test]
+fn softflowd_ipfix_biflow_gives_both_directions() {
+    check("softflowd_v10_biflow", 569, false);
+}
+
+#[test]
+fn pmacct_ipfix() {
+    check("pmacct_nfprobe_v10", 569, false);
+}
