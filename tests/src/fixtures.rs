@@ -58,7 +58,8 @@ pub fn read_flows_csv(job: &str) -> Vec<CsvFlow> {
         col("proto"),
     );
     let (packets, octets, start, end) = (col("packets"), col("octets"), col("start"), col("end"));
-    let (rev_packets, rev_octets, sampling) = (col("rev_packets"), col("rev_octets"), col("sampling_rate"));
+    let (rev_packets, rev_octets, sampling) =
+        (col("rev_packets"), col("rev_octets"), col("sampling_rate"));
     lines
         .filter(|l| !l.is_empty())
         .map(|line| {

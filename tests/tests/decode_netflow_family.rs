@@ -26,12 +26,22 @@ struct Record {
 fn decode(job: &str) -> (Vec<Value>, String) {
     let plugins = plugin_dir();
     let files = datagram_files(job);
-    let mut args = vec!["decode", "--plugin", "netflow", "--plugin-dir", plugins.to_str().unwrap()];
+    let mut args = vec![
+        "decode",
+        "--plugin",
+        "netflow",
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+    ];
     args.extend(files.iter().map(|f| f.to_str().unwrap()));
     let out = run_flowlink(&args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{job}: decode failed: {stderr}");
-    let flows = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let flows = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     (flows, stderr)
 }
 
@@ -98,14 +108,20 @@ fn time_matches(ours: i64, tshark: i64, wraps: bool) -> bool {
 
 fn check(job: &str, flows: usize, wraps: bool) {
     let (decoded, stderr) = decode(job);
-    assert!(stderr.contains(", 0 records rejected, 0 messages failed"), "{job}: {stderr}");
+    assert!(
+        stderr.contains(", 0 records rejected, 0 messages failed"),
+        "{job}: {stderr}"
+    );
     let want = expected(&read_flows_csv(job));
     let got: Vec<Record> = decoded.iter().map(record).collect();
     assert_eq!(got.len(), flows, "{job}: flow count");
     assert_eq!(got.len(), want.len(), "{job}: flow count vs tshark");
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        let same_tuple = (&g.src, &g.dst, g.sport, g.dport, g.proto, g.packets, g.bytes)
-            == (&w.src, &w.dst, w.sport, w.dport, w.proto, w.packets, w.bytes);
+        let same_tuple = (
+            &g.src, &g.dst, g.sport, g.dport, g.proto, g.packets, g.bytes,
+        ) == (
+            &w.src, &w.dst, w.sport, w.dport, w.proto, w.packets, w.bytes,
+        );
         assert!(same_tuple, "{job}: flow {i}: ours {g:?}\ntshark {w:?}");
         assert!(
             time_matches(g.start_ms, w.start_ms, wraps) && time_matches(g.end_ms, w.end_ms, wraps),

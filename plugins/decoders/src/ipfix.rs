@@ -24,7 +24,10 @@ pub struct Header {
 pub fn parse_header(payload: &[u8]) -> Result<Header, DatagramError> {
     let mut r = ByteReader::new(payload);
     let too_short = |_| DatagramError::TooShort { len: payload.len() };
-    r.u16().map_err(too_short)?;
+    let version = r.u16().map_err(too_short)?;
+    if version != VERSION {
+        return Err(DatagramError::UnsupportedVersion(version));
+    }
     Ok(Header {
         length: r.u16().map_err(too_short)?,
         export_time: r.u32().map_err(too_short)?,
@@ -54,8 +57,13 @@ pub fn decode(
             payload.len()
         )));
     }
-    let scope = Scope { exporter, domain: header.domain };
-    let clock = ExportClock::SystemInit { system_init_ms: None };
+    let scope = Scope {
+        exporter,
+        domain: header.domain,
+    };
+    let clock = ExportClock::SystemInit {
+        system_init_ms: None,
+    };
     let mut r = ByteReader::new(&payload[HEADER_LEN..length]);
     let mut index = 0u32;
     while r.remaining() >= 4 {
@@ -63,18 +71,37 @@ pub fn decode(
         let set_id = r.u16().expect("checked");
         let set_length = usize::from(r.u16().expect("checked"));
         if set_length < 4 {
-            out.reject(index, format!("set at byte {at} has length {set_length}, less than its own header"));
+            out.reject(
+                index,
+                format!("set at byte {at} has length {set_length}, less than its own header"),
+            );
             break;
         }
         let Ok(body) = r.take(set_length - 4) else {
-            out.reject(index, format!("set {set_id} at byte {at} claims {set_length} bytes, the message has {} left", r.remaining() + 4));
+            out.reject(
+                index,
+                format!(
+                    "set {set_id} at byte {at} claims {set_length} bytes, the message has {} left",
+                    r.remaining() + 4
+                ),
+            );
             break;
         };
         match set_id {
             2 => learn_templates(session, scope, body, false, now_ms, out, index),
             3 => learn_templates(session, scope, body, true, now_ms, out, index),
             0..=255 => {}
-            template_id => session.decode(&DataSet { scope, template_id, clock, body }, now_ms, out, &mut index),
+            template_id => session.decode(
+                &DataSet {
+                    scope,
+                    template_id,
+                    clock,
+                    body,
+                },
+                now_ms,
+                out,
+                &mut index,
+            ),
         }
     }
     Ok(())
@@ -96,7 +123,11 @@ fn learn_templates(
         let count = r.u16().expect("checked");
         if count == 0 {
             // Withdrawal: of all templates when the id is the set id itself.
-            if id == 2 || id == 3 { session.withdraw_all(scope) } else { session.withdraw(scope, id) }
+            if id == 2 || id == 3 {
+                session.withdraw_all(scope)
+            } else {
+                session.withdraw(scope, id)
+            }
             continue;
         }
         let scope_count = if options {
@@ -113,7 +144,10 @@ fn learn_templates(
         let mut specs = Vec::with_capacity(usize::from(count).min(512));
         for _ in 0..count {
             let (Ok(raw_id), Ok(length)) = (r.u16(), r.u16()) else {
-                out.reject(index, format!("template {id}: {count} fields do not fit in its set"));
+                out.reject(
+                    index,
+                    format!("template {id}: {count} fields do not fit in its set"),
+                );
                 return;
             };
             let enterprise = if raw_id & 0x8000 != 0 {
@@ -127,10 +161,17 @@ fn learn_templates(
             } else {
                 0
             };
-            specs.push(FieldSpec { id: raw_id & 0x7fff, enterprise, length });
+            specs.push(FieldSpec {
+                id: raw_id & 0x7fff,
+                enterprise,
+                length,
+            });
         }
         if id < 256 {
-            out.reject(index, format!("template id {id} is reserved (must be 256 or more)"));
+            out.reject(
+                index,
+                format!("template id {id} is reserved (must be 256 or more)"),
+            );
             continue;
         }
         match Template::new(id, scope_count, &specs, now_ms) {

@@ -10,6 +10,7 @@
 pub mod ipfix;
 pub mod netflow;
 mod reader;
+pub mod sflow;
 pub mod template;
 
 pub use reader::{ByteReader, Truncated};

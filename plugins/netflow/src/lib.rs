@@ -4,36 +4,6 @@
 use flowlink_decoders::netflow::NetflowDecoder;
 use flowlink_decoders::template::TemplateConfig;
 use flowlink_plugin_sdk::{Batch, Origin, Parser, ParserInfo, ip_to_std};
-use serde::Deserialize;
-
-/// `parser.properties` of a netflow consumer.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Properties {
-    /// Forget a template not refreshed for this long (0 = never). Default 1800.
-    template_timeout_seconds: Option<u64>,
-    /// Data sets per exporter and domain held while their template is unknown. Default 64.
-    pending_max_sets: Option<usize>,
-    /// How long such data waits for its template. Default 60.
-    pending_timeout_seconds: Option<u64>,
-}
-
-impl Properties {
-    pub fn parse(config: &str) -> Result<TemplateConfig, String> {
-        let p: Properties =
-            serde_json::from_str(config).map_err(|e| format!("netflow parser properties: {e}"))?;
-        let defaults = TemplateConfig::default();
-        let pending_max_sets = p.pending_max_sets.unwrap_or(defaults.pending_max_sets);
-        if pending_max_sets > 100_000 {
-            return Err(format!("netflow parser properties: pending_max_sets {pending_max_sets} is over 100000"));
-        }
-        Ok(TemplateConfig {
-            template_timeout_ms: p.template_timeout_seconds.map_or(defaults.template_timeout_ms, |s| s * 1000),
-            pending_max_sets,
-            pending_timeout_ms: p.pending_timeout_seconds.map_or(defaults.pending_timeout_ms, |s| s * 1000),
-        })
-    }
-}
 
 pub struct NetflowParser {
     decoder: NetflowDecoder,
@@ -41,17 +11,28 @@ pub struct NetflowParser {
 
 impl Parser for NetflowParser {
     fn info() -> ParserInfo {
-        ParserInfo::new("netflow", env!("CARGO_PKG_VERSION"), &["netflow-v5", "netflow-v7", "netflow-v9", "ipfix"])
+        ParserInfo::new(
+            "netflow",
+            env!("CARGO_PKG_VERSION"),
+            &["netflow-v5", "netflow-v7", "netflow-v9", "ipfix"],
+        )
     }
 
     fn open(config: &str) -> Result<Self, String> {
-        Ok(NetflowParser { decoder: NetflowDecoder::new(Properties::parse(config)?) })
+        Ok(NetflowParser {
+            decoder: NetflowDecoder::new(TemplateConfig::from_properties(config)?),
+        })
     }
 
     fn parse(&mut self, origin: &Origin, payload: &[u8]) -> Result<Batch, String> {
         let mut batch = Batch::default();
         self.decoder
-            .decode(ip_to_std(origin.exporter), origin.received_ms, payload, &mut batch)
+            .decode(
+                ip_to_std(origin.exporter),
+                origin.received_ms,
+                payload,
+                &mut batch,
+            )
             .map_err(|e| e.to_string())?;
         Ok(batch)
     }
@@ -75,7 +56,9 @@ mod tests {
     fn open_refuses_unknown_properties() {
         assert!(NetflowParser::open("{}").is_ok());
         assert!(NetflowParser::open(r#"{"template_timeout_seconds": 60}"#).is_ok());
-        let err = NetflowParser::open(r#"{"templat_timeout": 5}"#).err().unwrap();
+        let err = NetflowParser::open(r#"{"templat_timeout": 5}"#)
+            .err()
+            .unwrap();
         assert!(err.contains("templat_timeout"), "{err}");
     }
 }

@@ -67,12 +67,20 @@ pub struct NetflowDecoder {
 
 impl NetflowDecoder {
     pub fn new(config: TemplateConfig) -> Self {
-        NetflowDecoder { templates: TemplateSession::new(config) }
+        NetflowDecoder {
+            templates: TemplateSession::new(config),
+        }
     }
 
     /// `now_ms` is the message's arrival time: it ages templates and
     /// waiting data.
-    pub fn decode(&mut self, exporter: IpAddr, now_ms: u64, payload: &[u8], out: &mut Batch) -> Result<(), DatagramError> {
+    pub fn decode(
+        &mut self,
+        exporter: IpAddr,
+        now_ms: u64,
+        payload: &[u8],
+        out: &mut Batch,
+    ) -> Result<(), DatagramError> {
         self.templates.expire_pending(now_ms, out);
         match version(payload)? {
             5 => v5::decode(payload, out),

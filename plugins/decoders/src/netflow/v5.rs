@@ -31,7 +31,11 @@ pub struct Layout {
     pub max_records: u16,
 }
 
-pub const V5: Layout = Layout { name: "v5", record_len: RECORD_LEN, max_records: MAX_RECORDS };
+pub const V5: Layout = Layout {
+    name: "v5",
+    record_len: RECORD_LEN,
+    max_records: MAX_RECORDS,
+};
 
 pub fn parse_header(payload: &[u8], layout: Layout) -> Result<Header, DatagramError> {
     let mut r = ByteReader::new(payload);

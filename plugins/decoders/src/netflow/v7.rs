@@ -6,7 +6,11 @@ use flowlink_plugin_sdk::Batch;
 use super::DatagramError;
 use super::v5::{Layout, decode_fixed};
 
-pub const V7: Layout = Layout { name: "v7", record_len: 52, max_records: 28 };
+pub const V7: Layout = Layout {
+    name: "v7",
+    record_len: 52,
+    max_records: 28,
+};
 
 pub fn decode(payload: &[u8], out: &mut Batch) -> Result<(), DatagramError> {
     decode_fixed(payload, V7, out)

@@ -39,9 +39,15 @@ pub fn decode(
     out: &mut Batch,
 ) -> Result<(), DatagramError> {
     let header = parse_header(payload)?;
-    let scope = Scope { exporter, domain: header.source_id };
+    let scope = Scope {
+        exporter,
+        domain: header.source_id,
+    };
     // v9 carries whole seconds only: times are as exact as the exporter allows.
-    let clock = ExportClock::Uptime { export_unix_ms: u64::from(header.unix_secs) * 1000, sys_uptime_ms: header.sys_uptime };
+    let clock = ExportClock::Uptime {
+        export_unix_ms: u64::from(header.unix_secs) * 1000,
+        sys_uptime_ms: header.sys_uptime,
+    };
     let mut r = ByteReader::new(&payload[HEADER_LEN..]);
     let mut index = 0u32;
     while r.remaining() >= 4 {
@@ -49,13 +55,19 @@ pub fn decode(
         let set_id = r.u16().expect("checked");
         let length = usize::from(r.u16().expect("checked"));
         if length < 4 {
-            out.reject(index, format!("flowset at byte {at} has length {length}, less than its own header"));
+            out.reject(
+                index,
+                format!("flowset at byte {at} has length {length}, less than its own header"),
+            );
             break;
         }
         let Ok(body) = r.take(length - 4) else {
             out.reject(
                 index,
-                format!("flowset {set_id} at byte {at} claims {length} bytes, the datagram has {} left", r.remaining() + 4),
+                format!(
+                    "flowset {set_id} at byte {at} claims {length} bytes, the datagram has {} left",
+                    r.remaining() + 4
+                ),
             );
             break;
         };
@@ -64,7 +76,17 @@ pub fn decode(
             1 => learn_options_templates(session, scope, body, now_ms, out, index),
             2..=255 => {}
             template_id => {
-                session.decode(&DataSet { scope, template_id, clock, body }, now_ms, out, &mut index);
+                session.decode(
+                    &DataSet {
+                        scope,
+                        template_id,
+                        clock,
+                        body,
+                    },
+                    now_ms,
+                    out,
+                    &mut index,
+                );
             }
         }
     }
@@ -74,23 +96,40 @@ pub fn decode(
 fn read_fields(r: &mut ByteReader<'_>, count: usize) -> Option<Vec<FieldSpec>> {
     let mut specs = Vec::with_capacity(count.min(512));
     for _ in 0..count {
-        specs.push(FieldSpec { id: r.u16().ok()?, enterprise: 0, length: r.u16().ok()? });
+        specs.push(FieldSpec {
+            id: r.u16().ok()?,
+            enterprise: 0,
+            length: r.u16().ok()?,
+        });
     }
     Some(specs)
 }
 
-fn learn_templates(session: &mut TemplateSession, scope: Scope, body: &[u8], now_ms: u64, out: &mut Batch, index: u32) {
+fn learn_templates(
+    session: &mut TemplateSession,
+    scope: Scope,
+    body: &[u8],
+    now_ms: u64,
+    out: &mut Batch,
+    index: u32,
+) {
     let mut r = ByteReader::new(body);
     while r.remaining() >= 4 {
         let id = r.u16().expect("checked");
         let count = usize::from(r.u16().expect("checked"));
         let Some(specs) = read_fields(&mut r, count) else {
-            out.reject(index, format!("template {id}: {count} fields do not fit in its flowset"));
+            out.reject(
+                index,
+                format!("template {id}: {count} fields do not fit in its flowset"),
+            );
             return;
         };
         match Template::new(id, 0, &specs, now_ms) {
             Ok(template) if id >= 256 => session.learn(scope, template, now_ms, out),
-            Ok(_) => out.reject(index, format!("template id {id} is reserved (must be 256 or more)")),
+            Ok(_) => out.reject(
+                index,
+                format!("template id {id} is reserved (must be 256 or more)"),
+            ),
             Err(why) => out.reject(index, why),
         }
     }
@@ -115,7 +154,10 @@ fn learn_options_templates(
         }
         let (scope_count, options_count) = (scope_len / 4, options_len / 4);
         let Some(specs) = read_fields(&mut r, scope_count + options_count) else {
-            out.reject(index, format!("options template {id}: fields do not fit in its flowset"));
+            out.reject(
+                index,
+                format!("options template {id}: fields do not fit in its flowset"),
+            );
             return;
         };
         match Template::new(id, scope_count.max(1) as u16, &specs, now_ms) {

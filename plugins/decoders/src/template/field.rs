@@ -110,7 +110,11 @@ impl FieldAction {
             _ => Ignore,
         };
         let needs_unsigned = !matches!(action, SrcV4 | DstV4 | SrcV6 | DstV6 | Ignore);
-        if needs_unsigned && !unsigned { Ignore } else { action }
+        if needs_unsigned && !unsigned {
+            Ignore
+        } else {
+            action
+        }
     }
 }
 
@@ -130,17 +134,39 @@ mod tests {
     use super::*;
 
     fn spec(enterprise: u32, id: u16, length: u16) -> FieldSpec {
-        FieldSpec { id, enterprise, length }
+        FieldSpec {
+            id,
+            enterprise,
+            length,
+        }
     }
 
     #[test]
     fn classifies_by_enterprise_and_width() {
         assert_eq!(FieldAction::of(spec(0, 1, 4)), FieldAction::OctetDelta);
-        assert_eq!(FieldAction::of(spec(REVERSE_PEN, 1, 8)), FieldAction::ReverseOctets);
-        assert_eq!(FieldAction::of(spec(9, 1, 8)), FieldAction::Ignore, "other enterprises");
-        assert_eq!(FieldAction::of(spec(0, 8, 3)), FieldAction::Ignore, "bad address width");
-        assert_eq!(FieldAction::of(spec(0, 1, 16)), FieldAction::Ignore, "counter wider than u64");
-        assert_eq!(FieldAction::of(spec(0, 1, VARIABLE_LENGTH)), FieldAction::Ignore);
+        assert_eq!(
+            FieldAction::of(spec(REVERSE_PEN, 1, 8)),
+            FieldAction::ReverseOctets
+        );
+        assert_eq!(
+            FieldAction::of(spec(9, 1, 8)),
+            FieldAction::Ignore,
+            "other enterprises"
+        );
+        assert_eq!(
+            FieldAction::of(spec(0, 8, 3)),
+            FieldAction::Ignore,
+            "bad address width"
+        );
+        assert_eq!(
+            FieldAction::of(spec(0, 1, 16)),
+            FieldAction::Ignore,
+            "counter wider than u64"
+        );
+        assert_eq!(
+            FieldAction::of(spec(0, 1, VARIABLE_LENGTH)),
+            FieldAction::Ignore
+        );
     }
 
     #[test]

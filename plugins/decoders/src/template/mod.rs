@@ -46,6 +46,40 @@ impl Default for TemplateConfig {
     }
 }
 
+/// `parser.properties` of the template-based parsers (netflow, ipfix).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateProperties {
+    template_timeout_seconds: Option<u64>,
+    pending_max_sets: Option<usize>,
+    pending_timeout_seconds: Option<u64>,
+}
+
+impl TemplateConfig {
+    /// From a parser's properties JSON: `template_timeout_seconds` (default
+    /// 1800, 0 = never), `pending_max_sets` (64), `pending_timeout_seconds` (60).
+    pub fn from_properties(json: &str) -> Result<TemplateConfig, String> {
+        let p: TemplateProperties =
+            serde_json::from_str(json).map_err(|e| format!("parser properties: {e}"))?;
+        let defaults = TemplateConfig::default();
+        let pending_max_sets = p.pending_max_sets.unwrap_or(defaults.pending_max_sets);
+        if pending_max_sets > 100_000 {
+            return Err(format!(
+                "parser properties: pending_max_sets {pending_max_sets} is over 100000"
+            ));
+        }
+        Ok(TemplateConfig {
+            template_timeout_ms: p
+                .template_timeout_seconds
+                .map_or(defaults.template_timeout_ms, |s| s * 1000),
+            pending_max_sets,
+            pending_timeout_ms: p
+                .pending_timeout_seconds
+                .map_or(defaults.pending_timeout_ms, |s| s * 1000),
+        })
+    }
+}
+
 /// A learned template, its fields already classified.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
@@ -62,7 +96,12 @@ pub struct Template {
 }
 
 impl Template {
-    pub fn new(id: u16, scope_fields: u16, specs: &[FieldSpec], learned_ms: u64) -> Result<Template, String> {
+    pub fn new(
+        id: u16,
+        scope_fields: u16,
+        specs: &[FieldSpec],
+        learned_ms: u64,
+    ) -> Result<Template, String> {
         let mut min_record_len = 0usize;
         let mut has_variable_fields = false;
         for spec in specs {
@@ -76,11 +115,20 @@ impl Template {
         if min_record_len == 0 {
             return Err(format!("template {id} describes records of 0 bytes"));
         }
-        let fields: Vec<(FieldSpec, FieldAction)> = specs.iter().map(|s| (*s, FieldAction::of(*s))).collect();
+        let fields: Vec<(FieldSpec, FieldAction)> =
+            specs.iter().map(|s| (*s, FieldAction::of(*s))).collect();
         let biflow = fields
             .iter()
             .any(|(_, a)| matches!(a, FieldAction::ReverseOctets | FieldAction::ReversePackets));
-        Ok(Template { id, scope_fields, fields, min_record_len, has_variable_fields, biflow, learned_ms })
+        Ok(Template {
+            id,
+            scope_fields,
+            fields,
+            min_record_len,
+            has_variable_fields,
+            biflow,
+            learned_ms,
+        })
     }
 
     pub fn is_options(&self) -> bool {
@@ -115,7 +163,10 @@ pub struct DataSet<'a> {
 
 impl TemplateSession {
     pub fn new(config: TemplateConfig) -> Self {
-        TemplateSession { config, ..Default::default() }
+        TemplateSession {
+            config,
+            ..Default::default()
+        }
     }
 
     pub fn template_count(&self) -> usize {
@@ -131,7 +182,12 @@ impl TemplateSession {
         let id = template.id;
         self.templates.insert((scope, id), template);
         for waiting in self.pending.take(scope, id) {
-            let set = DataSet { scope, template_id: id, clock: waiting.clock, body: &waiting.body };
+            let set = DataSet {
+                scope,
+                template_id: id,
+                clock: waiting.clock,
+                body: &waiting.body,
+            };
             let mut index = 0;
             self.decode(&set, now_ms, out, &mut index);
         }
@@ -169,16 +225,24 @@ impl TemplateSession {
     pub fn decode(&mut self, set: &DataSet<'_>, now_ms: u64, out: &mut Batch, index: &mut u32) {
         let key = (set.scope, set.template_id);
         let expired = match self.templates.get(&key) {
-            Some(t) => self.config.template_timeout_ms > 0 && now_ms > t.learned_ms + self.config.template_timeout_ms,
+            Some(t) => {
+                self.config.template_timeout_ms > 0
+                    && now_ms > t.learned_ms + self.config.template_timeout_ms
+            }
             None => false,
         };
         if expired {
             self.templates.remove(&key);
         }
         let Some(template) = self.templates.get(&key) else {
-            if let Some(dropped) =
-                self.pending.hold(set.scope, set.template_id, set.clock, set.body, now_ms, self.config.pending_max_sets)
-            {
+            if let Some(dropped) = self.pending.hold(
+                set.scope,
+                set.template_id,
+                set.clock,
+                set.body,
+                now_ms,
+                self.config.pending_max_sets,
+            ) {
                 out.reject(
                     *index,
                     format!(
@@ -202,12 +266,19 @@ impl TemplateSession {
         }
         let options = self.options.get(&set.scope).copied().unwrap_or_default();
         let clock = match set.clock {
-            ExportClock::SystemInit { system_init_ms } => {
-                ExportClock::SystemInit { system_init_ms: system_init_ms.or(options.system_init_ms) }
-            }
+            ExportClock::SystemInit { system_init_ms } => ExportClock::SystemInit {
+                system_init_ms: system_init_ms.or(options.system_init_ms),
+            },
             uptime => uptime,
         };
-        decode_records(template, set.body, clock, options.sampling_interval, out, index);
+        decode_records(
+            template,
+            set.body,
+            clock,
+            options.sampling_interval,
+            out,
+            index,
+        );
     }
 }
 
@@ -224,12 +295,16 @@ fn for_each_record(
         let mut fields = RecordFields::default();
         for (spec, action) in &template.fields {
             let len = if spec.length == VARIABLE_LENGTH {
-                let first = *body.get(pos).ok_or("variable-length field runs past the set")?;
+                let first = *body
+                    .get(pos)
+                    .ok_or("variable-length field runs past the set")?;
                 pos += 1;
                 if first < 255 {
                     usize::from(first)
                 } else {
-                    let long = body.get(pos..pos + 2).ok_or("variable-length field runs past the set")?;
+                    let long = body
+                        .get(pos..pos + 2)
+                        .ok_or("variable-length field runs past the set")?;
                     pos += 2;
                     usize::from(u16::from_be_bytes([long[0], long[1]]))
                 }
@@ -237,7 +312,10 @@ fn for_each_record(
                 usize::from(spec.length)
             };
             let value = body.get(pos..pos + len).ok_or_else(|| {
-                format!("field {} ({len} bytes) runs past the end of the set", spec.id)
+                format!(
+                    "field {} ({len} bytes) runs past the end of the set",
+                    spec.id
+                )
             })?;
             fields.apply(*action, value);
             pos += len;
@@ -267,7 +345,10 @@ fn decode_records(
         out.reject(at, why);
     }
     if let Err(why) = walked {
-        out.reject(*index, format!("template {}: record {}: {why}", template.id, *index));
+        out.reject(
+            *index,
+            format!("template {}: record {}: {why}", template.id, *index),
+        );
     }
 }
 

@@ -32,8 +32,18 @@ impl PendingSets {
         max_sets: usize,
     ) -> Option<WaitingSet> {
         let queue = self.by_scope.entry(scope).or_default();
-        queue.push_back(WaitingSet { scope, template_id, clock, body: body.to_vec(), received_ms });
-        if queue.len() > max_sets { queue.pop_front() } else { None }
+        queue.push_back(WaitingSet {
+            scope,
+            template_id,
+            clock,
+            body: body.to_vec(),
+            received_ms,
+        });
+        if queue.len() > max_sets {
+            queue.pop_front()
+        } else {
+            None
+        }
     }
 
     /// The sets waiting for `template_id` in `scope`, in arrival order.
@@ -41,7 +51,8 @@ impl PendingSets {
         let Some(queue) = self.by_scope.get_mut(&scope) else {
             return Vec::new();
         };
-        let (ready, rest): (Vec<_>, Vec<_>) = queue.drain(..).partition(|s| s.template_id == template_id);
+        let (ready, rest): (Vec<_>, Vec<_>) =
+            queue.drain(..).partition(|s| s.template_id == template_id);
         queue.extend(rest);
         if queue.is_empty() {
             self.by_scope.remove(&scope);
@@ -53,7 +64,10 @@ impl PendingSets {
     pub fn expire(&mut self, now_ms: u64, timeout_ms: u64) -> Vec<WaitingSet> {
         let mut expired = Vec::new();
         self.by_scope.retain(|_, queue| {
-            while queue.front().is_some_and(|s| now_ms.saturating_sub(s.received_ms) > timeout_ms) {
+            while queue
+                .front()
+                .is_some_and(|s| now_ms.saturating_sub(s.received_ms) > timeout_ms)
+            {
                 expired.extend(queue.pop_front());
             }
             !queue.is_empty()

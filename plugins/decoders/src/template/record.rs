@@ -10,7 +10,10 @@ use super::field::{FieldAction, read_uint};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportClock {
     /// NetFlow v9: FIRST/LAST_SWITCHED are sysUptime milliseconds.
-    Uptime { export_unix_ms: u64, sys_uptime_ms: u32 },
+    Uptime {
+        export_unix_ms: u64,
+        sys_uptime_ms: u32,
+    },
     /// IPFIX: uptime-relative elements (21/22) count from the exporter's
     /// systemInitTimeMilliseconds (IE 160, from options), when known.
     SystemInit { system_init_ms: Option<u64> },
@@ -67,8 +70,16 @@ impl RecordFields {
         match action {
             SrcV4 => self.src = Some(IpAddr::from(<[u8; 4]>::try_from(bytes).unwrap_or_default())),
             DstV4 => self.dst = Some(IpAddr::from(<[u8; 4]>::try_from(bytes).unwrap_or_default())),
-            SrcV6 => self.src = Some(IpAddr::from(<[u8; 16]>::try_from(bytes).unwrap_or_default())),
-            DstV6 => self.dst = Some(IpAddr::from(<[u8; 16]>::try_from(bytes).unwrap_or_default())),
+            SrcV6 => {
+                self.src = Some(IpAddr::from(
+                    <[u8; 16]>::try_from(bytes).unwrap_or_default(),
+                ))
+            }
+            DstV6 => {
+                self.dst = Some(IpAddr::from(
+                    <[u8; 16]>::try_from(bytes).unwrap_or_default(),
+                ))
+            }
             SrcPort => self.src_port = read_uint(bytes) as u16,
             DstPort => self.dst_port = read_uint(bytes) as u16,
             Protocol => self.protocol = read_uint(bytes) as u8,
@@ -187,14 +198,27 @@ impl RecordFields {
         let relative = |uptime: Option<u32>| -> Option<u64> {
             let value = uptime?;
             match clock {
-                ExportClock::Uptime { export_unix_ms, sys_uptime_ms } => {
-                    Some(crate::netflow::uptime_to_unix_ms(export_unix_ms, sys_uptime_ms, value))
+                ExportClock::Uptime {
+                    export_unix_ms,
+                    sys_uptime_ms,
+                } => Some(crate::netflow::uptime_to_unix_ms(
+                    export_unix_ms,
+                    sys_uptime_ms,
+                    value,
+                )),
+                ExportClock::SystemInit { system_init_ms } => {
+                    Some(system_init_ms? + u64::from(value))
                 }
-                ExportClock::SystemInit { system_init_ms } => Some(system_init_ms? + u64::from(value)),
             }
         };
-        let start = self.start_ms.or_else(|| relative(self.start_uptime)).unwrap_or(0);
-        let end = self.end_ms.or_else(|| relative(self.end_uptime)).unwrap_or(0);
+        let start = self
+            .start_ms
+            .or_else(|| relative(self.start_uptime))
+            .unwrap_or(0);
+        let end = self
+            .end_ms
+            .or_else(|| relative(self.end_uptime))
+            .unwrap_or(0);
         (start, end)
     }
 
@@ -234,7 +258,9 @@ mod tests {
             octet_total: Some(9),
             ..Default::default()
         };
-        let clock = ExportClock::SystemInit { system_init_ms: None };
+        let clock = ExportClock::SystemInit {
+            system_init_ms: None,
+        };
         let mut out = Vec::new();
         r.clone().into_flows(clock, 1, false, &mut out).unwrap();
         assert_eq!(out[0].bytes, 9);
@@ -258,8 +284,19 @@ mod tests {
             ..Default::default()
         };
         let mut out = Vec::new();
-        r.into_flows(ExportClock::SystemInit { system_init_ms: Some(0) }, 1, true, &mut out).unwrap();
+        r.into_flows(
+            ExportClock::SystemInit {
+                system_init_ms: Some(0),
+            },
+            1,
+            true,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.len(), 1, "the silent forward direction is not a flow");
-        assert_eq!((out[0].src_port, out[0].dst_port, out[0].packets), (53, 1000, 2));
+        assert_eq!(
+            (out[0].src_port, out[0].dst_port, out[0].packets),
+            (53, 1000, 2)
+        );
     }
 }

@@ -24,11 +24,18 @@ fn put_scope(out: &mut Vec<u8>, scope: &Scope) {
 
 fn get_scope(r: &mut ByteReader<'_>) -> Result<Scope, String> {
     let exporter = match r.u8().map_err(|e| e.to_string())? {
-        4 => IpAddr::from(<[u8; 4]>::try_from(r.take(4).map_err(|e| e.to_string())?).expect("4 bytes")),
-        6 => IpAddr::from(<[u8; 16]>::try_from(r.take(16).map_err(|e| e.to_string())?).expect("16 bytes")),
+        4 => IpAddr::from(
+            <[u8; 4]>::try_from(r.take(4).map_err(|e| e.to_string())?).expect("4 bytes"),
+        ),
+        6 => IpAddr::from(
+            <[u8; 16]>::try_from(r.take(16).map_err(|e| e.to_string())?).expect("16 bytes"),
+        ),
         other => return Err(format!("bad address family {other}")),
     };
-    Ok(Scope { exporter, domain: r.u32().map_err(|e| e.to_string())? })
+    Ok(Scope {
+        exporter,
+        domain: r.u32().map_err(|e| e.to_string())?,
+    })
 }
 
 impl TemplateSession {
@@ -75,7 +82,11 @@ impl TemplateSession {
             let count = r.u16().map_err(e)?;
             let mut specs = Vec::with_capacity(usize::from(count));
             for _ in 0..count {
-                specs.push(FieldSpec { id: r.u16().map_err(e)?, enterprise: r.u32().map_err(e)?, length: r.u16().map_err(e)? });
+                specs.push(FieldSpec {
+                    id: r.u16().map_err(e)?,
+                    enterprise: r.u32().map_err(e)?,
+                    length: r.u16().map_err(e)?,
+                });
             }
             templates.push((scope, Template::new(id, scope_fields, &specs, learned_ms)?));
         }
@@ -92,7 +103,10 @@ impl TemplateSession {
                 },
             ));
         }
-        self.templates = templates.into_iter().map(|(scope, t)| ((scope, t.id), t)).collect();
+        self.templates = templates
+            .into_iter()
+            .map(|(scope, t)| ((scope, t.id), t))
+            .collect();
         self.options = options.into_iter().collect();
         Ok(())
     }

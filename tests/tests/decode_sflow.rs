@@ -1,0 +1,71 @@
+//! pmacct's sFlow v5 exports (sampling rate 1 and 10) through the real
+//! `sflow` component against tshark: one flow per flow sample, bytes from
+//! the IP header, the rate in `sampling_interval`.
+
+use flowlink_e2e::{datagram_files, plugin_dir, read_flows_csv, run_flowlink};
+use serde_json::Value;
+
+fn check(job: &str, samples: usize, rate: u64) {
+    let plugins = plugin_dir();
+    let files = datagram_files(job);
+    let mut args = vec![
+        "decode",
+        "--plugin",
+        "sflow",
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+    ];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let out = run_flowlink(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(", 0 records rejected, 0 messages failed"),
+        "{job}: {stderr}"
+    );
+    let flows: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let csv = read_flows_csv(job);
+    assert_eq!(flows.len(), samples, "{job}: one flow per sample");
+    assert_eq!(flows.len(), csv.len(), "{job}: tshark's sample count");
+    for (i, (f, want)) in flows.iter().zip(&csv).enumerate() {
+        let got = (
+            f["src_addr"].as_str().unwrap(),
+            f["dst_addr"].as_str().unwrap(),
+            f["src_port"].as_u64().unwrap() as u16,
+            f["dst_port"].as_u64().unwrap() as u16,
+            f["protocol"].as_u64().unwrap() as u8,
+            f["packets"].as_u64().unwrap(),
+            f["bytes"].as_u64().unwrap(),
+        );
+        let expected = (
+            want.src.as_str(),
+            want.dst.as_str(),
+            want.sport,
+            want.dport,
+            want.proto,
+            want.packets,
+            want.bytes,
+        );
+        assert_eq!(got, expected, "{job}: sample {i}");
+        assert_eq!(
+            f["sampling_interval"].as_u64().unwrap(),
+            rate,
+            "{job}: sample {i}"
+        );
+        assert_eq!(u64::from(want.sampling_rate), rate);
+    }
+}
+
+#[test]
+fn pmacct_sfprobe_at_rate_1() {
+    check("pmacct_sfprobe_rate1", 4634, 1);
+}
+
+#[test]
+fn pmacct_sfprobe_at_rate_10() {
+    check("pmacct_sfprobe_rate10", 451, 10);
+}
