@@ -7,6 +7,8 @@ pub mod field;
 mod pending;
 pub mod record;
 mod state;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
