@@ -138,7 +138,7 @@ fn missing_plugin_is_named_with_what_was_found() {
         &[
             "consumers[0].parser.type",
             "no plugin named \"netflow9000\"",
-            "loaded: netflow",
+            "(loaded: ipfix, netflow, sflow)",
         ],
     );
 }

@@ -57,10 +57,18 @@ consumers:
     ];
     for (round, (fault, counter)) in faults.iter().enumerate() {
         socket.send_to(fault, ("127.0.0.1", udp_port)).unwrap();
+        let faulted = wait_for(Duration::from_secs(20), || {
+            (metric(counter) == 1).then_some(())
+        });
+        assert!(
+            faulted.is_some(),
+            "{counter} not counted:\n{}",
+            daemon.log()
+        );
         socket.send_to(&good, ("127.0.0.1", udp_port)).unwrap();
         let want_parsed = 30 * (round as u64 + 1);
         let ok = wait_for(Duration::from_secs(20), || {
-            (metric(counter) == 1 && metric("flows_parsed") == want_parsed).then_some(())
+            (metric("flows_parsed") == want_parsed).then_some(())
         });
         assert!(
             ok.is_some(),
@@ -78,6 +86,25 @@ consumers:
     // host after the call, so that instance lives on.
     assert_eq!(metric("plugin_restarts"), 3);
     assert_eq!(metric("messages_in"), 8);
+
+    // A burst with a fault in the middle: however the worker batches it, the
+    // fault costs only its own message.
+    for _ in 0..5 {
+        socket.send_to(&good, ("127.0.0.1", udp_port)).unwrap();
+    }
+    socket.send_to(b"PANIC", ("127.0.0.1", udp_port)).unwrap();
+    for _ in 0..5 {
+        socket.send_to(&good, ("127.0.0.1", udp_port)).unwrap();
+    }
+    let burst = wait_for(Duration::from_secs(20), || {
+        (metric("flows_parsed") == 120 + 300 && metric("plugin_traps") == 2).then_some(())
+    });
+    assert!(
+        burst.is_some(),
+        "burst: {:?}\n{}",
+        scrape(&format!("127.0.0.1:{metrics_port}")),
+        daemon.log()
+    );
 
     let log = daemon.log();
     assert!(log.contains("exceeded its 300 ms deadline"), "{log}");
@@ -97,7 +124,7 @@ consumers:
 
     let delivered = wait_for(Duration::from_secs(20), || {
         let totals = emulator.totals();
-        (totals.values().map(|t| t.0).sum::<u64>() == 120).then_some(())
+        (totals.values().map(|t| t.0).sum::<u64>() == 420).then_some(())
     });
     assert!(
         delivered.is_some(),

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::plugin::{Action, Flow, ip_from_wit};
+use flowlink_plugin_sdk::{Action, Flow, ip_to_std};
 
 /// `(src, dst, dst port, protocol)` plus the firewall verdict, so accepted
 /// and rejected traffic are never summed together. For ICMP and ICMPv6 the
@@ -24,8 +24,8 @@ impl FlowKey {
             _ => flow.dst_port,
         };
         FlowKey {
-            src: ip_from_wit(flow.src),
-            dst: ip_from_wit(flow.dst),
+            src: ip_to_std(flow.src),
+            dst: ip_to_std(flow.dst),
             dst_port,
             protocol: flow.protocol,
             action: action_code(flow.action),

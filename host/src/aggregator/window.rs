@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::FlowKey;
-use crate::plugin::Flow;
 use crate::proto::{AggregatedFlow, FlowBatch};
+use flowlink_plugin_sdk::Flow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowTotals {
@@ -127,7 +127,7 @@ fn new_batch_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::{Action, IpAddr as WitIp};
+    use flowlink_plugin_sdk::{Action, IpAddr as WitIp};
 
     fn flow(
         src: u32,

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 
 use crate::pipeline::now_ms;
+use flowlink_plugin_sdk::{Action, Flow, ip_to_std};
+
 use crate::plugin::{
-    Action, Flow, LoadedPlugin, Origin, ParserInstance, PluginEngine, PluginRegistry,
-    SandboxLimits, ip_from_wit, ip_to_wit,
+    LoadedPlugin, Origin, ParserInstance, PluginEngine, PluginRegistry, SandboxLimits, ip_to_wit,
 };
 
 pub use capture::read_messages;
@@ -126,8 +127,8 @@ pub fn default_exporter() -> SocketAddr {
 
 fn flow_json(flow: &Flow, exporter: IpAddr) -> serde_json::Value {
     serde_json::json!({
-        "src_addr": ip_from_wit(flow.src).to_string(),
-        "dst_addr": ip_from_wit(flow.dst).to_string(),
+        "src_addr": ip_to_std(flow.src).to_string(),
+        "dst_addr": ip_to_std(flow.dst).to_string(),
         "src_port": flow.src_port,
         "dst_port": flow.dst_port,
         "protocol": flow.protocol,

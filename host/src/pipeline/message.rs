@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use crate::plugin::Flow;
+use flowlink_plugin_sdk::Flow;
 
 /// Bytes as a connector received them. Connectors never parse.
 #[derive(Debug)]

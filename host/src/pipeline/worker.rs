@@ -2,6 +2,7 @@
 //! calls it synchronously: a thread hop per message would cost more than
 //! the parse itself.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -12,7 +13,7 @@ use super::{ParsedFlows, RawMessage};
 use crate::config::ConsumerConfig;
 use crate::metrics::{self, ConsumerCounters, Metrics};
 use crate::plugin::{
-    Origin, ParseFailure, ParserInstance, PluginEngine, PluginRegistry, ip_to_wit,
+    Message, Origin, ParseFailure, ParserInstance, PluginEngine, PluginRegistry, ip_to_wit,
 };
 
 /// What every worker needs to start sessions.
@@ -99,34 +100,78 @@ fn open_sessions(setup: &WorkerSetup, worker: usize) -> Result<Vec<ParserInstanc
         .collect()
 }
 
+/// Messages handed to a plugin in one call, at most: enough to amortise
+/// the call, small enough that a queue never waits long for a batch.
+const MAX_BATCH_MESSAGES: usize = 64;
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
 fn run_worker(
     setup: Arc<WorkerSetup>,
     mut sessions: Vec<ParserInstance>,
     mut input: mpsc::Receiver<RawMessage>,
     output: mpsc::Sender<ParsedFlows>,
 ) {
-    while let Some(message) = input.blocking_recv() {
-        let counters = setup.metrics.consumer(message.consumer);
-        let session = &mut sessions[message.consumer];
-        let restarts_before = session.restarts;
-        let origin = Origin {
-            exporter: ip_to_wit(message.exporter.ip()),
-            port: message.exporter.port(),
-            received_ms: message.received_ms,
-        };
-        let outcome = session.parse(&origin, &message.payload);
-        metrics::add(
-            &counters.plugin_restarts,
-            session.restarts - restarts_before,
-        );
-        match outcome {
+    let mut batch: Vec<RawMessage> = Vec::with_capacity(MAX_BATCH_MESSAGES);
+    while let Some(first) = input.blocking_recv() {
+        // Take what is already queued; never wait for more.
+        let mut bytes = first.payload.len();
+        batch.push(first);
+        while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
+            let Ok(next) = input.try_recv() else { break };
+            bytes += next.payload.len();
+            batch.push(next);
+        }
+        // Stable: each consumer's messages keep their arrival order.
+        batch.sort_by_key(|m| m.consumer);
+        while !batch.is_empty() {
+            let consumer = batch[0].consumer;
+            let same = batch.iter().take_while(|m| m.consumer == consumer).count();
+            let group: Vec<RawMessage> = batch.drain(..same).collect();
+            if !parse_group(&setup, &mut sessions[consumer], consumer, group, &output) {
+                return;
+            }
+        }
+    }
+}
+
+/// Parses one consumer's messages in one plugin call and forwards the
+/// flows. Returns false once the aggregator is gone.
+fn parse_group(
+    setup: &WorkerSetup,
+    session: &mut ParserInstance,
+    consumer: usize,
+    group: Vec<RawMessage>,
+    output: &mpsc::Sender<ParsedFlows>,
+) -> bool {
+    let counters = setup.metrics.consumer(consumer);
+    let name = &setup.consumers[consumer].name;
+    let exporters: Vec<SocketAddr> = group.iter().map(|m| m.exporter).collect();
+    let messages: Vec<Message> = group
+        .into_iter()
+        .map(|m| Message {
+            origin: Origin {
+                exporter: ip_to_wit(m.exporter.ip()),
+                port: m.exporter.port(),
+                received_ms: m.received_ms,
+            },
+            payload: m.payload,
+        })
+        .collect();
+    let restarts_before = session.restarts;
+    let results = session.parse_batch(&messages);
+    metrics::add(
+        &counters.plugin_restarts,
+        session.restarts - restarts_before,
+    );
+    for ((result, exporter), message) in results.into_iter().zip(exporters).zip(&messages) {
+        match result {
             Ok(parsed) => {
                 metrics::add(&counters.flows_parsed, parsed.flows.len() as u64);
                 metrics::add(&counters.records_rejected, parsed.rejected.len() as u64);
                 for rejected in parsed.rejected.iter().take(3) {
                     tracing::debug!(
-                        consumer = %setup.consumers[message.consumer].name,
-                        exporter = %message.exporter,
+                        consumer = %name,
+                        exporter = %exporter,
                         record = rejected.index,
                         "record rejected: {}", rejected.reason
                     );
@@ -134,33 +179,35 @@ fn run_worker(
                 if parsed.flows.is_empty() {
                     continue;
                 }
-                let batch = ParsedFlows {
-                    consumer: message.consumer,
-                    exporter: message.exporter,
-                    flows: parsed.flows,
-                };
                 // Blocking: the aggregator's backpressure reaches the worker
                 // queues, which the connectors count as drops.
-                if output.blocking_send(batch).is_err() {
-                    return;
+                if output
+                    .blocking_send(ParsedFlows {
+                        consumer,
+                        exporter,
+                        flows: parsed.flows,
+                    })
+                    .is_err()
+                {
+                    return false;
                 }
             }
             Err(failure) => {
                 count_failure(counters, &failure);
-                let consumer = &setup.consumers[message.consumer].name;
                 if failure.is_plugin_fault() {
                     tracing::warn!(
-                        consumer = %consumer,
-                        exporter = %message.exporter,
+                        consumer = %name,
+                        exporter = %exporter,
                         bytes = message.payload.len(),
                         "message lost to a plugin fault: {failure}"
                     );
                 } else {
-                    tracing::debug!(consumer = %consumer, exporter = %message.exporter, "{failure}");
+                    tracing::debug!(consumer = %name, exporter = %exporter, "{failure}");
                 }
             }
         }
     }
+    true
 }
 
 fn count_failure(counters: &ConsumerCounters, failure: &ParseFailure) {
@@ -168,7 +215,9 @@ fn count_failure(counters: &ConsumerCounters, failure: &ParseFailure) {
         ParseFailure::Rejected(_) => &counters.messages_failed,
         ParseFailure::Timeout { .. } => &counters.plugin_timeouts,
         ParseFailure::OutOfMemory { .. } => &counters.plugin_out_of_memory,
-        ParseFailure::Trap(_) | ParseFailure::Unavailable(_) => &counters.plugin_traps,
+        ParseFailure::Trap(_) | ParseFailure::Unavailable(_) | ParseFailure::InvalidOutput(_) => {
+            &counters.plugin_traps
+        }
         ParseFailure::TooManyRecords { .. } => &counters.plugin_over_cap,
     };
     metrics::add(counter, 1);

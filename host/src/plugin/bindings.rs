@@ -6,4 +6,4 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
-pub use flowlink::parser::types::{Action, Flow, IpAddr, Origin, Rejected};
+pub use flowlink::parser::types::{IpAddr, Message, Origin, Parsed};

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
+use flowlink_plugin_sdk::packed::{PACKED_FLOW_LEN, unpack};
+use flowlink_plugin_sdk::{Flow, Rejected};
 use wasmtime::component::ResourceAny;
 use wasmtime::{Store, Trap};
 
-use super::bindings::{Flow, FlowParser, Origin, Rejected};
+use super::bindings::{FlowParser, Message, Origin, Parsed};
 use super::engine::{EPOCH_TICK, PluginEngine};
 use super::registry::LoadedPlugin;
 use super::sandbox::{SandboxLimits, SandboxState};
@@ -32,6 +34,8 @@ pub enum ParseFailure {
     Trap(String),
     #[error("plugin returned {count} records for one message, over the cap of {cap}")]
     TooManyRecords { count: usize, cap: usize },
+    #[error("plugin returned malformed output: {0}")]
+    InvalidOutput(String),
     #[error("plugin could not be started: {0}")]
     Unavailable(String),
 }
@@ -125,13 +129,40 @@ impl ParserInstance {
         })
     }
 
-    /// Parses one message. On a fault the instance is discarded and the next
-    /// call starts a fresh one; template state learned so far is lost with it.
+    /// Parses one message.
     pub fn parse(
         &mut self,
         origin: &Origin,
         payload: &[u8],
     ) -> Result<ParsedMessage, ParseFailure> {
+        let message = Message {
+            origin: *origin,
+            payload: payload.to_vec(),
+        };
+        self.parse_batch(std::slice::from_ref(&message))
+            .pop()
+            .expect("one result per message")
+    }
+
+    /// Parses a batch of messages in one call: one result per message, in
+    /// order. A fault costs only the message that caused it: the batch is
+    /// replayed message by message on a fresh instance to find it. Template
+    /// state learned so far is lost with the faulted instance.
+    pub fn parse_batch(
+        &mut self,
+        messages: &[Message],
+    ) -> Vec<Result<ParsedMessage, ParseFailure>> {
+        match self.call(messages) {
+            Ok(parsed) => self.split(parsed, messages.len()),
+            Err(fault) if messages.len() == 1 => vec![Err(fault)],
+            Err(_) => messages
+                .iter()
+                .flat_map(|m| self.parse_batch(std::slice::from_ref(m)))
+                .collect(),
+        }
+    }
+
+    fn call(&mut self, messages: &[Message]) -> Result<Parsed, ParseFailure> {
         let live = match &mut self.live {
             Some(live) => live,
             None => {
@@ -144,30 +175,78 @@ impl ParserInstance {
         let result = live.bindings.flowlink_parser_parser().session().call_parse(
             &mut live.store,
             live.session,
-            *origin,
-            payload,
+            messages,
         );
         match result {
-            Ok(Ok(batch)) => {
-                let count = batch.flows.len() + batch.rejected.len();
-                if count > self.limits.max_flows_per_message {
-                    return Err(ParseFailure::TooManyRecords {
-                        count,
-                        cap: self.limits.max_flows_per_message,
-                    });
-                }
-                Ok(ParsedMessage {
-                    flows: batch.flows,
-                    rejected: batch.rejected,
-                })
-            }
-            Ok(Err(reason)) => Err(ParseFailure::Rejected(reason)),
+            Ok(parsed) => Ok(parsed),
             Err(error) => {
                 let refused = live.store.data().memory.refused;
                 self.live = None;
                 Err(classify_fault(&error, refused, &self.limits))
             }
         }
+    }
+
+    /// Checks the plugin's packed output and splits it per message.
+    fn split(&self, parsed: Parsed, count: usize) -> Vec<Result<ParsedMessage, ParseFailure>> {
+        let invalid = |why: String| {
+            (0..count)
+                .map(|_| Err(ParseFailure::InvalidOutput(why.clone())))
+                .collect()
+        };
+        if parsed.outcomes.len() != count {
+            return invalid(format!(
+                "{} outcomes for {count} messages",
+                parsed.outcomes.len()
+            ));
+        }
+        let claimed: usize = parsed
+            .outcomes
+            .iter()
+            .map(|o| o.as_ref().map_or(0, |n| *n as usize))
+            .sum();
+        if parsed.flows.len() != claimed.saturating_mul(PACKED_FLOW_LEN) {
+            return invalid(format!(
+                "{} bytes of flow records for {claimed} records",
+                parsed.flows.len()
+            ));
+        }
+        let mut rejected: Vec<Vec<Rejected>> = vec![Vec::new(); count];
+        for r in parsed.rejected {
+            if let Some(list) = rejected.get_mut(r.message as usize) {
+                list.push(Rejected {
+                    index: r.index,
+                    reason: r.reason,
+                });
+            }
+        }
+        let mut records = parsed.flows.chunks_exact(PACKED_FLOW_LEN);
+        let cap = self.limits.max_flows_per_message;
+        parsed
+            .outcomes
+            .into_iter()
+            .zip(rejected)
+            .map(|(outcome, rejected)| {
+                let n = outcome.map_err(ParseFailure::Rejected)? as usize;
+                // Taken before any early return, so the next message starts
+                // at its own records.
+                let mine: Vec<&[u8]> = records.by_ref().take(n).collect();
+                if n + rejected.len() > cap {
+                    return Err(ParseFailure::TooManyRecords {
+                        count: n + rejected.len(),
+                        cap,
+                    });
+                }
+                let mut flows = Vec::with_capacity(n);
+                for record in mine {
+                    let record = record.try_into().expect("chunks_exact");
+                    flows.push(
+                        unpack(record).map_err(|e| ParseFailure::InvalidOutput(e.to_string()))?,
+                    );
+                }
+                Ok(ParsedMessage { flows, rejected })
+            })
+            .collect()
     }
 }
 

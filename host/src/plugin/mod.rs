@@ -8,8 +8,8 @@ mod instance;
 mod registry;
 mod sandbox;
 
-pub use address::{ip_from_wit, ip_to_wit};
-pub use bindings::{Action, Flow, IpAddr, Origin};
+pub use address::ip_to_wit;
+pub use bindings::{IpAddr, Message, Origin};
 pub use engine::PluginEngine;
 pub use instance::{ParseFailure, ParserInstance};
 pub use registry::{LoadedPlugin, PluginRegistry};

@@ -21,19 +21,17 @@ impl Parser for IpfixParser {
         })
     }
 
-    fn parse(&mut self, origin: &Origin, payload: &[u8]) -> Result<Batch, String> {
-        let mut batch = Batch::default();
-        self.templates
-            .expire_pending(origin.received_ms, &mut batch);
+    fn parse(&mut self, origin: &Origin, payload: &[u8], out: &mut Batch) -> Result<(), String> {
+        self.templates.expire_pending(origin.received_ms, out);
+        let exporter = ip_to_std(origin.exporter);
         ipfix::decode(
             &mut self.templates,
-            ip_to_std(origin.exporter),
+            exporter,
             origin.received_ms,
             payload,
-            &mut batch,
+            out,
         )
-        .map_err(|e| e.to_string())?;
-        Ok(batch)
+        .map_err(|e| e.to_string())
     }
 
     fn save_state(&self) -> Vec<u8> {

@@ -24,17 +24,11 @@ impl Parser for NetflowParser {
         })
     }
 
-    fn parse(&mut self, origin: &Origin, payload: &[u8]) -> Result<Batch, String> {
-        let mut batch = Batch::default();
+    fn parse(&mut self, origin: &Origin, payload: &[u8], out: &mut Batch) -> Result<(), String> {
+        let exporter = ip_to_std(origin.exporter);
         self.decoder
-            .decode(
-                ip_to_std(origin.exporter),
-                origin.received_ms,
-                payload,
-                &mut batch,
-            )
-            .map_err(|e| e.to_string())?;
-        Ok(batch)
+            .decode(exporter, origin.received_ms, payload, out)
+            .map_err(|e| e.to_string())
     }
 
     fn save_state(&self) -> Vec<u8> {

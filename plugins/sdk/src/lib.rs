@@ -9,8 +9,12 @@
 //! impl Parser for MyParser {
 //!     fn info() -> ParserInfo { ParserInfo::new("my-format", env!("CARGO_PKG_VERSION"), &["my-format"]) }
 //!     fn open(_config: &str) -> Result<Self, String> { Ok(MyParser) }
-//!     fn parse(&mut self, _origin: &Origin, _payload: &[u8]) -> Result<Batch, String> {
-//!         Ok(Batch::default())
+//!     fn parse(&mut self, _origin: &Origin, payload: &[u8], out: &mut Batch) -> Result<(), String> {
+//!         if payload.is_empty() {
+//!             return Err("empty message".into());
+//!         }
+//!         out.reject(0, "nothing here yet");
+//!         Ok(())
 //!     }
 //! }
 //!
@@ -24,10 +28,13 @@
 
 mod address;
 mod component;
+mod flow;
 pub mod log;
+pub mod packed;
 
 pub use address::{ip_from_std, ip_to_std};
 pub use component::Component;
+pub use flow::{Action, Batch, Flow, IpAddr, Origin, Rejected};
 
 /// The generated bindings of `wit/parser.wit`. Kept in this one module so the
 /// rest of the SDK (and every plugin) sees plain Rust types.
@@ -39,33 +46,7 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_flow_parser",
         default_bindings_module: "flowlink_plugin_sdk::bindings",
-        additional_derives: [PartialEq],
     });
-}
-
-pub use bindings::flowlink::parser::types::{
-    Action, Batch, Flow, IpAddr, LogLevel, Origin, Rejected,
-};
-
-// Generated type: `derive` is not available here.
-#[allow(clippy::derivable_impls)]
-impl Default for Batch {
-    fn default() -> Self {
-        Batch {
-            flows: Vec::new(),
-            rejected: Vec::new(),
-        }
-    }
-}
-
-impl Batch {
-    /// Records one undecodable record of the message.
-    pub fn reject(&mut self, index: u32, reason: impl Into<String>) {
-        self.rejected.push(Rejected {
-            index,
-            reason: reason.into(),
-        });
-    }
 }
 
 /// What a parser says about itself; the host registers it under `name`.
@@ -97,9 +78,11 @@ pub trait Parser: Sized + 'static {
     /// shows it with the consumer's name.
     fn open(config: &str) -> Result<Self, String>;
 
-    /// Decode one message. Return `Err` only when nothing in it is usable;
-    /// report single bad records with [`Batch::reject`].
-    fn parse(&mut self, origin: &Origin, payload: &[u8]) -> Result<Batch, String>;
+    /// Decode one message into `out` (empty on entry; the SDK reuses its
+    /// buffers from message to message). Return `Err` only when nothing in
+    /// the message is usable (what `out` holds is then dropped); report
+    /// single bad records with [`Batch::reject`].
+    fn parse(&mut self, origin: &Origin, payload: &[u8], out: &mut Batch) -> Result<(), String>;
 
     /// State worth keeping when the host swaps in a newer build of this
     /// parser (templates). The format is the parser's own business.

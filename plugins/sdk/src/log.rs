@@ -1,7 +1,7 @@
 //! Logging through the host. A plugin has no stdout or stderr of its own: the
 //! host tags these lines with the plugin and consumer and writes them to its log.
 
-use crate::LogLevel;
+use crate::bindings::flowlink::parser::types::LogLevel;
 
 pub fn error(message: &str) {
     write(LogLevel::Error, message);

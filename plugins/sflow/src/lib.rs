@@ -27,12 +27,10 @@ impl Parser for SflowParser {
         })
     }
 
-    fn parse(&mut self, origin: &Origin, payload: &[u8]) -> Result<Batch, String> {
-        let mut batch = Batch::default();
+    fn parse(&mut self, origin: &Origin, payload: &[u8], out: &mut Batch) -> Result<(), String> {
         self.decoder
-            .decode(origin.received_ms, payload, &mut batch)
-            .map_err(|e| e.to_string())?;
-        Ok(batch)
+            .decode(origin.received_ms, payload, out)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -27,7 +27,7 @@ impl Parser for HostileParser {
         Ok(HostileParser)
     }
 
-    fn parse(&mut self, _origin: &Origin, payload: &[u8]) -> Result<Batch, String> {
+    fn parse(&mut self, _origin: &Origin, payload: &[u8], out: &mut Batch) -> Result<(), String> {
         if payload.starts_with(b"SPIN") {
             let mut x: u64 = 0;
             loop {
@@ -68,14 +68,10 @@ impl Parser for HostileParser {
                 icmp_code: 0,
                 action: Action::Unknown,
             };
-            return Ok(Batch {
-                flows: vec![flow; count as usize],
-                rejected: Vec::new(),
-            });
+            out.flows = vec![flow; count as usize];
+            return Ok(());
         }
-        let mut batch = Batch::default();
-        netflow::decode(payload, &mut batch).map_err(|e| e.to_string())?;
-        Ok(batch)
+        netflow::decode(payload, out).map_err(|e| e.to_string())
     }
 }
 

@@ -122,11 +122,15 @@ impl FieldAction {
 /// RFC 7011 §6.2). Callers guarantee the width.
 #[inline]
 pub fn read_uint(bytes: &[u8]) -> u64 {
-    let mut value = 0u64;
-    for &b in bytes {
-        value = value << 8 | u64::from(b);
+    match *bytes {
+        [a] => u64::from(a),
+        [a, b] => u64::from(u16::from_be_bytes([a, b])),
+        [a, b, c, d] => u64::from(u32::from_be_bytes([a, b, c, d])),
+        [a, b, c, d, e, f, g, h] => u64::from_be_bytes([a, b, c, d, e, f, g, h]),
+        _ => bytes
+            .iter()
+            .fold(0u64, |value, &b| value << 8 | u64::from(b)),
     }
-    value
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ mod tests;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use foldhash::fast::RandomState;
+
 use flowlink_plugin_sdk::Batch;
 
 pub use field::{FieldAction, FieldSpec, REVERSE_PEN, VARIABLE_LENGTH};
@@ -36,6 +38,9 @@ pub struct TemplateConfig {
     pub pending_max_sets: usize,
     /// How long such a data set waits for its template.
     pub pending_timeout_ms: u64,
+    /// Templates one session keeps at most, over all exporters: a bound
+    /// on the memory a stream of made-up template ids can take.
+    pub max_templates: usize,
 }
 
 impl Default for TemplateConfig {
@@ -44,6 +49,7 @@ impl Default for TemplateConfig {
             template_timeout_ms: 30 * 60 * 1000,
             pending_max_sets: 64,
             pending_timeout_ms: 60 * 1000,
+            max_templates: 10_000,
         }
     }
 }
@@ -55,11 +61,13 @@ struct TemplateProperties {
     template_timeout_seconds: Option<u64>,
     pending_max_sets: Option<usize>,
     pending_timeout_seconds: Option<u64>,
+    max_templates: Option<usize>,
 }
 
 impl TemplateConfig {
     /// From a parser's properties JSON: `template_timeout_seconds` (default
-    /// 1800, 0 = never), `pending_max_sets` (64), `pending_timeout_seconds` (60).
+    /// 1800, 0 = never), `pending_max_sets` (64), `pending_timeout_seconds`
+    /// (60), `max_templates` (10000).
     pub fn from_properties(json: &str) -> Result<TemplateConfig, String> {
         let p: TemplateProperties =
             serde_json::from_str(json).map_err(|e| format!("parser properties: {e}"))?;
@@ -78,6 +86,7 @@ impl TemplateConfig {
             pending_timeout_ms: p
                 .pending_timeout_seconds
                 .map_or(defaults.pending_timeout_ms, |s| s * 1000),
+            max_templates: p.max_templates.unwrap_or(defaults.max_templates),
         })
     }
 }
@@ -149,8 +158,10 @@ pub struct ScopeOptions {
 #[derive(Debug, Default)]
 pub struct TemplateSession {
     pub config: TemplateConfig,
-    templates: HashMap<(Scope, u16), Template>,
-    options: HashMap<Scope, ScopeOptions>,
+    // foldhash: several times faster than SipHash on these small keys and
+    // still seeded per process, so exporters cannot aim at collisions.
+    templates: HashMap<(Scope, u16), Template, RandomState>,
+    options: HashMap<Scope, ScopeOptions, RandomState>,
     pending: PendingSets,
 }
 
@@ -182,6 +193,17 @@ impl TemplateSession {
     /// Adds or replaces a template, then decodes any data that waited for it.
     pub fn learn(&mut self, scope: Scope, template: Template, now_ms: u64, out: &mut Batch) {
         let id = template.id;
+        let known = self.templates.contains_key(&(scope, id));
+        if !known && self.templates.len() >= self.config.max_templates {
+            out.reject(
+                0,
+                format!(
+                    "template {id} from {} (domain {}) ignored: the session holds max_templates ({})",
+                    scope.exporter, scope.domain, self.config.max_templates
+                ),
+            );
+            return;
+        }
         self.templates.insert((scope, id), template);
         for waiting in self.pending.take(scope, id) {
             let set = DataSet {

@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use foldhash::fast::RandomState;
+
 use super::{ExportClock, Scope};
 
 #[derive(Debug)]
@@ -16,7 +18,7 @@ pub struct WaitingSet {
 
 #[derive(Debug, Default)]
 pub struct PendingSets {
-    by_scope: HashMap<Scope, VecDeque<WaitingSet>>,
+    by_scope: HashMap<Scope, VecDeque<WaitingSet>, RandomState>,
 }
 
 impl PendingSets {

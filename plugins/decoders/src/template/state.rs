@@ -103,6 +103,12 @@ impl TemplateSession {
                 },
             ));
         }
+        if templates.len() > self.config.max_templates {
+            return Err(format!(
+                "saved state holds {} templates, over max_templates",
+                templates.len()
+            ));
+        }
         self.templates = templates
             .into_iter()
             .map(|(scope, t)| ((scope, t.id), t))

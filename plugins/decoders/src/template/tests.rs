@@ -464,3 +464,26 @@ fn state_survives_save_and_restore() {
         "truncated state"
     );
 }
+
+#[test]
+fn template_count_is_bounded() {
+    let config = TemplateConfig {
+        max_templates: 3,
+        ..TemplateConfig::default()
+    };
+    let mut d = NetflowDecoder::new(config);
+    let sets: Vec<Vec<u8>> = (300..306)
+        .map(|id| set(0, &template(id, LAYOUT_A)))
+        .collect();
+    let b = run(&mut d, A, 1000, &v9(1, &sets));
+    assert_eq!(d.templates.template_count(), 3);
+    assert_eq!(b.rejected.len(), 3);
+    assert!(
+        b.rejected[0].reason.contains("max_templates (3)"),
+        "{}",
+        b.rejected[0].reason
+    );
+    // Refreshing a known template is always allowed.
+    let again = run(&mut d, A, 2000, &v9(1, &[set(0, &template(300, LAYOUT_B))]));
+    assert!(again.rejected.is_empty());
+}
