@@ -131,7 +131,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut wasm_pass = || -> u64 {
         batches
             .iter()
-            .flat_map(|batch| session.parse_batch(batch))
+            .flat_map(|batch| session.parse_batch(None, batch))
             .map(|r| r.map_or(0, |p| p.flows.len() as u64))
             .sum()
     };

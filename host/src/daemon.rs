@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::aggregator::Aggregator;
 use crate::config::{Config, ConnectorSpec};
-use crate::connector::UdpConnector;
+use crate::connector::{TcpConnector, UdpConnector};
 use crate::metrics::Metrics;
 use crate::pipeline::{ParserWorkerPool, ShardRouter, WorkerSetup};
 use crate::plugin::{PluginEngine, PluginRegistry};
@@ -88,17 +88,16 @@ pub async fn run(config: Config) -> Result<()> {
     .with_context(|| format!("invalid configuration {}", config.file.display()))?;
     let router = ShardRouter::new(worker_inputs, metrics.clone());
 
-    let mut connectors = Vec::new();
+    let mut udp = Vec::new();
+    let mut tcp = Vec::new();
     for (index, consumer) in config.consumers.iter().enumerate() {
         for spec in &consumer.connectors {
             match spec {
                 ConnectorSpec::Udp(props) => {
-                    connectors.push(UdpConnector::start(
-                        index,
-                        &consumer.name,
-                        props,
-                        router.clone(),
-                    )?);
+                    udp.push(UdpConnector::start(index, &consumer.name, props, router.clone())?);
+                }
+                ConnectorSpec::Tcp(props) => {
+                    tcp.push(TcpConnector::start(index, &consumer.name, props, router.clone())?);
                 }
             }
         }
@@ -124,10 +123,9 @@ pub async fn run(config: Config) -> Result<()> {
     // Order matters: stop intake, let workers drain their queues, then the
     // aggregator flushes (its input closes when the last worker exits), then
     // the uploader sends what it was handed.
-    for connector in &connectors {
-        connector.stop();
-    }
-    drop(connectors);
+    udp.iter().for_each(UdpConnector::stop);
+    tcp.iter().for_each(TcpConnector::stop);
+    drop((udp, tcp));
     tokio::task::spawn_blocking(move || workers.join()).await?;
     aggregator.await?;
     uploader.await?;

@@ -19,6 +19,8 @@ pub struct CsvFlow {
     pub rev_bytes: u64,
     /// sFlow sampling rate, else 0.
     pub sampling_rate: u32,
+    /// ICMP type and code where tshark shows them (softflowd's IE 32/139).
+    pub icmp: Option<(u8, u8)>,
     /// Unix seconds with millisecond decimals, as tshark prints them.
     pub start: f64,
     pub end: f64,
@@ -37,6 +39,13 @@ pub fn datagram_files(job: &str) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// `icmp_ipv4.csv` (made by `fixtures/extract_icmp_ipv4.py` from tshark's
+/// JSON): IE 32 values that flows.csv leaves out, one row per flow record.
+fn read_icmp_ipv4(job: &str) -> Option<Vec<Option<u16>>> {
+    let text = std::fs::read_to_string(capture_dir(job).join("icmp_ipv4.csv")).ok()?;
+    Some(text.lines().skip(1).map(|l| l.trim().parse().ok()).collect())
 }
 
 pub fn read_flows_csv(job: &str) -> Vec<CsvFlow> {
@@ -60,7 +69,9 @@ pub fn read_flows_csv(job: &str) -> Vec<CsvFlow> {
     let (packets, octets, start, end) = (col("packets"), col("octets"), col("start"), col("end"));
     let (rev_packets, rev_octets, sampling) =
         (col("rev_packets"), col("rev_octets"), col("sampling_rate"));
-    lines
+    let (icmp_type, icmp_code) = (col("icmp_type"), col("icmp_code"));
+        let icmp_ipv4 = read_icmp_ipv4(job);
+    let mut flows: Vec<CsvFlow> = lines
         .filter(|l| !l.is_empty())
         .map(|line| {
             let f = split_csv_line(line);
@@ -77,11 +88,21 @@ pub fn read_flows_csv(job: &str) -> Vec<CsvFlow> {
                 rev_packets: f[rev_packets].parse().unwrap_or(0),
                 rev_bytes: f[rev_octets].parse().unwrap_or(0),
                 sampling_rate: f[sampling].parse().unwrap_or(0),
+                icmp: f[icmp_type].parse().ok().map(|t| (t, f[icmp_code].parse().unwrap_or(0))),
                 start: f[start].parse().unwrap_or(0.0),
                 end: f[end].parse().unwrap_or(0.0),
             }
         })
-        .collect()
+        .collect();
+    if let Some(icmp) = icmp_ipv4 {
+        assert_eq!(icmp.len(), flows.len(), "{job}: icmp_ipv4.csv rows");
+        for (flow, value) in flows.iter_mut().zip(icmp) {
+            if let Some(type_code) = value.filter(|_| flow.icmp.is_none()) {
+                flow.icmp = Some(((type_code >> 8) as u8, type_code as u8));
+            }
+        }
+    }
+    flows
 }
 
 /// Splits one CSV line, honouring double quotes (tshark's dates contain commas).
@@ -103,18 +124,88 @@ pub type TrafficKey = (String, String, u16, u8);
 /// `(connections, packets, bytes)` of one key.
 pub type KeyTotals = (u64, u64, u64);
 
-/// Expected totals per traffic key `(src, dst, dst_port, protocol)`:
-/// `(connections, packets, bytes)`. For ICMP the key port is type*256+code,
-/// which v5 exporters already put in the destination port.
-pub fn expected_aggregation(flows: &[CsvFlow]) -> BTreeMap<TrafficKey, KeyTotals> {
+/// One flow as flowlink should produce it from tshark's view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpectedFlow {
+    pub src: String,
+    pub dst: String,
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub packets: u64,
+    pub bytes: u64,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// The aggregation key's port: for ICMP, type * 256 + code (from the
+    /// ICMP fields, or from the port where pmacct puts it there).
+    pub key_port: u16,
+    /// 1-in-N; the aggregator multiplies packets and bytes by it.
+    pub sampling: u64,
+}
+
+fn ms(seconds: f64) -> i64 {
+    (seconds * 1000.0).round() as i64
+}
+
+/// tshark's rows as flows: one per record, or for RFC 5103 biflows one
+/// per direction that carried packets (the reverse one with addresses and
+/// ports swapped).
+pub fn expected_flows(csv: &[CsvFlow]) -> Vec<ExpectedFlow> {
+    let mut out = Vec::new();
+    for f in csv {
+        let key_port = match (f.proto, f.icmp) {
+            (1 | 58, Some((t, c))) => u16::from(t) << 8 | u16::from(c),
+            _ => f.dport,
+        };
+        let forward = ExpectedFlow {
+            src: f.src.clone(),
+            dst: f.dst.clone(),
+            sport: f.sport,
+            dport: f.dport,
+            proto: f.proto,
+            packets: f.packets,
+            bytes: f.bytes,
+            start_ms: ms(f.start),
+            end_ms: ms(f.end),
+            key_port,
+            sampling: u64::from(f.sampling_rate.max(1)),
+        };
+        let biflow = f.rev_packets > 0 || f.rev_bytes > 0;
+        if biflow {
+            if f.packets > 0 {
+                out.push(forward.clone());
+            }
+            out.push(ExpectedFlow {
+                src: f.dst.clone(),
+                dst: f.src.clone(),
+                sport: f.dport,
+                dport: f.sport,
+                packets: f.rev_packets,
+                bytes: f.rev_bytes,
+                key_port: if matches!(f.proto, 1 | 58) { key_port } else { f.sport },
+                ..forward
+            });
+        } else {
+            out.push(forward);
+        }
+    }
+    out
+}
+
+/// Expected totals per traffic key: connections, and packets and bytes
+/// scaled by each flow's sampling interval.
+pub fn aggregate(flows: &[ExpectedFlow]) -> BTreeMap<TrafficKey, KeyTotals> {
     let mut totals = BTreeMap::new();
     for f in flows {
-        let t = totals
-            .entry((f.src.clone(), f.dst.clone(), f.dport, f.proto))
-            .or_insert((0, 0, 0));
+        let t = totals.entry((f.src.clone(), f.dst.clone(), f.key_port, f.proto)).or_insert((0, 0, 0));
         t.0 += 1;
-        t.1 += f.packets;
-        t.2 += f.bytes;
+        t.1 += f.packets * f.sampling;
+        t.2 += f.bytes * f.sampling;
     }
     totals
+}
+
+/// Expected totals of a capture's flows.
+pub fn expected_aggregation(csv: &[CsvFlow]) -> BTreeMap<TrafficKey, KeyTotals> {
+    aggregate(&expected_flows(csv))
 }

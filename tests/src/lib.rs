@@ -10,7 +10,10 @@ pub mod process;
 
 use std::path::PathBuf;
 
-pub use fixtures::{CsvFlow, capture_dir, datagram_files, expected_aggregation, read_flows_csv};
+pub use fixtures::{
+    CsvFlow, ExpectedFlow, aggregate, capture_dir, datagram_files, expected_aggregation, expected_flows,
+    read_flows_csv,
+};
 pub use process::{
     Daemon, Emulator, free_tcp_port, free_udp_port, run_flowlink, scrape, temp_dir, wait_for,
 };

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::fixtures::{KeyTotals, TrafficKey};
+
+/// Totals per traffic key, as the emulator or a fixture gives them.
+pub type Totals = BTreeMap<TrafficKey, KeyTotals>;
 use super::flowlink_bin;
 
 pub fn free_udp_port() -> u16 {
@@ -107,7 +110,7 @@ impl Emulator {
     }
 
     /// Totals per `(src, dst, dst_port, protocol)`: `(connections, packets, bytes)`.
-    pub fn totals(&self) -> BTreeMap<TrafficKey, KeyTotals> {
+    pub fn totals(&self) -> Totals {
         let received = self.received();
         let mut totals = BTreeMap::new();
         for f in received["flows"].as_array().unwrap() {

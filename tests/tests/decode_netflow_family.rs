@@ -2,26 +2,13 @@
 //! through `flowlink decode` and the real `netflow` component, against
 //! tshark's decoding of the same bytes.
 
-use flowlink_e2e::{CsvFlow, datagram_files, plugin_dir, read_flows_csv, run_flowlink};
+use flowlink_e2e::{ExpectedFlow, datagram_files, expected_flows, plugin_dir, read_flows_csv, run_flowlink};
 use serde_json::Value;
 
 /// 2^32 ms: where the exporter's uptime wrapped, tshark does not unwrap
 /// FIRST/LAST_SWITCHED and flowlink does (as nfdump), so the two differ by
 /// exactly this much.
 const UPTIME_WRAP_MS: i64 = 1 << 32;
-
-#[derive(Debug, PartialEq)]
-struct Record {
-    src: String,
-    dst: String,
-    sport: u16,
-    dport: u16,
-    proto: u8,
-    packets: u64,
-    bytes: u64,
-    start_ms: i64,
-    end_ms: i64,
-}
 
 fn decode(job: &str) -> (Vec<Value>, String) {
     let plugins = plugin_dir();
@@ -45,50 +32,10 @@ fn decode(job: &str) -> (Vec<Value>, String) {
     (flows, stderr)
 }
 
-fn ms(seconds: f64) -> i64 {
-    (seconds * 1000.0).round() as i64
-}
-
-/// tshark's rows as flows: one per record, or for RFC 5103 biflows one
-/// per direction that carried packets (the reverse one with addresses and
-/// ports swapped).
-fn expected(csv: &[CsvFlow]) -> Vec<Record> {
-    let mut out = Vec::new();
-    for f in csv {
-        let forward = Record {
-            src: f.src.clone(),
-            dst: f.dst.clone(),
-            sport: f.sport,
-            dport: f.dport,
-            proto: f.proto,
-            packets: f.packets,
-            bytes: f.bytes,
-            start_ms: ms(f.start),
-            end_ms: ms(f.end),
-        };
-        let biflow = f.rev_packets > 0 || f.rev_bytes > 0;
-        if !biflow || f.packets > 0 {
-            out.push(forward);
-        }
-        if biflow {
-            out.push(Record {
-                src: f.dst.clone(),
-                dst: f.src.clone(),
-                sport: f.dport,
-                dport: f.sport,
-                proto: f.proto,
-                packets: f.rev_packets,
-                bytes: f.rev_bytes,
-                start_ms: ms(f.start),
-                end_ms: ms(f.end),
-            });
-        }
-    }
-    out
-}
-
-fn record(v: &Value) -> Record {
-    Record {
+/// The decoded JSON line in the shape of an expected flow (the key port
+/// and sampling are checked elsewhere).
+fn record(v: &Value, like: &ExpectedFlow) -> ExpectedFlow {
+    ExpectedFlow {
         src: v["src_addr"].as_str().unwrap().to_owned(),
         dst: v["dst_addr"].as_str().unwrap().to_owned(),
         sport: v["src_port"].as_u64().unwrap() as u16,
@@ -98,6 +45,7 @@ fn record(v: &Value) -> Record {
         bytes: v["bytes"].as_u64().unwrap(),
         start_ms: v["start_ms"].as_i64().unwrap(),
         end_ms: v["end_ms"].as_i64().unwrap(),
+        ..like.clone()
     }
 }
 
@@ -112,17 +60,22 @@ fn check(job: &str, flows: usize, wraps: bool) {
         stderr.contains(", 0 records rejected, 0 messages failed"),
         "{job}: {stderr}"
     );
-    let want = expected(&read_flows_csv(job));
-    let got: Vec<Record> = decoded.iter().map(record).collect();
-    assert_eq!(got.len(), flows, "{job}: flow count");
-    assert_eq!(got.len(), want.len(), "{job}: flow count vs tshark");
+    let want = expected_flows(&read_flows_csv(job));
+    assert_eq!(decoded.len(), flows, "{job}: flow count");
+    assert_eq!(decoded.len(), want.len(), "{job}: flow count vs tshark");
+    let got: Vec<ExpectedFlow> = decoded.iter().zip(&want).map(|(v, w)| record(v, w)).collect();
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         let same_tuple = (
             &g.src, &g.dst, g.sport, g.dport, g.proto, g.packets, g.bytes,
         ) == (
             &w.src, &w.dst, w.sport, w.dport, w.proto, w.packets, w.bytes,
         );
-        assert!(same_tuple, "{job}: flow {i}: ours {g:?}\ntshark {w:?}");
+                assert!(same_tuple, "{job}: flow {i}: ours {g:?}\ntshark {w:?}");
+        if matches!(w.proto, 1 | 58) {
+            let v = &decoded[i];
+            let type_code = v["icmp_type"].as_u64().unwrap() << 8 | v["icmp_code"].as_u64().unwrap();
+            assert_eq!(type_code, u64::from(w.key_port), "{job}: flow {i}: ICMP type and code");
+        }
         assert!(
             time_matches(g.start_ms, w.start_ms, wraps) && time_matches(g.end_ms, w.end_ms, wraps),
             "{job}: flow {i} times: ours {g:?}\ntshark {w:?}"

@@ -72,6 +72,26 @@ pub struct RawParser {
 )]
 pub enum ConnectorSpec {
     Udp(UdpProperties),
+    Tcp(TcpProperties),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpProperties {
+    pub ports: PortList,
+    /// Address to bind, IPv4 or IPv6; default `0.0.0.0`.
+    pub listen_address: Option<std::net::IpAddr>,
+    /// How messages are delimited in the byte stream.
+    pub framing: TcpFraming,
+    /// Concurrent connections; more are refused and logged. Default 256.
+    pub max_connections: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpFraming {
+    /// IPFIX messages back to back, each sized by its header's length field.
+    Ipfix,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

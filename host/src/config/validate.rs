@@ -139,19 +139,23 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
             );
         }
         for (j, connector) in consumer.connectors.iter().enumerate() {
-            let ConnectorSpec::Udp(udp) = connector;
-            match udp.ports.ports() {
+            let (transport, ports, max_connections) = match connector {
+                ConnectorSpec::Udp(udp) => ("UDP", &udp.ports, None),
+                ConnectorSpec::Tcp(tcp) => ("TCP", &tcp.ports, tcp.max_connections),
+            };
+            let at_props = format!("{at}.connectors[{j}].properties");
+            match ports.ports() {
                 Ok(ports) => {
                     for port in ports {
-                        if !ports_in_use.insert(port) {
-                            p.add(
-                                format!("{at}.connectors[{j}].properties.ports"),
-                                format!("UDP port {port} is configured twice"),
-                            );
+                        if !ports_in_use.insert((transport, port)) {
+                            p.add(format!("{at_props}.ports"), format!("{transport} port {port} is configured twice"));
                         }
                     }
                 }
-                Err(e) => p.add(format!("{at}.connectors[{j}].properties.ports"), e),
+                Err(e) => p.add(format!("{at_props}.ports"), e),
+            }
+            if max_connections == Some(0) {
+                p.add(format!("{at_props}.max_connections"), "must be at least 1");
             }
         }
         let parser = consumer.parser;

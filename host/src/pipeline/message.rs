@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use flowlink_plugin_sdk::Flow;
 
+use crate::plugin::StreamId;
+
 /// Bytes as a connector received them. Connectors never parse.
 #[derive(Debug)]
 pub struct RawMessage {
@@ -12,8 +14,18 @@ pub struct RawMessage {
     /// The exporter (UDP peer). Decides the worker, so one exporter's
     /// templates always meet the same parser session.
     pub exporter: SocketAddr,
-    pub received_ms: u64,
+        pub received_ms: u64,
     pub payload: Vec<u8>,
+    /// The TCP connection it came over; `None` for datagrams.
+    pub stream: Option<StreamId>,
+}
+
+/// What parser workers receive.
+#[derive(Debug)]
+pub enum WorkerInput {
+    Message(RawMessage),
+    /// A connection closed: its parser session (and templates) go too.
+    StreamClosed { consumer: usize, stream: StreamId },
 }
 
 /// What a parser made of one message, on its way to the aggregator.

@@ -1,44 +1,63 @@
 //! Sends each raw message to the parser worker that owns its exporter.
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use super::RawMessage;
+use super::{RawMessage, WorkerInput};
 use crate::metrics::{self, Metrics};
+use crate::plugin::StreamId;
 
 #[derive(Clone)]
 pub struct ShardRouter {
-    workers: Vec<mpsc::Sender<RawMessage>>,
+    workers: Vec<mpsc::Sender<WorkerInput>>,
     metrics: Arc<Metrics>,
 }
 
 impl ShardRouter {
-    pub fn new(workers: Vec<mpsc::Sender<RawMessage>>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(workers: Vec<mpsc::Sender<WorkerInput>>, metrics: Arc<Metrics>) -> Self {
         assert!(!workers.is_empty(), "at least one parser worker");
         ShardRouter { workers, metrics }
     }
 
     /// Hash of the exporter's address (not its port: some exporters change
     /// source port on restart but keep their templates' scope).
-    pub fn shard_of(&self, message: &RawMessage) -> usize {
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(message.exporter.ip());
-        (hash % self.workers.len() as u64) as usize
+    fn worker_of(&self, exporter: IpAddr) -> &mpsc::Sender<WorkerInput> {
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(exporter);
+        &self.workers[(hash % self.workers.len() as u64) as usize]
+    }
+
+    fn count_in(&self, message: &RawMessage) {
+        let counters = self.metrics.consumer(message.consumer);
+        metrics::add(&counters.messages_in, 1);
+        metrics::add(&counters.bytes_in, message.payload.len() as u64);
     }
 
     /// Never waits: a datagram source cannot be paused, so a full queue
     /// drops the message and counts it.
     pub fn route(&self, message: RawMessage) {
-        let counters = self.metrics.consumer(message.consumer);
-        metrics::add(&counters.messages_in, 1);
-        metrics::add(&counters.bytes_in, message.payload.len() as u64);
-        let shard = self.shard_of(&message);
-        match self.workers[shard].try_send(message) {
+        self.count_in(&message);
+        let consumer = message.consumer;
+        let worker = self.worker_of(message.exporter.ip());
+        match worker.try_send(WorkerInput::Message(message)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
-                metrics::add(&counters.queue_drops, 1);
+                metrics::add(&self.metrics.consumer(consumer).queue_drops, 1);
             }
         }
+    }
+
+    /// Waits for room: a stream source (TCP) is paused instead, and the
+    /// sender's window closes; nothing is dropped.
+    pub async fn route_waiting(&self, message: RawMessage) {
+        self.count_in(&message);
+        let worker = self.worker_of(message.exporter.ip());
+        let _ = worker.send(WorkerInput::Message(message)).await;
+    }
+
+    pub async fn close_stream(&self, consumer: usize, exporter: IpAddr, stream: StreamId) {
+        let _ = self.worker_of(exporter).send(WorkerInput::StreamClosed { consumer, stream }).await;
     }
 }

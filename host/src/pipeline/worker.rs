@@ -9,11 +9,12 @@ use std::thread::JoinHandle;
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
-use super::{ParsedFlows, RawMessage};
+use super::{ParsedFlows, RawMessage, WorkerInput};
 use crate::config::ConsumerConfig;
 use crate::metrics::{self, ConsumerCounters, Metrics};
 use crate::plugin::{
-    Message, Origin, ParseFailure, ParserInstance, PluginEngine, PluginRegistry, ip_to_wit,
+    Message, Origin, ParseFailure, ParserInstance, PluginEngine, PluginRegistry, StreamId,
+    ip_to_wit,
 };
 
 /// What every worker needs to start sessions.
@@ -37,7 +38,7 @@ impl ParserWorkerPool {
         count: usize,
         queue_capacity: usize,
         output: mpsc::Sender<ParsedFlows>,
-    ) -> Result<(Self, Vec<mpsc::Sender<RawMessage>>)> {
+    ) -> Result<(Self, Vec<mpsc::Sender<WorkerInput>>)> {
         let mut threads = Vec::new();
         let mut inputs = Vec::new();
         for index in 0..count {
@@ -108,28 +109,43 @@ const MAX_BATCH_BYTES: usize = 1 << 20;
 fn run_worker(
     setup: Arc<WorkerSetup>,
     mut sessions: Vec<ParserInstance>,
-    mut input: mpsc::Receiver<RawMessage>,
+    mut input: mpsc::Receiver<WorkerInput>,
     output: mpsc::Sender<ParsedFlows>,
 ) {
     let mut batch: Vec<RawMessage> = Vec::with_capacity(MAX_BATCH_MESSAGES);
     while let Some(first) = input.blocking_recv() {
-        // Take what is already queued; never wait for more.
-        let mut bytes = first.payload.len();
-        batch.push(first);
-        while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
-            let Ok(next) = input.try_recv() else { break };
-            bytes += next.payload.len();
-            batch.push(next);
+        // Take what is already queued; never wait for more. A closed stream
+        // ends the batch, so its last messages are parsed before it goes.
+        let mut closed = None;
+        let mut bytes = 0;
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            match item {
+                WorkerInput::Message(message) => {
+                    bytes += message.payload.len();
+                    batch.push(message);
+                }
+                WorkerInput::StreamClosed { consumer, stream } => {
+                    closed = Some((consumer, stream));
+                    break;
+                }
+            }
+            if batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
+                next = input.try_recv().ok();
+            }
         }
-        // Stable: each consumer's messages keep their arrival order.
-        batch.sort_by_key(|m| m.consumer);
+        // Stable: each consumer's (and stream's) messages keep their order.
+        batch.sort_by_key(|m| (m.consumer, m.stream));
         while !batch.is_empty() {
-            let consumer = batch[0].consumer;
-            let same = batch.iter().take_while(|m| m.consumer == consumer).count();
+            let key = (batch[0].consumer, batch[0].stream);
+            let same = batch.iter().take_while(|m| (m.consumer, m.stream) == key).count();
             let group: Vec<RawMessage> = batch.drain(..same).collect();
-            if !parse_group(&setup, &mut sessions[consumer], consumer, group, &output) {
+            if !parse_group(&setup, &mut sessions[key.0], key.0, key.1, group, &output) {
                 return;
             }
+        }
+        if let Some((consumer, stream)) = closed {
+            sessions[consumer].close_stream(stream);
         }
     }
 }
@@ -140,6 +156,7 @@ fn parse_group(
     setup: &WorkerSetup,
     session: &mut ParserInstance,
     consumer: usize,
+    stream: Option<StreamId>,
     group: Vec<RawMessage>,
     output: &mpsc::Sender<ParsedFlows>,
 ) -> bool {
@@ -158,7 +175,7 @@ fn parse_group(
         })
         .collect();
     let restarts_before = session.restarts;
-    let results = session.parse_batch(&messages);
+    let results = session.parse_batch(stream, &messages);
     metrics::add(
         &counters.plugin_restarts,
         session.restarts - restarts_before,

@@ -1,6 +1,7 @@
 //! One live parser session inside its own store: the unit that a trap,
 //! a timeout or an out-of-memory throws away and rebuilds.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use flowlink_plugin_sdk::packed::{PACKED_FLOW_LEN, unpack};
@@ -47,10 +48,29 @@ impl ParseFailure {
     }
 }
 
+/// A transport session (a TCP connection) whose messages get a parser
+/// session of their own: IPFIX templates over TCP are scoped to it.
+pub type StreamId = u64;
+
 struct Live {
     store: Store<SandboxState>,
     bindings: FlowParser,
-    session: ResourceAny,
+    /// The session of datagram sources (UDP), templates scoped by exporter.
+    datagrams: ResourceAny,
+    streams: HashMap<StreamId, ResourceAny>,
+}
+
+fn open_session(
+    bindings: &FlowParser,
+    store: &mut Store<SandboxState>,
+    config_json: &str,
+) -> Result<ResourceAny, ParseFailure> {
+    let opened = bindings
+        .flowlink_parser_parser()
+        .session()
+        .call_open(store, config_json)
+        .map_err(|e| ParseFailure::Unavailable(format!("open() trapped: {e:#}")))?;
+    opened.map_err(ParseFailure::Unavailable)
 }
 
 /// A parser session of one consumer on one worker thread.
@@ -115,18 +135,9 @@ impl ParserInstance {
             .pre
             .instantiate(&mut store)
             .map_err(|e| ParseFailure::Unavailable(format!("instantiating: {e:#}")))?;
-        store.set_epoch_deadline(deadline_ticks(&self.limits));
-        let opened = bindings
-            .flowlink_parser_parser()
-            .session()
-            .call_open(&mut store, &self.config_json)
-            .map_err(|e| ParseFailure::Unavailable(format!("open() trapped: {e:#}")))?;
-        let session = opened.map_err(ParseFailure::Unavailable)?;
-        Ok(Live {
-            store,
-            bindings,
-            session,
-        })
+                store.set_epoch_deadline(deadline_ticks(&self.limits));
+                let datagrams = open_session(&bindings, &mut store, &self.config_json)?;
+        Ok(Live { store, bindings, datagrams, streams: HashMap::new() })
     }
 
     /// Parses one message.
@@ -139,7 +150,7 @@ impl ParserInstance {
             origin: *origin,
             payload: payload.to_vec(),
         };
-        self.parse_batch(std::slice::from_ref(&message))
+                self.parse_batch(None, std::slice::from_ref(&message))
             .pop()
             .expect("one result per message")
     }
@@ -148,21 +159,32 @@ impl ParserInstance {
     /// order. A fault costs only the message that caused it: the batch is
     /// replayed message by message on a fresh instance to find it. Template
     /// state learned so far is lost with the faulted instance.
-    pub fn parse_batch(
+        pub fn parse_batch(
         &mut self,
+        stream: Option<StreamId>,
         messages: &[Message],
     ) -> Vec<Result<ParsedMessage, ParseFailure>> {
-        match self.call(messages) {
+        match self.call(stream, messages) {
             Ok(parsed) => self.split(parsed, messages.len()),
             Err(fault) if messages.len() == 1 => vec![Err(fault)],
             Err(_) => messages
                 .iter()
-                .flat_map(|m| self.parse_batch(std::slice::from_ref(m)))
+                                .flat_map(|m| self.parse_batch(stream, std::slice::from_ref(m)))
                 .collect(),
         }
     }
 
-    fn call(&mut self, messages: &[Message]) -> Result<Parsed, ParseFailure> {
+        /// Ends a stream's parser session (its connection closed).
+    pub fn close_stream(&mut self, stream: StreamId) {
+        let Some(live) = &mut self.live else { return };
+        let Some(session) = live.streams.remove(&stream) else { return };
+        live.store.set_epoch_deadline(deadline_ticks(&self.limits));
+        if session.resource_drop(&mut live.store).is_err() {
+            self.live = None;
+        }
+    }
+
+    fn call(&mut self, stream: Option<StreamId>, messages: &[Message]) -> Result<Parsed, ParseFailure> {
         let live = match &mut self.live {
             Some(live) => live,
             None => {
@@ -170,11 +192,22 @@ impl ParserInstance {
                 self.live.insert(self.start()?)
             }
         };
-        live.store.data_mut().begin_call();
+                live.store.data_mut().begin_call();
         live.store.set_epoch_deadline(deadline_ticks(&self.limits));
+        let session = match stream {
+            None => live.datagrams,
+            Some(id) => match live.streams.get(&id) {
+                Some(session) => *session,
+                None => {
+                                        let session = open_session(&live.bindings, &mut live.store, &self.config_json)?;
+                    live.streams.insert(id, session);
+                    session
+                }
+            },
+        };
         let result = live.bindings.flowlink_parser_parser().session().call_parse(
-            &mut live.store,
-            live.session,
+                        &mut live.store,
+            session,
             messages,
         );
         match result {

@@ -11,6 +11,6 @@ mod sandbox;
 pub use address::ip_to_wit;
 pub use bindings::{IpAddr, Message, Origin};
 pub use engine::PluginEngine;
-pub use instance::{ParseFailure, ParserInstance};
+pub use instance::{ParseFailure, ParserInstance, StreamId};
 pub use registry::{LoadedPlugin, PluginRegistry};
 pub use sandbox::SandboxLimits;
