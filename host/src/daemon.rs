@@ -6,12 +6,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
-use crate::aggregator::Aggregator;
+use crate::aggregator::{Aggregator, DirectionInference};
 use crate::config::{Config, ConnectorSpec};
 use crate::connector::{TcpConnector, UdpConnector};
 use crate::metrics::Metrics;
 use crate::pipeline::{ParserWorkerPool, ShardRouter, WorkerSetup};
 use crate::plugin::{PluginEngine, PluginRegistry};
+use crate::spool::Spool;
 use crate::uploader::{PceClient, Uploader};
 
 /// Windows waiting for the uploader. Small: each may hold many flows.
@@ -59,15 +60,22 @@ pub async fn run(config: Config) -> Result<()> {
     let (engine, registry) = load_plugins(&config)?;
     let metrics = Metrics::new(config.consumers.iter().map(|c| c.name.clone()));
     let client = PceClient::new(&config.pce)?;
+    let spool = Spool::open(
+        &config.data_directory,
+        config.spool_limits(),
+        metrics.upload.clone(),
+    )?;
 
     let (upload_tx, upload_rx) = mpsc::channel(UPLOAD_QUEUE);
-    let uploader = tokio::spawn(Uploader::new(client, metrics.clone()).run(upload_rx));
+    let uploader = Uploader::new(client, metrics.clone(), spool, config.spool_retry);
+    let uploader = tokio::spawn(uploader.run(upload_rx));
 
     let (parsed_tx, parsed_rx) = mpsc::channel(AGGREGATOR_QUEUE);
     let aggregator = Aggregator::new(
         config.consumers.iter().map(|c| c.name.clone()).collect(),
         config.window,
         config.aggregation_max_keys,
+        DirectionInference::new(config.direction, &config.direction_service_ports),
         metrics.clone(),
         upload_tx,
     );
@@ -94,10 +102,20 @@ pub async fn run(config: Config) -> Result<()> {
         for spec in &consumer.connectors {
             match spec {
                 ConnectorSpec::Udp(props) => {
-                    udp.push(UdpConnector::start(index, &consumer.name, props, router.clone())?);
+                    udp.push(UdpConnector::start(
+                        index,
+                        &consumer.name,
+                        props,
+                        router.clone(),
+                    )?);
                 }
                 ConnectorSpec::Tcp(props) => {
-                    tcp.push(TcpConnector::start(index, &consumer.name, props, router.clone())?);
+                    tcp.push(TcpConnector::start(
+                        index,
+                        &consumer.name,
+                        props,
+                        router.clone(),
+                    )?);
                 }
             }
         }

@@ -13,6 +13,7 @@ mod pce_emulator;
 mod pipeline;
 mod plugin;
 mod proto;
+mod spool;
 mod uploader;
 
 use std::net::SocketAddr;

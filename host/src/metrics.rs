@@ -42,8 +42,19 @@ counters!(UploadCounters {
     batches_uploaded: "batches the PCE acknowledged",
     flows_uploaded: "aggregated flows the PCE acknowledged",
     upload_failures: "upload attempts that failed",
-    batches_dropped: "batches given up after every retry",
+    batches_spooled: "batches written to the disk spool",
+    batches_replayed: "spooled batches the PCE later acknowledged",
+    batches_pruned: "spooled batches dropped by the size or age bound",
+    flows_pruned: "aggregated flows lost with pruned batches",
+    spool_corrupt: "unreadable spool files moved to corrupt/",
+    batches_set_aside: "batches the PCE refused for good, kept in rejected/",
+    batches_dropped: "batches lost because the spool could not be written",
+    spool_batches: "batches in the spool now",
+    spool_bytes: "bytes in the spool now",
 });
+
+/// Counters that go up and down, exported as Prometheus gauges.
+const GAUGES: &[&str] = &["spool_batches", "spool_bytes"];
 
 pub fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
@@ -103,9 +114,14 @@ impl Metrics {
             }
         }
         for (key, help, value) in self.upload.snapshot() {
-            let _ = writeln!(out, "# HELP flowlink_{key}_total {help}");
-            let _ = writeln!(out, "# TYPE flowlink_{key}_total counter");
-            let _ = writeln!(out, "flowlink_{key}_total {value}");
+            let (name, kind) = if GAUGES.contains(&key) {
+                (format!("flowlink_{key}"), "gauge")
+            } else {
+                (format!("flowlink_{key}_total"), "counter")
+            };
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
         }
         out
     }

@@ -21,6 +21,8 @@ pub struct CsvFlow {
     pub sampling_rate: u32,
     /// ICMP type and code where tshark shows them (softflowd's IE 32/139).
     pub icmp: Option<(u8, u8)>,
+    /// Cumulative TCP flags.
+    pub tcp_flags: u8,
     /// Unix seconds with millisecond decimals, as tshark prints them.
     pub start: f64,
     pub end: f64,
@@ -45,7 +47,12 @@ pub fn datagram_files(job: &str) -> Vec<PathBuf> {
 /// JSON): IE 32 values that flows.csv leaves out, one row per flow record.
 fn read_icmp_ipv4(job: &str) -> Option<Vec<Option<u16>>> {
     let text = std::fs::read_to_string(capture_dir(job).join("icmp_ipv4.csv")).ok()?;
-    Some(text.lines().skip(1).map(|l| l.trim().parse().ok()).collect())
+    Some(
+        text.lines()
+            .skip(1)
+            .map(|l| l.trim().parse().ok())
+            .collect(),
+    )
 }
 
 pub fn read_flows_csv(job: &str) -> Vec<CsvFlow> {
@@ -70,7 +77,8 @@ pub fn read_flows_csv(job: &str) -> Vec<CsvFlow> {
     let (rev_packets, rev_octets, sampling) =
         (col("rev_packets"), col("rev_octets"), col("sampling_rate"));
     let (icmp_type, icmp_code) = (col("icmp_type"), col("icmp_code"));
-        let icmp_ipv4 = read_icmp_ipv4(job);
+    let tcp_flags = col("tcp_flags");
+    let icmp_ipv4 = read_icmp_ipv4(job);
     let mut flows: Vec<CsvFlow> = lines
         .filter(|l| !l.is_empty())
         .map(|line| {
@@ -88,7 +96,12 @@ pub fn read_flows_csv(job: &str) -> Vec<CsvFlow> {
                 rev_packets: f[rev_packets].parse().unwrap_or(0),
                 rev_bytes: f[rev_octets].parse().unwrap_or(0),
                 sampling_rate: f[sampling].parse().unwrap_or(0),
-                icmp: f[icmp_type].parse().ok().map(|t| (t, f[icmp_code].parse().unwrap_or(0))),
+                icmp: f[icmp_type]
+                    .parse()
+                    .ok()
+                    .map(|t| (t, f[icmp_code].parse().unwrap_or(0))),
+                tcp_flags: u8::from_str_radix(f[tcp_flags].trim_start_matches("0x"), 16)
+                    .unwrap_or(0),
                 start: f[start].parse().unwrap_or(0.0),
                 end: f[end].parse().unwrap_or(0.0),
             }
@@ -141,6 +154,7 @@ pub struct ExpectedFlow {
     pub key_port: u16,
     /// 1-in-N; the aggregator multiplies packets and bytes by it.
     pub sampling: u64,
+    pub tcp_flags: u8,
 }
 
 fn ms(seconds: f64) -> i64 {
@@ -169,6 +183,7 @@ pub fn expected_flows(csv: &[CsvFlow]) -> Vec<ExpectedFlow> {
             end_ms: ms(f.end),
             key_port,
             sampling: u64::from(f.sampling_rate.max(1)),
+            tcp_flags: f.tcp_flags,
         };
         let biflow = f.rev_packets > 0 || f.rev_bytes > 0;
         if biflow {
@@ -182,7 +197,11 @@ pub fn expected_flows(csv: &[CsvFlow]) -> Vec<ExpectedFlow> {
                 dport: f.sport,
                 packets: f.rev_packets,
                 bytes: f.rev_bytes,
-                key_port: if matches!(f.proto, 1 | 58) { key_port } else { f.sport },
+                key_port: if matches!(f.proto, 1 | 58) {
+                    key_port
+                } else {
+                    f.sport
+                },
                 ..forward
             });
         } else {
@@ -192,15 +211,97 @@ pub fn expected_flows(csv: &[CsvFlow]) -> Vec<ExpectedFlow> {
     out
 }
 
-/// Expected totals per traffic key: connections, and packets and bytes
-/// scaled by each flow's sampling interval.
+/// The daemon's default `service_ports` list (docs/aggregation.md): the
+/// direction rule is part of what these tests pin down.
+const SERVICE_PORTS: &[u16] = &[
+    1433, 1521, 1812, 1813, 2049, 2181, 2379, 2380, 3306, 3389, 3478, 4369, 4789, 5060, 5061, 5349,
+    5432, 5672, 5671, 5900, 5985, 5986, 6379, 6443, 6514, 8000, 8008, 8080, 8443, 8888, 9000, 9042,
+    9092, 9093, 9200, 9300, 9418, 10250, 11211, 15672, 27017,
+];
+
+/// The key a flow is aggregated under with `direction_inference: auto`:
+/// replies (ICMP echo replies, records sent from the service port) count
+/// toward the client's `client → server:port` key.
+pub fn folded_key(f: &ExpectedFlow) -> TrafficKey {
+    let forward = (f.src.clone(), f.dst.clone(), f.key_port, f.proto);
+    let reply = |port: u16| (f.dst.clone(), f.src.clone(), port, f.proto);
+    match f.proto {
+        1 if f.key_port >> 8 == 0 => reply(8 << 8),
+        58 if f.key_port >> 8 == 129 => reply(128 << 8),
+        6 if f.tcp_flags & 0x12 == 0x02 => forward,
+        6 | 17 | 132 => {
+            let (s, d) = (f.sport, f.dport);
+            let src_is_service = match (s < 1024, d < 1024) {
+                (true, false) => true,
+                (false, true) => false,
+                _ => match (SERVICE_PORTS.contains(&s), SERVICE_PORTS.contains(&d)) {
+                    (true, false) => true,
+                    (false, true) => false,
+                    _ => s < d,
+                },
+            };
+            if src_is_service && s != d {
+                reply(s)
+            } else {
+                forward
+            }
+        }
+        _ => forward,
+    }
+}
+
+/// Expected totals per traffic key: connections (records folded in), and
+/// packets and bytes scaled by each flow's sampling interval.
 pub fn aggregate(flows: &[ExpectedFlow]) -> BTreeMap<TrafficKey, KeyTotals> {
+    aggregate_by(flows, folded_key)
+}
+
+/// Totals with every record keyed as reported (`direction_inference: off`).
+pub fn aggregate_unfolded(flows: &[ExpectedFlow]) -> BTreeMap<TrafficKey, KeyTotals> {
+    aggregate_by(flows, |f| {
+        (f.src.clone(), f.dst.clone(), f.key_port, f.proto)
+    })
+}
+
+fn aggregate_by(
+    flows: &[ExpectedFlow],
+    key: impl Fn(&ExpectedFlow) -> TrafficKey,
+) -> BTreeMap<TrafficKey, KeyTotals> {
     let mut totals = BTreeMap::new();
     for f in flows {
-        let t = totals.entry((f.src.clone(), f.dst.clone(), f.key_port, f.proto)).or_insert((0, 0, 0));
+        let t = totals.entry(key(f)).or_insert((0, 0, 0));
         t.0 += 1;
         t.1 += f.packets * f.sampling;
         t.2 += f.bytes * f.sampling;
+    }
+    totals
+}
+
+/// The input's own truth (`fixtures/ground_truth.json`, from the testbed's
+/// pcap generator): per conversation `client → server:port` (ICMP: the
+/// request's type * 256 + code), packets and bytes of both directions.
+pub fn ground_truth_conversations() -> BTreeMap<TrafficKey, (u64, u64)> {
+    let path = super::repo_root().join("tests/fixtures/ground_truth.json");
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut totals = BTreeMap::new();
+    for c in truth["conversations"].as_array().unwrap() {
+        let c2s = &c["directions"]["c2s"];
+        let port = match c2s.get("icmp_type") {
+            Some(t) => (t.as_u64().unwrap() << 8 | c2s["icmp_code"].as_u64().unwrap()) as u16,
+            None => c["dport"].as_u64().unwrap() as u16,
+        };
+        let key = (
+            c["client"].as_str().unwrap().to_owned(),
+            c["server"].as_str().unwrap().to_owned(),
+            port,
+            c["proto_num"].as_u64().unwrap() as u8,
+        );
+        let t = totals.entry(key).or_insert((0, 0));
+        for direction in c["directions"].as_object().unwrap().values() {
+            t.0 += direction["packets"].as_u64().unwrap();
+            t.1 += direction["bytes"].as_u64().unwrap();
+        }
     }
     totals
 }

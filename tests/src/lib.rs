@@ -11,8 +11,8 @@ pub mod process;
 use std::path::PathBuf;
 
 pub use fixtures::{
-    CsvFlow, ExpectedFlow, aggregate, capture_dir, datagram_files, expected_aggregation, expected_flows,
-    read_flows_csv,
+    CsvFlow, ExpectedFlow, aggregate, aggregate_unfolded, capture_dir, datagram_files,
+    expected_aggregation, expected_flows, ground_truth_conversations, read_flows_csv,
 };
 pub use process::{
     Daemon, Emulator, free_tcp_port, free_udp_port, run_flowlink, scrape, temp_dir, wait_for,

@@ -10,12 +10,18 @@ use std::time::Duration;
 
 use flowlink_e2e::process::{EMULATOR_KEY, EMULATOR_SECRET};
 use flowlink_e2e::{
-    Daemon, Emulator, aggregate, datagram_files, expected_aggregation, expected_flows, free_tcp_port,
-    free_udp_port, plugin_dir, read_flows_csv, scrape, wait_for,
+    Daemon, Emulator, aggregate, datagram_files, expected_aggregation, expected_flows,
+    free_tcp_port, free_udp_port, plugin_dir, read_flows_csv, scrape, wait_for,
 };
 
 /// A daemon with one consumer: `connector` is the YAML of its connector.
-fn start(name: &str, emulator: &Emulator, parser: &str, connector: &str, metrics_port: u16) -> Daemon {
+fn start(
+    name: &str,
+    emulator: &Emulator,
+    parser: &str,
+    connector: &str,
+    metrics_port: u16,
+) -> Daemon {
     let yaml = format!(
         r#"
 pce_addr: {url}
@@ -39,16 +45,32 @@ consumers:
 fn send_udp(job: &str, port: u16) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     for file in datagram_files(job) {
-        socket.send_to(&std::fs::read(file).unwrap(), ("127.0.0.1", port)).unwrap();
+        socket
+            .send_to(&std::fs::read(file).unwrap(), ("127.0.0.1", port))
+            .unwrap();
     }
 }
 
-fn assert_delivered(emulator: &Emulator, daemon: &Daemon, expected: &flowlink_e2e::process::Totals) {
-    let arrived = wait_for(Duration::from_secs(30), || (emulator.totals() == *expected).then_some(()));
+fn assert_delivered(
+    emulator: &Emulator,
+    daemon: &Daemon,
+    expected: &flowlink_e2e::process::Totals,
+) {
+    let arrived = wait_for(Duration::from_secs(30), || {
+        (emulator.totals() == *expected).then_some(())
+    });
     if arrived.is_none() {
         let got = emulator.totals();
-        let diff: Vec<_> = expected.iter().filter(|(k, v)| got.get(*k) != Some(v)).take(5).collect();
-        let extra: Vec<_> = got.keys().filter(|k| !expected.contains_key(*k)).take(5).collect();
+        let diff: Vec<_> = expected
+            .iter()
+            .filter(|(k, v)| got.get(*k) != Some(v))
+            .take(5)
+            .collect();
+        let extra: Vec<_> = got
+            .keys()
+            .filter(|k| !expected.contains_key(*k))
+            .take(5)
+            .collect();
         panic!(
             "{} keys expected, {} received; differing {diff:?}; unexpected {extra:?}\n{}",
             expected.len(),
@@ -66,9 +88,19 @@ fn udp_connector(port: u16) -> String {
 fn netflow_v9_over_udp() {
     let emulator = Emulator::start();
     let port = free_udp_port();
-    let mut daemon = start("v9", &emulator, "netflow", &udp_connector(port), free_tcp_port());
+    let mut daemon = start(
+        "v9",
+        &emulator,
+        "netflow",
+        &udp_connector(port),
+        free_tcp_port(),
+    );
     send_udp("softflowd_v9", port);
-    assert_delivered(&emulator, &daemon, &expected_aggregation(&read_flows_csv("softflowd_v9")));
+    assert_delivered(
+        &emulator,
+        &daemon,
+        &expected_aggregation(&read_flows_csv("softflowd_v9")),
+    );
     assert!(daemon.terminate().success());
 }
 
@@ -76,7 +108,13 @@ fn netflow_v9_over_udp() {
 fn ipfix_biflows_over_udp_become_both_directions() {
     let emulator = Emulator::start();
     let port = free_udp_port();
-    let mut daemon = start("biflow", &emulator, "ipfix", &udp_connector(port), free_tcp_port());
+    let mut daemon = start(
+        "biflow",
+        &emulator,
+        "ipfix",
+        &udp_connector(port),
+        free_tcp_port(),
+    );
     send_udp("softflowd_v10_biflow", port);
     let expected = expected_aggregation(&read_flows_csv("softflowd_v10_biflow"));
     assert_eq!(expected.values().map(|t| t.0).sum::<u64>(), 569);
@@ -88,10 +126,20 @@ fn ipfix_biflows_over_udp_become_both_directions() {
 fn sflow_over_udp_is_scaled_by_the_sampling_rate() {
     let emulator = Emulator::start();
     let port = free_udp_port();
-    let mut daemon = start("sflow", &emulator, "sflow", &udp_connector(port), free_tcp_port());
+    let mut daemon = start(
+        "sflow",
+        &emulator,
+        "sflow",
+        &udp_connector(port),
+        free_tcp_port(),
+    );
     send_udp("pmacct_sfprobe_rate10", port);
     let expected = expected_aggregation(&read_flows_csv("pmacct_sfprobe_rate10"));
-    assert_eq!(expected.values().map(|t| t.1).sum::<u64>(), 4510, "451 samples at 1-in-10");
+    assert_eq!(
+        expected.values().map(|t| t.1).sum::<u64>(),
+        4510,
+        "451 samples at 1-in-10"
+    );
     assert_delivered(&emulator, &daemon, &expected);
     assert!(daemon.terminate().success());
 }
@@ -109,7 +157,12 @@ fn ipfix_over_tcp_one_session_per_connection() {
     // byte stream, written in odd-sized pieces: framing must not care.
     let streams: Vec<Vec<u8>> = ["pmacct_nfprobe_v10", "softflowd_v10"]
         .iter()
-        .map(|job| datagram_files(job).iter().flat_map(|f| std::fs::read(f).unwrap()).collect())
+        .map(|job| {
+            datagram_files(job)
+                .iter()
+                .flat_map(|f| std::fs::read(f).unwrap())
+                .collect()
+        })
         .collect();
     let writers: Vec<_> = streams
         .into_iter()
@@ -130,8 +183,14 @@ fn ipfix_over_tcp_one_session_per_connection() {
     flows.extend(expected_flows(&read_flows_csv("softflowd_v10")));
     assert_delivered(&emulator, &daemon, &aggregate(&flows));
     let metrics = scrape(&format!("127.0.0.1:{metrics_port}"));
-    assert_eq!(metrics["flowlink_messages_in_total{consumer=\"tcp\"}"], 92 + 23);
-    assert_eq!(metrics["flowlink_records_rejected_total{consumer=\"tcp\"}"], 0);
+    assert_eq!(
+        metrics["flowlink_messages_in_total{consumer=\"tcp\"}"],
+        92 + 23
+    );
+    assert_eq!(
+        metrics["flowlink_records_rejected_total{consumer=\"tcp\"}"],
+        0
+    );
     assert!(daemon.terminate().success());
 }
 
@@ -145,15 +204,22 @@ fn tcp_framing_errors_close_only_that_connection() {
     let mut daemon = start("tcp-bad", &emulator, "ipfix", &connector, free_tcp_port());
     let mut bad = TcpStream::connect(("127.0.0.1", port)).unwrap();
     // A header whose length (3) is shorter than the header itself.
-    bad.write_all(&[0, 10, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
-    let logged = wait_for(Duration::from_secs(10), || daemon.log().contains("framing lost").then_some(()));
+    bad.write_all(&[0, 10, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        .unwrap();
+    let logged = wait_for(Duration::from_secs(10), || {
+        daemon.log().contains("framing lost").then_some(())
+    });
     assert!(logged.is_some(), "{}", daemon.log());
 
     let mut good = TcpStream::connect(("127.0.0.1", port)).unwrap();
     for file in datagram_files("pmacct_nfprobe_v10") {
         good.write_all(&std::fs::read(file).unwrap()).unwrap();
     }
-    assert_delivered(&emulator, &daemon, &expected_aggregation(&read_flows_csv("pmacct_nfprobe_v10")));
+    assert_delivered(
+        &emulator,
+        &daemon,
+        &expected_aggregation(&read_flows_csv("pmacct_nfprobe_v10")),
+    );
     assert!(daemon.is_running());
     assert!(daemon.terminate().success());
 }

@@ -2,7 +2,9 @@
 //! through `flowlink decode` and the real `netflow` component, against
 //! tshark's decoding of the same bytes.
 
-use flowlink_e2e::{ExpectedFlow, datagram_files, expected_flows, plugin_dir, read_flows_csv, run_flowlink};
+use flowlink_e2e::{
+    ExpectedFlow, datagram_files, expected_flows, plugin_dir, read_flows_csv, run_flowlink,
+};
 use serde_json::Value;
 
 /// 2^32 ms: where the exporter's uptime wrapped, tshark does not unwrap
@@ -63,18 +65,27 @@ fn check(job: &str, flows: usize, wraps: bool) {
     let want = expected_flows(&read_flows_csv(job));
     assert_eq!(decoded.len(), flows, "{job}: flow count");
     assert_eq!(decoded.len(), want.len(), "{job}: flow count vs tshark");
-    let got: Vec<ExpectedFlow> = decoded.iter().zip(&want).map(|(v, w)| record(v, w)).collect();
+    let got: Vec<ExpectedFlow> = decoded
+        .iter()
+        .zip(&want)
+        .map(|(v, w)| record(v, w))
+        .collect();
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         let same_tuple = (
             &g.src, &g.dst, g.sport, g.dport, g.proto, g.packets, g.bytes,
         ) == (
             &w.src, &w.dst, w.sport, w.dport, w.proto, w.packets, w.bytes,
         );
-                assert!(same_tuple, "{job}: flow {i}: ours {g:?}\ntshark {w:?}");
+        assert!(same_tuple, "{job}: flow {i}: ours {g:?}\ntshark {w:?}");
         if matches!(w.proto, 1 | 58) {
             let v = &decoded[i];
-            let type_code = v["icmp_type"].as_u64().unwrap() << 8 | v["icmp_code"].as_u64().unwrap();
-            assert_eq!(type_code, u64::from(w.key_port), "{job}: flow {i}: ICMP type and code");
+            let type_code =
+                v["icmp_type"].as_u64().unwrap() << 8 | v["icmp_code"].as_u64().unwrap();
+            assert_eq!(
+                type_code,
+                u64::from(w.key_port),
+                "{job}: flow {i}: ICMP type and code"
+            );
         }
         assert!(
             time_matches(g.start_ms, w.start_ms, wraps) && time_matches(g.end_ms, w.end_ms, wraps),

@@ -4,6 +4,8 @@ use std::net::IpAddr;
 
 use flowlink_plugin_sdk::{Action, Flow, ip_to_std};
 
+use super::direction::{DirectionInference, Orientation};
+
 /// `(src, dst, dst port, protocol)` plus the firewall verdict, so accepted
 /// and rejected traffic are never summed together. For ICMP and ICMPv6 the
 /// "port" is `type * 256 + code`: an echo request and a port-unreachable
@@ -18,6 +20,7 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    /// The key of a record as reported.
     pub fn of(flow: &Flow) -> Self {
         let dst_port = match flow.protocol {
             1 | 58 => u16::from(flow.icmp_type) << 8 | u16::from(flow.icmp_code),
@@ -29,6 +32,20 @@ impl FlowKey {
             dst_port,
             protocol: flow.protocol,
             action: action_code(flow.action),
+        }
+    }
+
+    /// The key a record folds into: a reply counts toward its client's key.
+    pub fn folded(flow: &Flow, direction: &DirectionInference) -> Self {
+        let key = FlowKey::of(flow);
+        match direction.orientation(flow) {
+            Orientation::Forward => key,
+            Orientation::Reply { service_port } => FlowKey {
+                src: key.dst,
+                dst: key.src,
+                dst_port: service_port,
+                ..key
+            },
         }
     }
 }

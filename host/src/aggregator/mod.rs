@@ -1,9 +1,11 @@
 //! The aggregator: folds flow records into one entry per traffic key for
 //! each consumer, and hands a batch to the uploader at every window boundary.
 
+mod direction;
 mod flow_key;
 mod window;
 
+pub use direction::DirectionInference;
 pub use flow_key::FlowKey;
 pub use window::Window;
 
@@ -22,6 +24,7 @@ pub struct Aggregator {
     windows: Vec<Window>,
     window_len: Duration,
     max_keys: usize,
+    direction: DirectionInference,
     metrics: Arc<Metrics>,
     output: mpsc::Sender<FlowBatch>,
 }
@@ -31,6 +34,7 @@ impl Aggregator {
         consumer_names: Vec<String>,
         window_len: Duration,
         max_keys: usize,
+        direction: DirectionInference,
         metrics: Arc<Metrics>,
         output: mpsc::Sender<FlowBatch>,
     ) -> Self {
@@ -41,6 +45,7 @@ impl Aggregator {
             windows,
             window_len,
             max_keys,
+            direction,
             metrics,
             output,
         }
@@ -76,7 +81,7 @@ impl Aggregator {
         metrics::add(&counters.flows_aggregated, parsed.flows.len() as u64);
         let window = &mut self.windows[parsed.consumer];
         for flow in &parsed.flows {
-            window.add(flow, parsed.exporter.ip());
+            window.add(flow, parsed.exporter.ip(), &self.direction);
         }
         if window.len() > self.max_keys {
             metrics::add(&counters.aggregation_early_flushes, 1);

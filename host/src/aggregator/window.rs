@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::FlowKey;
+use super::direction::DirectionInference;
 use crate::proto::{AggregatedFlow, FlowBatch};
 use flowlink_plugin_sdk::Flow;
 
@@ -41,9 +42,10 @@ impl Window {
 
     /// Folds one record in. Counters are scaled by the record's sampling
     /// interval here, once, whatever the format.
-    pub fn add(&mut self, flow: &Flow, exporter: IpAddr) {
+    pub fn add(&mut self, flow: &Flow, exporter: IpAddr, direction: &DirectionInference) {
         let scale = u64::from(flow.sampling_interval.max(1));
-        let totals = self.keys.entry(FlowKey::of(flow)).or_insert(WindowTotals {
+        let key = FlowKey::folded(flow, direction);
+        let totals = self.keys.entry(key).or_insert(WindowTotals {
             connections: 0,
             packets: 0,
             bytes: 0,
@@ -159,14 +161,31 @@ mod tests {
     #[test]
     fn folds_records_of_one_key_and_scales_by_sampling() {
         let exporter: IpAddr = "192.0.2.1".parse().unwrap();
+        let off = DirectionInference::new(crate::config::DirectionRule::Off, &[]);
         let mut w = Window::new(0);
-        w.add(&flow(1, 443, 2, 200, 1000, 2000, 1), exporter);
-        w.add(&flow(1, 443, 3, 300, 500, 1500, 10), exporter);
-        w.add(&flow(2, 443, 1, 100, 0, 0, 0), exporter);
+        w.add(&flow(1, 443, 2, 200, 1000, 2000, 1), exporter, &off);
+        w.add(&flow(1, 443, 3, 300, 500, 1500, 10), exporter, &off);
+        w.add(&flow(2, 443, 1, 100, 0, 0, 0), exporter, &off);
         assert_eq!(w.len(), 2);
         let t = w.get(&FlowKey::of(&flow(1, 443, 0, 0, 0, 0, 1))).unwrap();
         assert_eq!((t.connections, t.packets, t.bytes), (2, 32, 3200));
         assert_eq!((t.first_seen_ms, t.last_seen_ms), (500, 2000));
+    }
+
+    #[test]
+    fn replies_fold_into_the_client_key() {
+        let auto = DirectionInference::new(crate::config::DirectionRule::Auto, &[]);
+        let exporter: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut w = Window::new(0);
+        let request = flow(1, 443, 2, 200, 1000, 2000, 1);
+        let mut reply = request;
+        (reply.src, reply.dst) = (request.dst, request.src);
+        (reply.src_port, reply.dst_port) = (443, 40000);
+        w.add(&request, exporter, &auto);
+        w.add(&reply, exporter, &auto);
+        assert_eq!(w.len(), 1);
+        let t = w.get(&FlowKey::of(&request)).unwrap();
+        assert_eq!((t.connections, t.packets, t.bytes), (2, 4, 400));
     }
 
     #[test]

@@ -20,6 +20,13 @@ pub struct RawConfig {
     pub aggregation_seconds: Option<u64>,
     pub data_directory: Option<PathBuf>,
     pub data_directory_size_mb: Option<u64>,
+    /// Overrides `data_directory_size_mb` below its 100 MB floor: small
+    /// devices, and tests of the size bound.
+    pub data_directory_size_kb: Option<u64>,
+    /// How the aggregator recognises replies; see docs/aggregation.md.
+    pub direction_inference: Option<DirectionRule>,
+    /// Ports (besides the built-in list) that are services, for the rule.
+    pub direction_service_ports: Option<Vec<u16>>,
     pub file_retention_hours: Option<u64>,
     pub metrics_print_seconds: Option<u64>,
     /// FlowLink's older configs call this `destinations`.
@@ -138,6 +145,20 @@ impl PortList {
     }
 }
 
+/// Which records the aggregator folds into the opposite direction's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectionRule {
+    /// TCP flags where they decide, else ICMP echo replies and the lower
+    /// port as the service.
+    #[default]
+    Auto,
+    /// Ports (and ICMP echo) only; TCP flags ignored.
+    Ports,
+    /// Every record keyed as reported.
+    Off,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum UploadFormat {
@@ -153,15 +174,14 @@ pub struct Config {
     pub pce: PceConfig,
     pub window: Duration,
     pub data_directory: PathBuf,
-    // Validated now, used by the disk spool (issue #4).
-    #[allow(dead_code)]
-    pub data_directory_size_mb: u64,
-    #[allow(dead_code)]
-    pub file_retention_hours: u64,
+    /// The spool's size bound, from `data_directory_size_mb` (or `_kb`).
+    pub spool_max_bytes: u64,
+    pub file_retention: Duration,
     pub metrics_print: Duration,
     pub metrics_listen: Option<SocketAddr>,
-    #[allow(dead_code)]
     pub spool_retry: Duration,
+    pub direction: DirectionRule,
+    pub direction_service_ports: Vec<u16>,
     pub plugin_dir: PathBuf,
     pub plugin_cache_dir: PathBuf,
     pub parser_workers: usize,

@@ -60,6 +60,18 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         1 << 20,
         500,
     );
+    let spool_max_bytes = match raw.data_directory_size_kb {
+        Some(_) => {
+            p.ranged(
+                "data_directory_size_kb",
+                raw.data_directory_size_kb,
+                1,
+                1 << 30,
+                0,
+            ) << 10
+        }
+        None => data_directory_size_mb << 20,
+    };
     let file_retention_hours = p.ranged(
         "file_retention_hours",
         raw.file_retention_hours,
@@ -148,7 +160,10 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
                 Ok(ports) => {
                     for port in ports {
                         if !ports_in_use.insert((transport, port)) {
-                            p.add(format!("{at_props}.ports"), format!("{transport} port {port} is configured twice"));
+                            p.add(
+                                format!("{at_props}.ports"),
+                                format!("{transport} port {port} is configured twice"),
+                            );
                         }
                     }
                 }
@@ -230,8 +245,10 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
             upload_format: raw.upload_format.unwrap_or_default(),
         },
         window: Duration::from_secs(window_secs),
-        data_directory_size_mb,
-        file_retention_hours,
+        spool_max_bytes,
+        file_retention: Duration::from_secs(file_retention_hours * 3600),
+        direction: raw.direction_inference.unwrap_or_default(),
+        direction_service_ports: raw.direction_service_ports.unwrap_or_default(),
         metrics_print: Duration::from_secs(metrics_print_seconds),
         metrics_listen: raw.metrics_listen,
         spool_retry: Duration::from_secs(spool_retry_seconds),

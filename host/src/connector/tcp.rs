@@ -39,10 +39,24 @@ struct Listener {
 
 impl TcpConnector {
     /// Binds every port now, so a port in use fails the start with its name.
-    pub fn start(consumer: usize, consumer_name: &str, props: &TcpProperties, router: ShardRouter) -> Result<Self> {
-        let address = props.listen_address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let limit = Arc::new(Semaphore::new(props.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS)));
-        let listener = Listener { consumer, name: consumer_name.into(), framing: props.framing, router };
+    pub fn start(
+        consumer: usize,
+        consumer_name: &str,
+        props: &TcpProperties,
+        router: ShardRouter,
+    ) -> Result<Self> {
+        let address = props
+            .listen_address
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let limit = Arc::new(Semaphore::new(
+            props.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+        ));
+        let listener = Listener {
+            consumer,
+            name: consumer_name.into(),
+            framing: props.framing,
+            router,
+        };
         let mut tasks = Vec::new();
         for port in props.ports.ports().map_err(anyhow::Error::msg)? {
             let addr = SocketAddr::new(address, port);
@@ -51,7 +65,11 @@ impl TcpConnector {
             socket.set_nonblocking(true)?;
             let socket = TcpListener::from_std(socket)?;
             tracing::info!(consumer = consumer_name, listen = %addr, framing = ?props.framing, "TCP connector listening");
-            tasks.push(tokio::spawn(accept_loop(socket, limit.clone(), listener.clone())));
+            tasks.push(tokio::spawn(accept_loop(
+                socket,
+                limit.clone(),
+                listener.clone(),
+            )));
         }
         Ok(TcpConnector { tasks })
     }
@@ -87,7 +105,10 @@ async fn accept_loop(socket: TcpListener, limit: Arc<Semaphore>, listener: Liste
             if let Err(e) = serve(&listener, stream, peer, id).await {
                 tracing::warn!(consumer = %listener.name, %peer, "connection closed: {e:#}");
             }
-            listener.router.close_stream(listener.consumer, peer.ip(), id).await;
+            listener
+                .router
+                .close_stream(listener.consumer, peer.ip(), id)
+                .await;
             drop(permit);
         });
         // Reap finished connections so the set does not grow.
@@ -95,7 +116,12 @@ async fn accept_loop(socket: TcpListener, limit: Arc<Semaphore>, listener: Liste
     }
 }
 
-async fn serve(listener: &Listener, mut stream: TcpStream, peer: SocketAddr, id: StreamId) -> Result<()> {
+async fn serve(
+    listener: &Listener,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    id: StreamId,
+) -> Result<()> {
     match listener.framing {
         TcpFraming::Ipfix => loop {
             let mut header = [0u8; IPFIX_HEADER];
@@ -107,11 +133,16 @@ async fn serve(listener: &Listener, mut stream: TcpStream, peer: SocketAddr, id:
             let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
             if length < IPFIX_HEADER {
                 // Without a sane length the next message cannot be found.
-                anyhow::bail!("IPFIX message length {length} is below the header size: framing lost");
+                anyhow::bail!(
+                    "IPFIX message length {length} is below the header size: framing lost"
+                );
             }
             let mut payload = vec![0u8; length];
             payload[..IPFIX_HEADER].copy_from_slice(&header);
-            stream.read_exact(&mut payload[IPFIX_HEADER..]).await.context("message cut short")?;
+            stream
+                .read_exact(&mut payload[IPFIX_HEADER..])
+                .await
+                .context("message cut short")?;
             let message = RawMessage {
                 consumer: listener.consumer,
                 exporter: peer,

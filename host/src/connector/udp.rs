@@ -75,7 +75,7 @@ async fn receive_loop(consumer: usize, socket: UdpSocket, router: ShardRouter) {
                 consumer,
                 exporter,
                 received_ms: now_ms(),
-                                payload: buffer[..len].to_vec(),
+                payload: buffer[..len].to_vec(),
                 stream: None,
             }),
             Err(e) => {

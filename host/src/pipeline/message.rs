@@ -14,7 +14,7 @@ pub struct RawMessage {
     /// The exporter (UDP peer). Decides the worker, so one exporter's
     /// templates always meet the same parser session.
     pub exporter: SocketAddr,
-        pub received_ms: u64,
+    pub received_ms: u64,
     pub payload: Vec<u8>,
     /// The TCP connection it came over; `None` for datagrams.
     pub stream: Option<StreamId>,
@@ -25,7 +25,10 @@ pub struct RawMessage {
 pub enum WorkerInput {
     Message(RawMessage),
     /// A connection closed: its parser session (and templates) go too.
-    StreamClosed { consumer: usize, stream: StreamId },
+    StreamClosed {
+        consumer: usize,
+        stream: StreamId,
+    },
 }
 
 /// What a parser made of one message, on its way to the aggregator.

@@ -58,6 +58,9 @@ impl ShardRouter {
     }
 
     pub async fn close_stream(&self, consumer: usize, exporter: IpAddr, stream: StreamId) {
-        let _ = self.worker_of(exporter).send(WorkerInput::StreamClosed { consumer, stream }).await;
+        let _ = self
+            .worker_of(exporter)
+            .send(WorkerInput::StreamClosed { consumer, stream })
+            .await;
     }
 }

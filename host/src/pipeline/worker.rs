@@ -138,7 +138,10 @@ fn run_worker(
         batch.sort_by_key(|m| (m.consumer, m.stream));
         while !batch.is_empty() {
             let key = (batch[0].consumer, batch[0].stream);
-            let same = batch.iter().take_while(|m| (m.consumer, m.stream) == key).count();
+            let same = batch
+                .iter()
+                .take_while(|m| (m.consumer, m.stream) == key)
+                .count();
             let group: Vec<RawMessage> = batch.drain(..same).collect();
             if !parse_group(&setup, &mut sessions[key.0], key.0, key.1, group, &output) {
                 return;

@@ -135,9 +135,14 @@ impl ParserInstance {
             .pre
             .instantiate(&mut store)
             .map_err(|e| ParseFailure::Unavailable(format!("instantiating: {e:#}")))?;
-                store.set_epoch_deadline(deadline_ticks(&self.limits));
-                let datagrams = open_session(&bindings, &mut store, &self.config_json)?;
-        Ok(Live { store, bindings, datagrams, streams: HashMap::new() })
+        store.set_epoch_deadline(deadline_ticks(&self.limits));
+        let datagrams = open_session(&bindings, &mut store, &self.config_json)?;
+        Ok(Live {
+            store,
+            bindings,
+            datagrams,
+            streams: HashMap::new(),
+        })
     }
 
     /// Parses one message.
@@ -150,7 +155,7 @@ impl ParserInstance {
             origin: *origin,
             payload: payload.to_vec(),
         };
-                self.parse_batch(None, std::slice::from_ref(&message))
+        self.parse_batch(None, std::slice::from_ref(&message))
             .pop()
             .expect("one result per message")
     }
@@ -159,7 +164,7 @@ impl ParserInstance {
     /// order. A fault costs only the message that caused it: the batch is
     /// replayed message by message on a fresh instance to find it. Template
     /// state learned so far is lost with the faulted instance.
-        pub fn parse_batch(
+    pub fn parse_batch(
         &mut self,
         stream: Option<StreamId>,
         messages: &[Message],
@@ -169,22 +174,28 @@ impl ParserInstance {
             Err(fault) if messages.len() == 1 => vec![Err(fault)],
             Err(_) => messages
                 .iter()
-                                .flat_map(|m| self.parse_batch(stream, std::slice::from_ref(m)))
+                .flat_map(|m| self.parse_batch(stream, std::slice::from_ref(m)))
                 .collect(),
         }
     }
 
-        /// Ends a stream's parser session (its connection closed).
+    /// Ends a stream's parser session (its connection closed).
     pub fn close_stream(&mut self, stream: StreamId) {
         let Some(live) = &mut self.live else { return };
-        let Some(session) = live.streams.remove(&stream) else { return };
+        let Some(session) = live.streams.remove(&stream) else {
+            return;
+        };
         live.store.set_epoch_deadline(deadline_ticks(&self.limits));
         if session.resource_drop(&mut live.store).is_err() {
             self.live = None;
         }
     }
 
-    fn call(&mut self, stream: Option<StreamId>, messages: &[Message]) -> Result<Parsed, ParseFailure> {
+    fn call(
+        &mut self,
+        stream: Option<StreamId>,
+        messages: &[Message],
+    ) -> Result<Parsed, ParseFailure> {
         let live = match &mut self.live {
             Some(live) => live,
             None => {
@@ -192,21 +203,21 @@ impl ParserInstance {
                 self.live.insert(self.start()?)
             }
         };
-                live.store.data_mut().begin_call();
+        live.store.data_mut().begin_call();
         live.store.set_epoch_deadline(deadline_ticks(&self.limits));
         let session = match stream {
             None => live.datagrams,
             Some(id) => match live.streams.get(&id) {
                 Some(session) => *session,
                 None => {
-                                        let session = open_session(&live.bindings, &mut live.store, &self.config_json)?;
+                    let session = open_session(&live.bindings, &mut live.store, &self.config_json)?;
                     live.streams.insert(id, session);
                     session
                 }
             },
         };
         let result = live.bindings.flowlink_parser_parser().session().call_parse(
-                        &mut live.store,
+            &mut live.store,
             session,
             messages,
         );

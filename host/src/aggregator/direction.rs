@@ -1,0 +1,184 @@
+//! Which way a record points. A reply (from the service back to its
+//! client) is folded into the client's key, so the PCE sees one service —
+//! `client → server:port` — not a second one on the client's ephemeral port.
+//!
+//! The rule (`direction_inference: auto`), first match wins:
+//! 1. ICMP echo reply (type 0) / ICMPv6 echo reply (129): a reply to the
+//!    echo request (8 / 128) in the other direction.
+//! 2. TCP with SYN and without ACK among the record's flags: the initiator
+//!    (nobody answers a SYN with a SYN-only packet). Cumulative flags of a
+//!    completed connection carry SYN and ACK on both sides, so this only
+//!    decides for unanswered or one-sided records. Skipped with `ports`.
+//! 3. TCP, UDP, SCTP: the service port is the one below 1024 if only one
+//!    is; else the one in the service-port list if only one is; else the
+//!    lower one. A record sent from the service port is a reply. Equal
+//!    ports: as reported.
+//!
+//! `off` keys every record as reported.
+
+use flowlink_plugin_sdk::Flow;
+
+use crate::config::DirectionRule;
+
+/// Registered ports (≥ 1024) that are services, not ephemeral ports, in
+/// practice: databases, brokers, VoIP/STUN, overlays, orchestration, proxies.
+pub const DEFAULT_SERVICE_PORTS: &[u16] = &[
+    1433, 1521, 1812, 1813, 2049, 2181, 2379, 2380, 3306, 3389, 3478, 4369, 4789, 5060, 5061, 5349,
+    5432, 5672, 5671, 5900, 5985, 5986, 6379, 6443, 6514, 8000, 8008, 8080, 8443, 8888, 9000, 9042,
+    9092, 9093, 9200, 9300, 9418, 10250, 11211, 15672, 27017,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orientation {
+    Forward,
+    /// A reply: key it as `dst → src` on this (service) port.
+    Reply {
+        service_port: u16,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct DirectionInference {
+    rule: DirectionRule,
+    service_ports: Vec<u16>,
+}
+
+impl DirectionInference {
+    pub fn new(rule: DirectionRule, extra_service_ports: &[u16]) -> Self {
+        let mut service_ports: Vec<u16> = DEFAULT_SERVICE_PORTS
+            .iter()
+            .chain(extra_service_ports)
+            .copied()
+            .collect();
+        service_ports.sort_unstable();
+        service_ports.dedup();
+        DirectionInference {
+            rule,
+            service_ports,
+        }
+    }
+
+    fn is_service(&self, port: u16) -> bool {
+        self.service_ports.binary_search(&port).is_ok()
+    }
+
+    pub fn orientation(&self, flow: &Flow) -> Orientation {
+        if self.rule == DirectionRule::Off {
+            return Orientation::Forward;
+        }
+        match flow.protocol {
+            1 if flow.icmp_type == 0 => Orientation::Reply {
+                service_port: 8 << 8,
+            },
+            58 if flow.icmp_type == 129 => Orientation::Reply {
+                service_port: 128 << 8,
+            },
+            6 if self.rule == DirectionRule::Auto && flow.tcp_flags & 0x12 == 0x02 => {
+                Orientation::Forward
+            }
+            6 | 17 | 132 => self.by_ports(flow.src_port, flow.dst_port),
+            _ => Orientation::Forward,
+        }
+    }
+
+    fn by_ports(&self, src: u16, dst: u16) -> Orientation {
+        let src_is_service = match (src < 1024, dst < 1024) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => match (self.is_service(src), self.is_service(dst)) {
+                (true, false) => true,
+                (false, true) => false,
+                _ => src < dst,
+            },
+        };
+        if src_is_service && src != dst {
+            Orientation::Reply { service_port: src }
+        } else {
+            Orientation::Forward
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowlink_plugin_sdk::IpAddr;
+
+    fn flow(protocol: u8, src_port: u16, dst_port: u16, tcp_flags: u8, icmp_type: u8) -> Flow {
+        Flow {
+            src: IpAddr::V4(1),
+            dst: IpAddr::V4(2),
+            protocol,
+            src_port,
+            dst_port,
+            tcp_flags,
+            icmp_type,
+            ..Flow::default()
+        }
+    }
+
+    #[test]
+    fn replies_by_port_flags_and_icmp() {
+        let auto = DirectionInference::new(DirectionRule::Auto, &[]);
+        use Orientation::*;
+        assert_eq!(auto.orientation(&flow(6, 55706, 443, 0x1e, 0)), Forward);
+        assert_eq!(
+            auto.orientation(&flow(6, 443, 55706, 0x1a, 0)),
+            Reply { service_port: 443 }
+        );
+        // A SYN-only record is the initiator even from a low port.
+        assert_eq!(auto.orientation(&flow(6, 80, 8080, 0x02, 0)), Forward);
+        // A known service beats "lower port": SIP from client port 1998.
+        assert_eq!(auto.orientation(&flow(17, 1998, 5060, 0, 0)), Forward);
+        assert_eq!(
+            auto.orientation(&flow(17, 5060, 1998, 0, 0)),
+            Reply { service_port: 5060 }
+        );
+        // Both ephemeral: the lower one.
+        assert_eq!(
+            auto.orientation(&flow(17, 40000, 50000, 0, 0)),
+            Reply {
+                service_port: 40000
+            }
+        );
+        assert_eq!(auto.orientation(&flow(17, 4789, 4789, 0, 0)), Forward);
+        assert_eq!(
+            auto.orientation(&flow(1, 0, 0, 0, 0)),
+            Reply {
+                service_port: 0x0800
+            }
+        );
+        assert_eq!(auto.orientation(&flow(1, 0, 0, 0, 8)), Forward);
+        assert_eq!(
+            auto.orientation(&flow(58, 0, 0, 0, 129)),
+            Reply {
+                service_port: 128 << 8
+            }
+        );
+    }
+
+    #[test]
+    fn ports_rule_ignores_flags_and_off_keeps_everything() {
+        let ports = DirectionInference::new(DirectionRule::Ports, &[]);
+        assert_eq!(
+            ports.orientation(&flow(6, 80, 8080, 0x02, 0)),
+            Orientation::Reply { service_port: 80 }
+        );
+        let off = DirectionInference::new(DirectionRule::Off, &[]);
+        assert_eq!(
+            off.orientation(&flow(6, 443, 55706, 0x1a, 0)),
+            Orientation::Forward
+        );
+    }
+
+    #[test]
+    fn extra_service_ports_count() {
+        let custom = DirectionInference::new(DirectionRule::Auto, &[30000]);
+        assert_eq!(
+            custom.orientation(&flow(17, 30000, 20000, 0, 0)),
+            Orientation::Reply {
+                service_port: 30000
+            }
+        );
+    }
+}
