@@ -75,6 +75,19 @@ enum Command {
         /// KEY:SECRET the emulator accepts.
         #[arg(long, default_value = "flowlink-demo:flowlink-demo-secret")]
         api_key: String,
+        /// Keep what was accepted in this file (JSON lines) and start from it.
+        #[arg(long)]
+        state_file: Option<PathBuf>,
+        /// Start misbehaving: ok, refuse, unavailable (503), too_many_requests (429),
+        /// slow, unauthorized (401). Change it later with POST /emulator/fault.
+        #[arg(long, default_value = "ok")]
+        fault: String,
+        /// Retry-After seconds sent with 429.
+        #[arg(long, default_value_t = 5)]
+        retry_after: u64,
+        /// Delay of the slow mode, milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        delay_ms: u64,
     },
     /// Measure parser throughput (wasm and native), call overhead and plugin load time.
     Bench(bench::BenchArgs),
@@ -181,14 +194,31 @@ fn execute(command: Command) -> Result<()> {
             }
             Ok(())
         }
-        Command::PceEmulator { listen, api_key } => {
+        Command::PceEmulator {
+            listen,
+            api_key,
+            state_file,
+            fault,
+            retry_after,
+            delay_ms,
+        } => {
             let (key, secret) = api_key
                 .split_once(':')
                 .context("--api-key must be KEY:SECRET")?;
-            tokio::runtime::Runtime::new()?.block_on(pce_emulator::serve(
+            let mode: pce_emulator::FaultMode =
+                serde_json::from_value(serde_json::Value::String(fault.clone()))
+                    .with_context(|| format!("--fault {fault:?}: not a fault mode"))?;
+            let options = pce_emulator::EmulatorOptions {
                 listen,
-                config::ApiKey::new(key, secret),
-            ))
+                api_key: config::ApiKey::new(key, secret),
+                state_file,
+                fault: pce_emulator::Fault {
+                    mode,
+                    retry_after_seconds: retry_after,
+                    delay_ms,
+                },
+            };
+            tokio::runtime::Runtime::new()?.block_on(pce_emulator::serve(options))
         }
         Command::Bench(args) => bench::run(args),
     }

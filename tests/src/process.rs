@@ -70,8 +70,15 @@ pub struct Emulator {
 
 impl Emulator {
     pub fn start() -> Emulator {
+        Emulator::start_with(&["--listen", "127.0.0.1:0"])
+    }
+
+    /// With extra `pce-emulator` arguments (`--listen`, `--state-file`, `--fault` …).
+    pub fn start_with(args: &[&str]) -> Emulator {
         let mut child = Command::new(flowlink_bin())
-            .args(["pce-emulator", "--listen", "127.0.0.1:0", "--api-key"])
+            .arg("pce-emulator")
+            .args(args)
+            .arg("--api-key")
             .arg(format!("{EMULATOR_KEY}:{EMULATOR_SECRET}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -107,6 +114,26 @@ impl Emulator {
             .read_to_string()
             .unwrap();
         serde_json::from_str(&body).unwrap()
+    }
+
+    /// `POST /emulator/fault`: e.g. `{"mode": "too_many_requests", "retry_after_seconds": 3}`.
+    pub fn set_fault(&self, fault: serde_json::Value) {
+        ureq::post(&format!("{}/emulator/fault", self.url))
+            .header("Content-Type", "application/json")
+            .send(fault.to_string())
+            .expect("setting the emulator fault");
+    }
+
+    /// `GET /emulator/requests`: every upload request with its answer.
+    pub fn requests(&self) -> Vec<Value> {
+        let body = ureq::get(&format!("{}/emulator/requests", self.url))
+            .call()
+            .expect("querying the emulator")
+            .into_body()
+            .read_to_string()
+            .unwrap();
+        let parsed: Value = serde_json::from_str(&body).unwrap();
+        parsed["requests"].as_array().unwrap().clone()
     }
 
     /// Totals per `(src, dst, dst_port, protocol)`: `(connections, packets, bytes)`.
@@ -157,7 +184,13 @@ impl Daemon {
     /// Writes `config_yaml` to `DIR/flowlink.yaml` and starts the daemon;
     /// returns once it logs that it is running.
     pub fn start(name: &str, config_yaml: &str) -> Daemon {
-        let dir = temp_dir(name);
+        Daemon::start_in(&temp_dir(name), config_yaml)
+    }
+
+    /// Like [`Daemon::start`] in a given directory: a restart keeps its
+    /// `data_directory` (relative paths in the config are taken from it).
+    pub fn start_in(dir: &Path, config_yaml: &str) -> Daemon {
+        let dir = dir.to_owned();
         let config = dir.join("flowlink.yaml");
         std::fs::write(&config, config_yaml).unwrap();
         let daemon = Daemon::spawn(&dir, &config);
@@ -195,6 +228,18 @@ impl Daemon {
 
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// SIGKILL: no shutdown, no flush, as in a crash.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("daemon running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// A Prometheus counter of this daemon (`metrics_listen` must be set).
+    pub fn metric(&self, metrics_addr: &str, name: &str) -> u64 {
+        scrape(metrics_addr).get(name).copied().unwrap_or(0)
     }
 
     /// Sends SIGTERM and waits for the exit.

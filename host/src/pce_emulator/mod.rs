@@ -1,11 +1,15 @@
 //! A local stand-in for the PCE's upload endpoints, for the quick start and
-//! the tests: same paths, Basic auth, and a JSON view of what it received.
+//! the tests: same paths, Basic auth, the PCE's limits, a JSON view of what
+//! it accepted (kept durably with `--state-file`), and fault modes.
 
+mod fault;
 mod received;
 
+pub use fault::{Fault, FaultMode};
 pub use received::Received;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -18,21 +22,33 @@ use axum::routing::{get, post};
 use prost::Message;
 
 use crate::config::ApiKey;
+use crate::pipeline::now_ms;
 use crate::proto::FlowBatch;
 use crate::uploader::BULK_CSV_MAX_LINES;
+use fault::{FaultyListener, SharedFault};
 
 #[derive(Clone)]
 struct Emulator {
     auth: Arc<str>,
     received: Arc<Mutex<Received>>,
+    fault: SharedFault,
+}
+
+pub struct EmulatorOptions {
+    pub listen: SocketAddr,
+    pub api_key: ApiKey,
+    pub state_file: Option<PathBuf>,
+    pub fault: Fault,
 }
 
 /// Serves until the process is stopped. Prints `listening on http://ADDR`
 /// on stdout first, so a script or test can use port 0.
-pub async fn serve(listen: SocketAddr, api_key: ApiKey) -> Result<()> {
+pub async fn serve(options: EmulatorOptions) -> Result<()> {
+    let received = Received::open(options.state_file.as_deref())?;
     let state = Emulator {
-        auth: api_key.basic_auth_header().into(),
-        received: Arc::default(),
+        auth: options.api_key.basic_auth_header().into(),
+        received: Arc::new(Mutex::new(received)),
+        fault: Arc::new(Mutex::new(options.fault)),
     };
     let app = Router::new()
         .route(
@@ -44,17 +60,60 @@ pub async fn serve(listen: SocketAddr, api_key: ApiKey) -> Result<()> {
             post(bulk_traffic_flows),
         )
         .route("/emulator/flows", get(query_flows))
+        .route("/emulator/requests", get(query_requests))
+        .route("/emulator/fault", post(set_fault))
         .route("/", get(index))
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind(listen)
+        .layer(axum::middleware::map_response(close_connection))
+        .with_state(state.clone());
+    let inner = tokio::net::TcpListener::bind(options.listen)
         .await
-        .with_context(|| format!("binding the PCE emulator to {listen}"))?;
-    let addr = listener.local_addr()?;
+        .with_context(|| format!("binding the PCE emulator to {}", options.listen))?;
+    let addr = inner.local_addr()?;
     println!("listening on http://{addr}");
     tracing::info!("PCE emulator listening on http://{addr} (flows at /emulator/flows)");
+    let listener = FaultyListener {
+        inner,
+        fault: state.fault.clone(),
+    };
     axum::serve(listener, app)
         .await
         .context("PCE emulator server")
+}
+
+async fn close_connection(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// The fault's answer to an upload, if it has one (after its delay).
+async fn fault_answer(state: &Emulator) -> Option<Response> {
+    let fault = *state.fault.lock().expect("fault");
+    match fault.mode {
+        FaultMode::Ok | FaultMode::Refuse => None,
+        FaultMode::Slow => {
+            tokio::time::sleep(fault.delay()).await;
+            None
+        }
+        FaultMode::Unavailable => Some(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{\"error\":\"emulated outage\"}",
+            )
+                .into_response(),
+        ),
+        FaultMode::TooManyRequests => Some(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, fault.retry_after_seconds.to_string())],
+                "{\"error\":\"emulated rate limit\"}",
+            )
+                .into_response(),
+        ),
+        FaultMode::Unauthorized => Some(unauthorized()),
+    }
 }
 
 fn authorized(state: &Emulator, headers: &HeaderMap) -> bool {
@@ -73,28 +132,61 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
+/// Auth, then the fault; the request is logged with its answer either way.
+async fn gate(
+    state: &Emulator,
+    headers: &HeaderMap,
+    path: &str,
+    batch_id: Option<&str>,
+) -> Option<Response> {
+    let answer = if !authorized(state, headers) {
+        Some(unauthorized())
+    } else {
+        fault_answer(state).await
+    };
+    if let Some(response) = &answer {
+        state.received.lock().expect("emulator state").log_request(
+            now_ms(),
+            path,
+            response.status().as_u16(),
+            batch_id,
+        );
+    }
+    answer
+}
+
 async fn flow_batches(
     State(state): State<Emulator>,
     Path(org): Path<u32>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
+    let batch = FlowBatch::decode(body.clone()).ok();
+    let id = batch.as_ref().map(|b| b.batch_id.as_str());
+    if let Some(answer) = gate(&state, &headers, "flow_batches", id).await {
+        return answer;
     }
-    let batch = match FlowBatch::decode(body) {
-        Ok(batch) => batch,
+    let Some(batch) = batch else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "{\"error\":\"body is not a flowlink.v1.FlowBatch\"}",
+        )
+            .into_response();
+    };
+    let mut received = state.received.lock().expect("emulator state");
+    let fresh = match received.add_batch(org, &batch, &body) {
+        Ok(fresh) => fresh,
         Err(e) => {
-            return (StatusCode::BAD_REQUEST, format!("invalid FlowBatch: {e}")).into_response();
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("state file: {e:#}"),
+            )
+                .into_response();
         }
     };
-    let flows = batch.flows.len();
-    let fresh = state
-        .received
-        .lock()
-        .expect("emulator state")
-        .add_batch(org, &batch);
-    axum::Json(serde_json::json!({"accepted_flows": flows, "duplicate": !fresh})).into_response()
+    received.log_request(now_ms(), "flow_batches", 200, Some(&batch.batch_id));
+    axum::Json(serde_json::json!({"accepted_flows": batch.flows.len(), "duplicate": !fresh}))
+        .into_response()
 }
 
 async fn bulk_traffic_flows(
@@ -103,27 +195,26 @@ async fn bulk_traffic_flows(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
+    if let Some(answer) = gate(&state, &headers, "bulk_traffic_flows", None).await {
+        return answer;
     }
     let lines: Vec<&str> = body.lines().filter(|l| !l.trim().is_empty()).collect();
-    if lines.len() > BULK_CSV_MAX_LINES {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "{{\"error\":\"at most {BULK_CSV_MAX_LINES} flows per request, got {}\"}}",
-                lines.len()
-            ),
-        )
-            .into_response();
-    }
     let mut received = state.received.lock().expect("emulator state");
+    if lines.len() > BULK_CSV_MAX_LINES {
+        received.log_request(now_ms(), "bulk_traffic_flows", 413, None);
+        let error = format!(
+            "{{\"error\":\"at most {BULK_CSV_MAX_LINES} flows per request, got {}\"}}",
+            lines.len()
+        );
+        return (StatusCode::PAYLOAD_TOO_LARGE, error).into_response();
+    }
     let mut failed = Vec::new();
     for line in &lines {
         if let Err(why) = received.add_csv_line(org, line) {
             failed.push(serde_json::json!({"line": line, "error": why}));
         }
     }
+    received.log_request(now_ms(), "bulk_traffic_flows", 200, None);
     axum::Json(serde_json::json!({
         "num_flows_received": lines.len(),
         "num_flows_failed": failed.len(),
@@ -132,12 +223,30 @@ async fn bulk_traffic_flows(
     .into_response()
 }
 
+async fn set_fault(
+    State(state): State<Emulator>,
+    axum::Json(fault): axum::Json<Fault>,
+) -> Response {
+    *state.fault.lock().expect("fault") = fault;
+    tracing::info!(?fault, "emulator fault mode changed");
+    axum::Json(fault).into_response()
+}
+
 async fn query_flows(State(state): State<Emulator>) -> Response {
-    let received = state.received.lock().expect("emulator state");
-    axum::Json(received.to_json()).into_response()
+    axum::Json(state.received.lock().expect("emulator state").to_json()).into_response()
+}
+
+async fn query_requests(State(state): State<Emulator>) -> Response {
+    axum::Json(
+        state
+            .received
+            .lock()
+            .expect("emulator state")
+            .requests_json(),
+    )
+    .into_response()
 }
 
 async fn index(State(state): State<Emulator>) -> Response {
-    let received = state.received.lock().expect("emulator state");
-    axum::response::Html(received.to_html()).into_response()
+    axum::response::Html(state.received.lock().expect("emulator state").to_html()).into_response()
 }
