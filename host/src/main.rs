@@ -89,8 +89,9 @@ enum Command {
         #[arg(long, default_value_t = 5000)]
         delay_ms: u64,
     },
-    /// Measure parser throughput (wasm and native), call overhead and plugin load time.
-    Bench(bench::BenchArgs),
+    /// Measure parsers (wasm against native), the aggregator and the spool.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> ExitCode {

@@ -1,5 +1,5 @@
-//! `flowlink bench`: throughput of a parser component against the same
-//! decoder compiled natively, per-call overhead, and plugin load time.
+//! `flowlink bench parser`: throughput of a parser component against the
+//! same decoder compiled natively, per-call overhead, and plugin load time.
 //!
 //! Input: a synthetic NetFlow v5 datagram, or `--datagrams FILE…` (e.g. a
 //! capture's `dgrams/*.bin`), replayed in a loop through one session after
@@ -8,20 +8,21 @@
 use std::net::{IpAddr as StdIp, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use flowlink_decoders::netflow::{self, NetflowDecoder};
 use flowlink_decoders::sflow::SflowDecoder;
 use flowlink_plugin_sdk::Batch;
 
+use super::measure;
 use crate::decode::resolve_plugin;
 use crate::plugin::{
     IpAddr, LoadedPlugin, Message, Origin, ParserInstance, PluginEngine, SandboxLimits,
 };
 
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub struct ParserArgs {
     /// The plugin (name in --plugin-dir, or a .wasm path): netflow, ipfix or sflow.
     #[arg(long, default_value = "netflow")]
     plugin: String,
@@ -65,7 +66,7 @@ impl NativeDecoder {
     }
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
+pub fn run(args: ParserArgs) -> Result<()> {
     let budget = Duration::from_secs_f64(args.seconds);
     let datagrams: Vec<Vec<u8>> = if args.datagrams.is_empty() {
         vec![netflow::v5::synthetic_datagram(args.records, 0); 64]
@@ -195,29 +196,4 @@ pub fn run(args: BenchArgs) -> Result<()> {
 /// Flows one pass over `datagrams` yields.
 fn count_flows(datagrams: &[Vec<u8>], mut decode: impl FnMut(&[u8]) -> usize) -> u64 {
     datagrams.iter().map(|d| decode(d) as u64).sum()
-}
-
-struct Rate {
-    per_sec: f64,
-    ns_each: f64,
-}
-
-/// Runs `pass` repeatedly for `budget`; each pass counts as `items` items.
-fn measure(budget: Duration, items: u64, mut pass: impl FnMut()) -> Rate {
-    let warmup = Instant::now();
-    while warmup.elapsed() < budget / 10 {
-        pass();
-    }
-    let started = Instant::now();
-    let mut passes = 0u64;
-    while started.elapsed() < budget {
-        pass();
-        passes += 1;
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let total = (passes * items.max(1)) as f64;
-    Rate {
-        per_sec: total / secs,
-        ns_each: secs * 1e9 / total,
-    }
 }

@@ -1,0 +1,61 @@
+//! `flowlink bench`: measured figures for docs/performance.md. Not tests:
+//! numbers to compare, with the command that produced them.
+
+mod aggregator;
+mod parser;
+mod spool;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// A parser component against the same decoder compiled natively.
+    Parser(parser::ParserArgs),
+    /// Aggregator throughput and resident memory at a number of distinct keys.
+    Aggregator(aggregator::AggregatorArgs),
+    /// Spool write (atomic, fsynced) and replay throughput.
+    Spool(spool::SpoolArgs),
+}
+
+pub fn run(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Parser(args) => parser::run(args),
+        BenchCommand::Aggregator(args) => aggregator::run(args),
+        BenchCommand::Spool(args) => spool::run(args),
+    }
+}
+
+struct Rate {
+    per_sec: f64,
+    ns_each: f64,
+}
+
+/// Runs `pass` repeatedly for `budget`; each pass counts as `items` items.
+fn measure(budget: Duration, items: u64, mut pass: impl FnMut()) -> Rate {
+    let warmup = Instant::now();
+    while warmup.elapsed() < budget / 10 {
+        pass();
+    }
+    let started = Instant::now();
+    let mut passes = 0u64;
+    while started.elapsed() < budget {
+        pass();
+        passes += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let total = (passes * items.max(1)) as f64;
+    Rate {
+        per_sec: total / secs,
+        ns_each: secs * 1e9 / total,
+    }
+}
+
+/// Resident set size of this process, bytes (Linux).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
