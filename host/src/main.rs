@@ -88,6 +88,10 @@ enum Command {
         /// Delay of the slow mode, milliseconds.
         #[arg(long, default_value_t = 5000)]
         delay_ms: u64,
+        /// Serve HTTPS with a fresh self-signed certificate for localhost,
+        /// written to this file (PEM) for clients to trust.
+        #[arg(long)]
+        tls_cert_out: Option<PathBuf>,
     },
     /// Measure parsers (wasm against native), the aggregator and the spool.
     #[command(subcommand)]
@@ -202,6 +206,7 @@ fn execute(command: Command) -> Result<()> {
             fault,
             retry_after,
             delay_ms,
+            tls_cert_out,
         } => {
             let (key, secret) = api_key
                 .split_once(':')
@@ -218,6 +223,7 @@ fn execute(command: Command) -> Result<()> {
                     retry_after_seconds: retry_after,
                     delay_ms,
                 },
+                tls_cert_out,
             };
             tokio::runtime::Runtime::new()?.block_on(pce_emulator::serve(options))
         }

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::either::Either;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -60,6 +63,9 @@ impl Fault {
 
 pub type SharedFault = Arc<Mutex<Fault>>;
 
+/// A plain or TLS connection.
+pub type EmulatorStream = Either<TcpStream, TlsStream<TcpStream>>;
+
 /// A TCP listener that drops connections while the fault is `refuse`,
 /// except those for the emulator's own `/emulator/…` endpoints (so the
 /// fault can be lifted again). Every response closes its connection, so a
@@ -67,6 +73,8 @@ pub type SharedFault = Arc<Mutex<Fault>>;
 pub struct FaultyListener {
     pub inner: TcpListener,
     pub fault: SharedFault,
+    /// Serve HTTPS with this acceptor.
+    pub tls: Option<TlsAcceptor>,
 }
 
 /// Whether the request on `stream` is for `/emulator/…` (peeked, not read).
@@ -79,7 +87,7 @@ async fn is_control(stream: &TcpStream) -> bool {
 }
 
 impl axum::serve::Listener for FaultyListener {
-    type Io = TcpStream;
+    type Io = EmulatorStream;
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -92,7 +100,14 @@ impl axum::serve::Listener for FaultyListener {
                         drop(stream);
                         continue;
                     }
-                    return (stream, addr);
+                    let Some(tls) = &self.tls else {
+                        return (Either::Left(stream), addr);
+                    };
+                    match tokio::time::timeout(Duration::from_secs(5), tls.accept(stream)).await {
+                        Ok(Ok(secured)) => return (Either::Right(secured), addr),
+                        Ok(Err(e)) => tracing::debug!(%addr, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("emulator accept failed: {e}");

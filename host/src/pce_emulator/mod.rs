@@ -4,6 +4,7 @@
 
 mod fault;
 mod received;
+mod tls;
 
 pub use fault::{Fault, FaultMode};
 pub use received::Received;
@@ -39,6 +40,8 @@ pub struct EmulatorOptions {
     pub api_key: ApiKey,
     pub state_file: Option<PathBuf>,
     pub fault: Fault,
+    /// Serve HTTPS with a fresh self-signed certificate, written here (PEM).
+    pub tls_cert_out: Option<PathBuf>,
 }
 
 /// Serves until the process is stopped. Prints `listening on http://ADDR`
@@ -69,11 +72,22 @@ pub async fn serve(options: EmulatorOptions) -> Result<()> {
         .await
         .with_context(|| format!("binding the PCE emulator to {}", options.listen))?;
     let addr = inner.local_addr()?;
-    println!("listening on http://{addr}");
-    tracing::info!("PCE emulator listening on http://{addr} (flows at /emulator/flows)");
+    let tls = match &options.tls_cert_out {
+        Some(path) => {
+            let material = tls::self_signed()?;
+            std::fs::write(path, &material.cert_pem)
+                .with_context(|| format!("writing {}", path.display()))?;
+            Some(material.acceptor)
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("listening on {scheme}://{addr}");
+    tracing::info!("PCE emulator listening on {scheme}://{addr} (flows at /emulator/flows)");
     let listener = FaultyListener {
         inner,
         fault: state.fault.clone(),
+        tls,
     };
     axum::serve(listener, app)
         .await
