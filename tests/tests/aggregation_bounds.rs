@@ -67,9 +67,13 @@ consumers:
     assert!(daemon.terminate().success());
     let totals = emulator.totals();
     assert_eq!(totals.len(), 1200, "the rest comes with the shutdown flush");
-        for ((src, _, _, _), (connections, packets, bytes)) in &totals {
+    for ((src, _, _, _), (connections, packets, bytes)) in &totals {
         // Record r of a synthetic datagram has 10 + r packets and 1000 + r bytes.
         let r: u64 = src.rsplit('.').next().unwrap().parse().unwrap();
-        assert_eq!((*connections, *packets, *bytes), (1, 10 + r, 1000 + r), "{src}");
+        assert_eq!(
+            (*connections, *packets, *bytes),
+            (1, 10 + r, 1000 + r),
+            "{src}"
+        );
     }
 }
