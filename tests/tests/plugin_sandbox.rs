@@ -133,3 +133,31 @@ consumers:
     );
     assert!(daemon.terminate().success());
 }
+
+#[test]
+fn a_plugin_gets_no_files_environment_arguments_or_network() {
+    let dir = flowlink_e2e::temp_dir("escape");
+    let message = dir.join("escape.bin");
+    std::fs::write(&message, b"ESCAPE").unwrap();
+    let plugin = test_plugin_dir().join("hostile.wasm");
+    let out = std::process::Command::new(flowlink_e2e::flowlink_bin())
+        .args([
+            "decode",
+            "--plugin",
+            plugin.to_str().unwrap(),
+            message.to_str().unwrap(),
+        ])
+        .env("FLOWLINK_SECRET_FOR_TEST", "must-not-leak")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let attempts = stderr
+        .lines()
+        .find(|l| l.contains("escape attempts:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(attempts.contains("fs=denied"), "{attempts}");
+    assert!(attempts.contains("env=0"), "{attempts}");
+    assert!(attempts.contains("args=0"), "{attempts}");
+    assert!(attempts.contains("net=denied"), "{attempts}");
+}

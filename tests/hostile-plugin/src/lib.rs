@@ -8,6 +8,9 @@
 //! - `PANIC`: panics (a trap)
 //! - `FLOOD` + u32 big-endian N: returns N records for a tiny message (the
 //!   host's record cap must refuse it)
+//! - `ESCAPE`: tries the file system, the environment, the arguments and
+//!   the network, and refuses the message with what it got (the sandbox
+//!   must have granted nothing)
 
 use flowlink_decoders::netflow;
 use flowlink_plugin_sdk::{Action, Batch, Flow, IpAddr, Origin, Parser, ParserInfo};
@@ -41,6 +44,9 @@ impl Parser for HostileParser {
                 std::hint::black_box(&hog).len()
             ));
         }
+        if payload.starts_with(b"ESCAPE") {
+            return Err(escape_attempts());
+        }
         if payload.starts_with(b"PANIC") {
             panic!("hostile plugin panics on purpose");
         }
@@ -73,6 +79,21 @@ impl Parser for HostileParser {
         }
         netflow::decode(payload, out).map_err(|e| e.to_string())
     }
+}
+
+/// What a plugin gets when it reaches outside: `fs=… env=… args=… net=…`.
+fn escape_attempts() -> String {
+    let fs = match std::fs::read_to_string("/etc/hostname") {
+        Ok(_) => "read".to_owned(),
+        Err(e) => format!("denied({:?})", e.kind()),
+    };
+    let env = std::env::vars().count();
+    let args = std::env::args().count();
+    let net = match std::net::TcpStream::connect("127.0.0.1:1") {
+        Ok(_) => "connected".to_owned(),
+        Err(e) => format!("denied({:?})", e.kind()),
+    };
+    format!("escape attempts: fs={fs} env={env} args={args} net={net}")
 }
 
 flowlink_plugin_sdk::export_parser!(HostileParser);
