@@ -390,3 +390,30 @@ fn the_emulator_keeps_what_it_accepted_across_restarts() {
     let again = Emulator::start_with(&args);
     assert_eq!(again.totals(), before);
 }
+
+#[test]
+fn two_daemons_cannot_share_a_data_directory() {
+    let setup = Setup::new(&[]);
+    let dir = temp_dir("lock");
+    let mut first = Daemon::start_in(&dir, &setup.config(""));
+    // Same directory, other ports.
+    let other = Setup {
+        emulator: Emulator::start(),
+        udp_port: free_udp_port(),
+        metrics: format!("127.0.0.1:{}", free_tcp_port()),
+    };
+    std::fs::write(dir.join("second.yaml"), other.config("")).unwrap();
+    let out = std::process::Command::new(flowlink_e2e::flowlink_bin())
+        .args(["run", "--config"])
+        .arg(dir.join("second.yaml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("is in use by another flowlink process"),
+        "{stderr}"
+    );
+    assert!(first.is_running());
+    assert!(first.terminate().success());
+}

@@ -369,6 +369,32 @@ mod tests {
     }
 
     #[test]
+    fn files_past_the_retention_are_dropped() {
+        let dir = temp_dir("retention");
+        let counters = Arc::new(UploadCounters::default());
+        let mut spool = Spool::open(&dir, limits(1 << 20), counters.clone()).unwrap();
+        spool.push(&batch("fresh", 1)).unwrap();
+        drop(spool);
+        // Written two hours ago by an earlier run; retention is one hour.
+        let old = format!("{:013}-000099.batch", now_ms() - 2 * 3600 * 1000);
+        fs::write(
+            dir.join("spool").join(&old),
+            encode_record(&batch("stale", 4)),
+        )
+        .unwrap();
+        let mut spool = Spool::open(&dir, limits(1 << 20), counters.clone()).unwrap();
+        spool.prune();
+        assert_eq!(spool.len(), 1);
+        assert_eq!(spool.oldest().unwrap().batch.batch_id, "fresh");
+        assert_eq!(
+            counters
+                .flows_pruned
+                .load(std::sync::atomic::Ordering::Relaxed),
+            4
+        );
+    }
+
+    #[test]
     fn size_bound_drops_the_oldest_and_counts_their_flows() {
         let dir = temp_dir("prune");
         let counters = Arc::new(UploadCounters::default());
