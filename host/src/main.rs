@@ -52,7 +52,7 @@ enum Command {
         /// A plugin name (looked up in --plugin-dir) or a path to a .wasm file.
         #[arg(long)]
         plugin: String,
-        #[arg(long, env = "FLOWLINK_PLUGIN_DIR", default_value = "plugins")]
+        #[arg(long, env = "FLOWLINK_PLUGIN_DIR", default_value = "build/plugins")]
         plugin_dir: PathBuf,
         /// The parser's properties, as JSON.
         #[arg(long, default_value = "{}")]
@@ -65,7 +65,7 @@ enum Command {
     },
     /// List the plugins in a directory.
     Plugins {
-        #[arg(long, env = "FLOWLINK_PLUGIN_DIR", default_value = "plugins")]
+        #[arg(long, env = "FLOWLINK_PLUGIN_DIR", default_value = "build/plugins")]
         plugin_dir: PathBuf,
     },
     /// Run a local PCE emulator that accepts flowlink's uploads.

@@ -26,7 +26,7 @@ pub struct ParserArgs {
     /// The plugin (name in --plugin-dir, or a .wasm path): netflow, ipfix or sflow.
     #[arg(long, default_value = "netflow")]
     plugin: String,
-    #[arg(long, env = "FLOWLINK_PLUGIN_DIR", default_value = "plugins")]
+    #[arg(long, env = "FLOWLINK_PLUGIN_DIR", default_value = "build/plugins")]
     plugin_dir: PathBuf,
     /// Seconds to run each throughput measurement.
     #[arg(long, default_value_t = 3.0)]
