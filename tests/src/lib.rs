@@ -5,18 +5,23 @@
 //! Build first (`scripts/test` does): the binary, `build/plugins/` and
 //! `build/test-plugins/` must exist.
 
+pub mod config;
 pub mod fixtures;
 pub mod process;
+pub mod traffic;
 
 use std::path::PathBuf;
 
+pub use config::DaemonConfig;
 pub use fixtures::{
     CsvFlow, ExpectedFlow, aggregate, aggregate_unfolded, capture_dir, datagram_files,
     expected_aggregation, expected_flows, ground_truth_conversations, read_flows_csv,
 };
 pub use process::{
-    Daemon, Emulator, free_tcp_port, free_udp_port, run_flowlink, scrape, temp_dir, wait_for,
+    Daemon, Emulator, decode_json, free_tcp_port, free_udp_port, run_flowlink, scrape, temp_dir,
+    wait_for,
 };
+pub use traffic::{distinct_key_datagrams, send_capture, send_datagrams};
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -294,6 +294,29 @@ pub fn scrape(metrics_addr: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// `flowlink decode --plugin PLUGIN FILES…` with the first-party plugin
+/// directory: the JSON flows, and stderr. Panics if decode fails.
+pub fn decode_json(plugin: &str, files: &[PathBuf]) -> (Vec<Value>, String) {
+    let plugins = super::plugin_dir();
+    let mut args = vec![
+        "decode",
+        "--plugin",
+        plugin,
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+    ];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let out = run_flowlink(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "decode failed: {stderr}");
+    let flows = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect();
+    (flows, stderr)
+}
+
 /// Runs `flowlink ARGS…` to completion.
 pub fn run_flowlink(args: &[&str]) -> std::process::Output {
     Command::new(flowlink_bin())

@@ -1,47 +1,24 @@
 //! `aggregation_max_keys`: a window that outgrows it is flushed early,
 //! counted and logged, and nothing is lost.
 
-use std::net::UdpSocket;
 use std::time::Duration;
 
-use flowlink_decoders::netflow::v5::synthetic_datagram;
-use flowlink_e2e::process::{EMULATOR_KEY, EMULATOR_SECRET};
-use flowlink_e2e::{Daemon, Emulator, free_tcp_port, free_udp_port, plugin_dir, scrape, wait_for};
+use flowlink_e2e::{
+    Daemon, DaemonConfig, Emulator, distinct_key_datagrams, free_tcp_port, free_udp_port, scrape,
+    send_datagrams, wait_for,
+};
 
 #[test]
 fn a_window_over_its_key_bound_is_flushed_early() {
     let emulator = Emulator::start();
     let (udp_port, metrics) = (free_udp_port(), format!("127.0.0.1:{}", free_tcp_port()));
-    let yaml = format!(
-        r#"
-pce_addr: {url}
-api_key: "{EMULATOR_KEY}:{EMULATOR_SECRET}"
-aggregation_seconds: 3600
-aggregation_max_keys: 1000
-plugin_dir: {plugins}
-metrics_listen: {metrics}
-consumers:
-  - name: bounded
-    connectors:
-      - type: udp
-        properties: {{ ports: {udp_port}, listen_address: 127.0.0.1 }}
-    parser:
-      type: netflow
-"#,
-        url = emulator.url,
-        plugins = plugin_dir().display(),
-    );
-    let mut daemon = Daemon::start("bounds", &yaml);
-    // 40 datagrams × 30 records, every record its own client: 1200 keys.
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    for d in 0..40u32 {
-        let mut datagram = synthetic_datagram(30, 0);
-        for r in 0..30u32 {
-            let at = 24 + r as usize * 48;
-            datagram[at..at + 4].copy_from_slice(&(0x0a00_0000 + d * 256 + r).to_be_bytes());
-        }
-        socket.send_to(&datagram, ("127.0.0.1", udp_port)).unwrap();
-    }
+    let config = DaemonConfig::new(&emulator, "bounded", "netflow")
+        .udp(udp_port)
+        .window_seconds(3600)
+        .metrics(&metrics)
+        .with("aggregation_max_keys: 1000");
+    let mut daemon = Daemon::start("bounds", &config.yaml());
+    send_datagrams(&distinct_key_datagrams(40), udp_port);
     let counter = "flowlink_aggregation_early_flushes_total{consumer=\"bounded\"}";
     let flushed = wait_for(Duration::from_secs(20), || {
         (scrape(&metrics).get(counter) == Some(&1)).then_some(())

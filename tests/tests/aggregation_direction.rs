@@ -4,43 +4,23 @@
 //! conversation — client → server:port — carrying both directions'
 //! packets and bytes.
 
-use std::net::UdpSocket;
 use std::time::Duration;
 
-use flowlink_e2e::process::{EMULATOR_KEY, EMULATOR_SECRET, Totals};
+use flowlink_e2e::process::Totals;
 use flowlink_e2e::{
-    Daemon, Emulator, aggregate_unfolded, datagram_files, expected_aggregation, expected_flows,
-    free_udp_port, ground_truth_conversations, plugin_dir, read_flows_csv, wait_for,
+    Daemon, DaemonConfig, Emulator, aggregate_unfolded, expected_aggregation, expected_flows,
+    free_udp_port, ground_truth_conversations, read_flows_csv, send_capture, wait_for,
 };
 
-fn run(direction: &str) -> (Totals, Daemon, Emulator) {
+fn run(direction: Option<&str>) -> (Totals, Daemon, Emulator) {
     let emulator = Emulator::start();
     let port = free_udp_port();
-    let yaml = format!(
-        r#"
-pce_addr: {url}
-api_key: "{EMULATOR_KEY}:{EMULATOR_SECRET}"
-aggregation_seconds: 1
-plugin_dir: {plugins}
-{direction}
-consumers:
-  - name: truth
-    connectors:
-      - type: udp
-        properties: {{ ports: {port}, listen_address: 127.0.0.1 }}
-    parser:
-      type: netflow
-"#,
-        url = emulator.url,
-        plugins = plugin_dir().display(),
-    );
-    let daemon = Daemon::start("direction", &yaml);
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    for file in datagram_files("softflowd_v9") {
-        socket
-            .send_to(&std::fs::read(file).unwrap(), ("127.0.0.1", port))
-            .unwrap();
+    let mut config = DaemonConfig::new(&emulator, "truth", "netflow").udp(port);
+    if let Some(rule) = direction {
+        config = config.with(&format!("direction_inference: {rule}"));
     }
+    let daemon = Daemon::start("direction", &config.yaml());
+    send_capture("softflowd_v9", port);
     // All 569 records in: the window holds them all once the count settles.
     let settled = wait_for(Duration::from_secs(30), || {
         let totals = emulator.totals();
@@ -58,7 +38,7 @@ consumers:
 
 #[test]
 fn replies_fold_into_the_conversations_of_the_ground_truth() {
-    let (totals, mut daemon, _emulator) = run("");
+    let (totals, mut daemon, _emulator) = run(None);
     let truth = ground_truth_conversations();
     assert_eq!(truth.len(), 300);
     let keys: Vec<_> = totals.keys().cloned().collect();
@@ -95,7 +75,7 @@ fn replies_fold_into_the_conversations_of_the_ground_truth() {
 
 #[test]
 fn direction_off_keys_every_record_as_reported() {
-    let (totals, mut daemon, _emulator) = run("direction_inference: off");
+    let (totals, mut daemon, _emulator) = run(Some("off"));
     assert_eq!(
         totals,
         aggregate_unfolded(&expected_flows(&read_flows_csv("softflowd_v9")))

@@ -5,51 +5,13 @@
 //! aggregated and, for sFlow, scaled by the sampling rate.
 
 use std::io::Write;
-use std::net::{TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use flowlink_e2e::process::{EMULATOR_KEY, EMULATOR_SECRET};
 use flowlink_e2e::{
-    Daemon, Emulator, aggregate, datagram_files, expected_aggregation, expected_flows,
-    free_tcp_port, free_udp_port, plugin_dir, read_flows_csv, scrape, wait_for,
+    Daemon, DaemonConfig, Emulator, aggregate, datagram_files, expected_aggregation,
+    expected_flows, free_tcp_port, free_udp_port, read_flows_csv, scrape, send_capture, wait_for,
 };
-
-/// A daemon with one consumer: `connector` is the YAML of its connector.
-fn start(
-    name: &str,
-    emulator: &Emulator,
-    parser: &str,
-    connector: &str,
-    metrics_port: u16,
-) -> Daemon {
-    let yaml = format!(
-        r#"
-pce_addr: {url}
-api_key: "{EMULATOR_KEY}:{EMULATOR_SECRET}"
-aggregation_seconds: 1
-plugin_dir: {plugins}
-metrics_listen: 127.0.0.1:{metrics_port}
-consumers:
-  - name: {name}
-    connectors:
-      - {connector}
-    parser:
-      type: {parser}
-"#,
-        url = emulator.url,
-        plugins = plugin_dir().display(),
-    );
-    Daemon::start(name, &yaml)
-}
-
-fn send_udp(job: &str, port: u16) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    for file in datagram_files(job) {
-        socket
-            .send_to(&std::fs::read(file).unwrap(), ("127.0.0.1", port))
-            .unwrap();
-    }
-}
 
 fn assert_delivered(
     emulator: &Emulator,
@@ -80,22 +42,17 @@ fn assert_delivered(
     }
 }
 
-fn udp_connector(port: u16) -> String {
-    format!("{{ type: udp, properties: {{ ports: \"{port}\", listen_address: 127.0.0.1 }} }}")
-}
-
 #[test]
 fn netflow_v9_over_udp() {
     let emulator = Emulator::start();
     let port = free_udp_port();
-    let mut daemon = start(
+    let mut daemon = Daemon::start(
         "v9",
-        &emulator,
-        "netflow",
-        &udp_connector(port),
-        free_tcp_port(),
+        &DaemonConfig::new(&emulator, "v9", "netflow")
+            .udp(port)
+            .yaml(),
     );
-    send_udp("softflowd_v9", port);
+    send_capture("softflowd_v9", port);
     assert_delivered(
         &emulator,
         &daemon,
@@ -108,14 +65,13 @@ fn netflow_v9_over_udp() {
 fn ipfix_biflows_over_udp_become_both_directions() {
     let emulator = Emulator::start();
     let port = free_udp_port();
-    let mut daemon = start(
+    let mut daemon = Daemon::start(
         "biflow",
-        &emulator,
-        "ipfix",
-        &udp_connector(port),
-        free_tcp_port(),
+        &DaemonConfig::new(&emulator, "biflow", "ipfix")
+            .udp(port)
+            .yaml(),
     );
-    send_udp("softflowd_v10_biflow", port);
+    send_capture("softflowd_v10_biflow", port);
     let expected = expected_aggregation(&read_flows_csv("softflowd_v10_biflow"));
     assert_eq!(expected.values().map(|t| t.0).sum::<u64>(), 569);
     assert_delivered(&emulator, &daemon, &expected);
@@ -126,14 +82,13 @@ fn ipfix_biflows_over_udp_become_both_directions() {
 fn sflow_over_udp_is_scaled_by_the_sampling_rate() {
     let emulator = Emulator::start();
     let port = free_udp_port();
-    let mut daemon = start(
+    let mut daemon = Daemon::start(
         "sflow",
-        &emulator,
-        "sflow",
-        &udp_connector(port),
-        free_tcp_port(),
+        &DaemonConfig::new(&emulator, "sflow", "sflow")
+            .udp(port)
+            .yaml(),
     );
-    send_udp("pmacct_sfprobe_rate10", port);
+    send_capture("pmacct_sfprobe_rate10", port);
     let expected = expected_aggregation(&read_flows_csv("pmacct_sfprobe_rate10"));
     assert_eq!(
         expected.values().map(|t| t.1).sum::<u64>(),
@@ -148,10 +103,10 @@ fn sflow_over_udp_is_scaled_by_the_sampling_rate() {
 fn ipfix_over_tcp_one_session_per_connection() {
     let emulator = Emulator::start();
     let (port, metrics_port) = (free_tcp_port(), free_tcp_port());
-    let connector = format!(
-        "{{ type: tcp, properties: {{ ports: \"{port}\", listen_address: 127.0.0.1, framing: ipfix }} }}"
-    );
-    let mut daemon = start("tcp", &emulator, "ipfix", &connector, metrics_port);
+    let config = DaemonConfig::new(&emulator, "tcp", "ipfix")
+        .tcp_ipfix(port)
+        .metrics(&format!("127.0.0.1:{metrics_port}"));
+    let mut daemon = Daemon::start("tcp", &config.yaml());
 
     // Two exporters' connections at once, each a whole capture as one
     // byte stream, written in odd-sized pieces: framing must not care.
@@ -198,10 +153,12 @@ fn ipfix_over_tcp_one_session_per_connection() {
 fn tcp_framing_errors_close_only_that_connection() {
     let emulator = Emulator::start();
     let port = free_tcp_port();
-    let connector = format!(
-        "{{ type: tcp, properties: {{ ports: \"{port}\", listen_address: 127.0.0.1, framing: ipfix }} }}"
+    let mut daemon = Daemon::start(
+        "tcp-bad",
+        &DaemonConfig::new(&emulator, "tcp-bad", "ipfix")
+            .tcp_ipfix(port)
+            .yaml(),
     );
-    let mut daemon = start("tcp-bad", &emulator, "ipfix", &connector, free_tcp_port());
     let mut bad = TcpStream::connect(("127.0.0.1", port)).unwrap();
     // A header whose length (3) is shorter than the header itself.
     bad.write_all(&[0, 10, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])

@@ -1,56 +1,30 @@
 //! `flowlink run` end to end: real UDP datagrams from independent exporters
 //! in, aggregated flows out at the real PCE emulator.
 
-use std::net::UdpSocket;
 use std::time::Duration;
 
-use flowlink_e2e::process::{EMULATOR_KEY, EMULATOR_SECRET};
 use flowlink_e2e::{
-    Daemon, Emulator, datagram_files, expected_aggregation, free_tcp_port, free_udp_port,
-    plugin_dir, read_flows_csv, scrape, wait_for,
+    Daemon, DaemonConfig, Emulator, expected_aggregation, free_tcp_port, free_udp_port,
+    read_flows_csv, scrape, send_capture, wait_for,
 };
 
-fn config(emulator: &Emulator, udp_port: u16, metrics_port: u16) -> String {
-    format!(
-        r#"
-pce_addr: {url}
-org_id: 7
-api_key:
-  key: {EMULATOR_KEY}
-  secret: {EMULATOR_SECRET}
-aggregation_seconds: 2
-plugin_dir: {plugins}
-metrics_listen: 127.0.0.1:{metrics_port}
-parser_workers: 2
-consumers:
-  - name: edge
-    connectors:
-      - type: udp
-        properties:
-          ports: "{udp_port}"
-          listen_address: 127.0.0.1
-    parser:
-      type: netflow
-"#,
-        url = emulator.url,
-        plugins = plugin_dir().display(),
-    )
-}
-
-fn send_capture(job: &str, port: u16) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    for file in datagram_files(job) {
-        socket
-            .send_to(&std::fs::read(file).unwrap(), ("127.0.0.1", port))
-            .unwrap();
-    }
+fn config(emulator: &Emulator, udp_port: u16, metrics_port: u16) -> DaemonConfig {
+    DaemonConfig::new(emulator, "edge", "netflow")
+        .udp(udp_port)
+        .window_seconds(2)
+        .metrics(&format!("127.0.0.1:{metrics_port}"))
+        .with("org_id: 7")
+        .with("parser_workers: 2")
 }
 
 #[test]
 fn datagrams_over_udp_reach_the_pce_aggregated_exactly() {
     let emulator = Emulator::start();
     let (udp_port, metrics_port) = (free_udp_port(), free_tcp_port());
-    let mut daemon = Daemon::start("pipeline", &config(&emulator, udp_port, metrics_port));
+    let mut daemon = Daemon::start(
+        "pipeline",
+        &config(&emulator, udp_port, metrics_port).yaml(),
+    );
 
     send_capture("softflowd_v5", udp_port);
     send_capture("fprobe_v5", udp_port);
@@ -106,7 +80,8 @@ fn sigterm_mid_window_delivers_the_partial_window() {
     let (udp_port, metrics_port) = (free_udp_port(), free_tcp_port());
     // A one-hour window: only the shutdown flush can deliver these flows.
     let yaml = config(&emulator, udp_port, metrics_port)
-        .replace("aggregation_seconds: 2", "aggregation_seconds: 3600");
+        .window_seconds(3600)
+        .yaml();
     let mut daemon = Daemon::start("sigterm", &yaml);
     send_capture("softflowd_v5", udp_port);
     let parsed = wait_for(Duration::from_secs(20), || {

@@ -1,9 +1,7 @@
 //! `flowlink decode` through the real `netflow` component against tshark's
 //! decoding of captures made by independent exporters (softflowd, fprobe).
 
-use flowlink_e2e::{
-    CsvFlow, capture_dir, datagram_files, plugin_dir, read_flows_csv, run_flowlink,
-};
+use flowlink_e2e::{CsvFlow, capture_dir, datagram_files, decode_json, read_flows_csv};
 use serde_json::Value;
 
 /// The comparable part of a record: 5-tuple, packets, bytes.
@@ -34,24 +32,7 @@ fn json_tuple(v: &Value) -> Tuple {
 }
 
 fn decode(files: &[std::path::PathBuf]) -> (Vec<Value>, String) {
-    let plugins = plugin_dir();
-    let mut args = vec![
-        "decode",
-        "--plugin",
-        "netflow",
-        "--plugin-dir",
-        plugins.to_str().unwrap(),
-    ];
-    args.extend(files.iter().map(|f| f.to_str().unwrap()));
-    let out = run_flowlink(&args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "decode failed: {stderr}");
-    let flows = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-        .collect();
-    (flows, stderr)
+    decode_json("netflow", files)
 }
 
 /// Same records, in the same order, with times within 1 ms of tshark's.

@@ -2,9 +2,7 @@
 //! through `flowlink decode` and the real `netflow` component, against
 //! tshark's decoding of the same bytes.
 
-use flowlink_e2e::{
-    ExpectedFlow, datagram_files, expected_flows, plugin_dir, read_flows_csv, run_flowlink,
-};
+use flowlink_e2e::{ExpectedFlow, datagram_files, decode_json, expected_flows, read_flows_csv};
 use serde_json::Value;
 
 /// 2^32 ms: where the exporter's uptime wrapped, tshark does not unwrap
@@ -13,25 +11,7 @@ use serde_json::Value;
 const UPTIME_WRAP_MS: i64 = 1 << 32;
 
 fn decode(job: &str) -> (Vec<Value>, String) {
-    let plugins = plugin_dir();
-    let files = datagram_files(job);
-    let mut args = vec![
-        "decode",
-        "--plugin",
-        "netflow",
-        "--plugin-dir",
-        plugins.to_str().unwrap(),
-    ];
-    args.extend(files.iter().map(|f| f.to_str().unwrap()));
-    let out = run_flowlink(&args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{job}: decode failed: {stderr}");
-    let flows = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (flows, stderr)
+    decode_json("netflow", &datagram_files(job))
 }
 
 /// The decoded JSON line in the shape of an expected flow (the key port

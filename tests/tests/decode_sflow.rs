@@ -2,32 +2,14 @@
 //! `sflow` component against tshark: one flow per flow sample, bytes from
 //! the IP header, the rate in `sampling_interval`.
 
-use flowlink_e2e::{datagram_files, plugin_dir, read_flows_csv, run_flowlink};
-use serde_json::Value;
+use flowlink_e2e::{datagram_files, decode_json, read_flows_csv};
 
 fn check(job: &str, samples: usize, rate: u64) {
-    let plugins = plugin_dir();
-    let files = datagram_files(job);
-    let mut args = vec![
-        "decode",
-        "--plugin",
-        "sflow",
-        "--plugin-dir",
-        plugins.to_str().unwrap(),
-    ];
-    args.extend(files.iter().map(|f| f.to_str().unwrap()));
-    let out = run_flowlink(&args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (flows, stderr) = decode_json("sflow", &datagram_files(job));
     assert!(
         stderr.contains(", 0 records rejected, 0 messages failed"),
         "{job}: {stderr}"
     );
-    let flows: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     let csv = read_flows_csv(job);
     assert_eq!(flows.len(), samples, "{job}: one flow per sample");
     assert_eq!(flows.len(), csv.len(), "{job}: tshark's sample count");

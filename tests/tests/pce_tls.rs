@@ -2,18 +2,16 @@
 //! a self-signed PCE is trusted through `pce_ca_file`, or with the explicit
 //! `pce_insecure` switch, and refused otherwise.
 
-use std::net::UdpSocket;
 use std::time::Duration;
 
-use flowlink_e2e::process::{EMULATOR_KEY, EMULATOR_SECRET};
 use flowlink_e2e::{
-    Daemon, Emulator, datagram_files, expected_aggregation, free_tcp_port, free_udp_port,
-    plugin_dir, read_flows_csv, scrape, temp_dir, wait_for,
+    Daemon, DaemonConfig, Emulator, expected_aggregation, free_tcp_port, free_udp_port,
+    read_flows_csv, scrape, send_capture, temp_dir, wait_for,
 };
 
 /// An HTTPS emulator, its certificate file, and a daemon pointed at it by
-/// `localhost:PORT` with `tls_settings` added to its config.
-fn run(name: &str, tls_settings: &str) -> (Emulator, Daemon, String) {
+/// `localhost:PORT`, with `tls_setting` (CERT: the certificate file) in its config.
+fn run(name: &str, tls_setting: Option<&str>) -> (Emulator, Daemon, String) {
     let dir = temp_dir(name);
     let cert = dir.join("pce-cert.pem");
     let emulator = Emulator::start_with(&[
@@ -25,34 +23,15 @@ fn run(name: &str, tls_settings: &str) -> (Emulator, Daemon, String) {
     assert!(emulator.url.starts_with("https://"), "{}", emulator.url);
     let port = emulator.url.rsplit(':').next().unwrap().to_owned();
     let (udp_port, metrics) = (free_udp_port(), format!("127.0.0.1:{}", free_tcp_port()));
-    let yaml = format!(
-        r#"
-pce_addr: localhost:{port}
-api_key: "{EMULATOR_KEY}:{EMULATOR_SECRET}"
-aggregation_seconds: 1
-spool_retry_seconds: 1
-data_directory: data
-plugin_dir: {plugins}
-metrics_listen: {metrics}
-{tls}
-consumers:
-  - name: tls
-    connectors:
-      - type: udp
-        properties: {{ ports: {udp_port}, listen_address: 127.0.0.1 }}
-    parser:
-      type: netflow
-"#,
-        plugins = plugin_dir().display(),
-        tls = tls_settings.replace("CERT", cert.to_str().unwrap()),
-    );
-    let daemon = Daemon::start_in(&dir, &yaml);
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    for file in datagram_files("softflowd_v5") {
-        socket
-            .send_to(&std::fs::read(file).unwrap(), ("127.0.0.1", udp_port))
-            .unwrap();
+    let mut config = DaemonConfig::new(&emulator, "tls", "netflow")
+        .udp(udp_port)
+        .metrics(&metrics)
+        .pce_addr(&format!("localhost:{port}"));
+    if let Some(setting) = tls_setting {
+        config = config.with(&setting.replace("CERT", cert.to_str().unwrap()));
     }
+    let daemon = Daemon::start_in(&dir, &config.yaml());
+    send_capture("softflowd_v5", udp_port);
     (emulator, daemon, metrics)
 }
 
@@ -66,14 +45,14 @@ fn assert_delivered(emulator: &Emulator, daemon: &Daemon) {
 
 #[test]
 fn a_self_signed_pce_is_trusted_through_pce_ca_file() {
-    let (emulator, mut daemon, _) = run("tls-ca", "pce_ca_file: CERT");
+    let (emulator, mut daemon, _) = run("tls-ca", Some("pce_ca_file: CERT"));
     assert_delivered(&emulator, &daemon);
     assert!(daemon.terminate().success());
 }
 
 #[test]
 fn without_the_ca_the_certificate_is_refused_and_batches_wait_in_the_spool() {
-    let (emulator, mut daemon, metrics) = run("tls-none", "");
+    let (emulator, mut daemon, metrics) = run("tls-none", None);
     let spooled = wait_for(Duration::from_secs(30), || {
         (scrape(&metrics)
             .get("flowlink_batches_spooled_total")
@@ -94,7 +73,7 @@ fn without_the_ca_the_certificate_is_refused_and_batches_wait_in_the_spool() {
 
 #[test]
 fn pce_insecure_skips_the_check_and_says_so() {
-    let (emulator, mut daemon, _) = run("tls-insecure", "pce_insecure: true");
+    let (emulator, mut daemon, _) = run("tls-insecure", Some("pce_insecure: true"));
     assert_delivered(&emulator, &daemon);
     assert!(
         daemon.log().contains("pce_insecure is set"),

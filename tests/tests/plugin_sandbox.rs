@@ -6,38 +6,23 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use flowlink_decoders::netflow::v5::synthetic_datagram;
-use flowlink_e2e::process::{EMULATOR_KEY, EMULATOR_SECRET};
 use flowlink_e2e::{
-    Daemon, Emulator, free_tcp_port, free_udp_port, scrape, test_plugin_dir, wait_for,
+    Daemon, DaemonConfig, Emulator, free_tcp_port, free_udp_port, scrape, test_plugin_dir, wait_for,
 };
 
 #[test]
 fn faults_cost_one_message_and_the_daemon_goes_on() {
     let emulator = Emulator::start();
     let (udp_port, metrics_port) = (free_udp_port(), free_tcp_port());
-    let yaml = format!(
-        r#"
-pce_addr: {url}
-api_key: "{EMULATOR_KEY}:{EMULATOR_SECRET}"
-aggregation_seconds: 1
-plugin_dir: {plugins}
-metrics_listen: 127.0.0.1:{metrics_port}
-parser_workers: 1
-consumers:
-  - name: hostile
-    connectors:
-      - type: udp
-        properties: {{ ports: {udp_port}, listen_address: 127.0.0.1 }}
-    parser:
-      type: hostile
-      timeout_ms: 300
-      memory_mb: 256
-      max_flows_per_message: 50000
-"#,
-        url = emulator.url,
-        plugins = test_plugin_dir().display(),
-    );
-    let mut daemon = Daemon::start("sandbox", &yaml);
+    let config = DaemonConfig::new(&emulator, "hostile", "hostile")
+        .udp(udp_port)
+        .plugin_dir(&test_plugin_dir())
+        .metrics(&format!("127.0.0.1:{metrics_port}"))
+        .with("parser_workers: 1")
+        .parser_with("timeout_ms: 300")
+        .parser_with("memory_mb: 256")
+        .parser_with("max_flows_per_message: 50000");
+    let mut daemon = Daemon::start("sandbox", &config.yaml());
     let metric = |name: &str| {
         scrape(&format!("127.0.0.1:{metrics_port}"))
             .get(&format!("flowlink_{name}_total{{consumer=\"hostile\"}}"))

@@ -6,11 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
-use flowlink_decoders::netflow::v5::synthetic_datagram;
 use flowlink_e2e::process::{EMULATOR_KEY, EMULATOR_SECRET};
 use flowlink_e2e::{
-    Daemon, Emulator, datagram_files, expected_aggregation, free_tcp_port, free_udp_port,
-    plugin_dir, read_flows_csv, scrape, temp_dir, wait_for,
+    Daemon, DaemonConfig, Emulator, datagram_files, distinct_key_datagrams, expected_aggregation,
+    free_tcp_port, free_udp_port, read_flows_csv, scrape, send_datagrams, temp_dir, wait_for,
 };
 use serde_json::json;
 
@@ -29,34 +28,12 @@ impl Setup {
         }
     }
 
-    /// `extra` is added at the top level of the config.
-    fn config(&self, extra: &str) -> String {
-        format!(
-            r#"
-pce_addr: {url}
-org_id: 3
-api_key:
-  key: {EMULATOR_KEY}
-  secret: {EMULATOR_SECRET}
-aggregation_seconds: 1
-spool_retry_seconds: 1
-data_directory: data
-plugin_dir: {plugins}
-metrics_listen: {metrics}
-{extra}
-consumers:
-  - name: edge
-    connectors:
-      - type: udp
-        properties: {{ ports: {port}, listen_address: 127.0.0.1 }}
-    parser:
-      type: netflow
-"#,
-            url = self.emulator.url,
-            plugins = plugin_dir().display(),
-            metrics = self.metrics,
-            port = self.udp_port,
-        )
+    /// The test's daemon: consumer `edge`, org 3, metrics on.
+    fn config(&self) -> DaemonConfig {
+        DaemonConfig::new(&self.emulator, "edge", "netflow")
+            .udp(self.udp_port)
+            .metrics(&self.metrics)
+            .with("org_id: 3")
     }
 
     fn metric(&self, name: &str) -> u64 {
@@ -140,7 +117,7 @@ fn spool_files(dir: &Path, folder: &str) -> Vec<String> {
 #[test]
 fn pce_down_for_three_windows_loses_nothing() {
     let setup = Setup::new(&["--fault", "unavailable"]);
-    let mut daemon = Daemon::start("outage", &setup.config(""));
+    let mut daemon = Daemon::start("outage", &setup.config().yaml());
     setup.send_capture_over(3);
     setup.wait_metric(&daemon, "batches_spooled_total", 3);
     assert!(setup.emulator.totals().is_empty());
@@ -157,7 +134,7 @@ fn sigkill_with_a_full_spool_then_restart_drains_it() {
     let dir = temp_dir("sigkill");
     let state = dir.join("emulator-state.jsonl");
     let setup = Setup::new(&["--fault", "refuse", "--state-file", state.to_str().unwrap()]);
-    let config = setup.config("");
+    let config = setup.config().yaml();
     let mut daemon = Daemon::start_in(&dir, &config);
     setup.send_capture_over(2);
     setup.wait_metric(&daemon, "flows_aggregated_total{consumer=\"edge\"}", 343);
@@ -189,7 +166,10 @@ fn a_tiny_spool_prunes_the_oldest_and_says_how_much_was_lost() {
     let setup = Setup::new(&["--fault", "unavailable"]);
     // One kilobyte: every batch of this capture is bigger, so only the
     // newest survives each push.
-    let mut daemon = Daemon::start("prune", &setup.config("data_directory_size_kb: 1"));
+    let mut daemon = Daemon::start(
+        "prune",
+        &setup.config().with("data_directory_size_kb: 1").yaml(),
+    );
     setup.send_capture_over(3);
     setup.wait_metric(&daemon, "batches_pruned_total", 2);
     let log = daemon.log();
@@ -233,7 +213,7 @@ fn a_tiny_spool_prunes_the_oldest_and_says_how_much_was_lost() {
 #[test]
 fn retry_after_of_a_429_is_honoured() {
     let setup = Setup::new(&["--fault", "too_many_requests", "--retry-after", "3"]);
-    let mut daemon = Daemon::start("429", &setup.config(""));
+    let mut daemon = Daemon::start("429", &setup.config().yaml());
     setup.send_capture_over(1);
     let refused = wait_for(Duration::from_secs(30), || {
         let r: Vec<_> = setup
@@ -259,10 +239,7 @@ fn retry_after_of_a_429_is_honoured() {
 fn a_401_says_what_to_check_and_keeps_the_batch() {
     let setup = Setup::new(&[]);
     let dir = temp_dir("401");
-    let config = setup.config("").replace(
-        &format!("secret: {EMULATOR_SECRET}"),
-        "secret: wrong-secret-value",
-    );
+    let config = setup.config().secret("wrong-secret-value").yaml();
     let mut daemon = Daemon::start_in(&dir, &config);
     setup.send_capture_over(1);
     setup.wait_metric(&daemon, "batches_set_aside_total", 1);
@@ -296,7 +273,7 @@ fn a_corrupt_spool_file_is_quarantined_and_the_rest_flows() {
         b"FLSPOOL1 torn in half",
     )
     .unwrap();
-    let mut daemon = Daemon::start_in(&dir, &setup.config(""));
+    let mut daemon = Daemon::start_in(&dir, &setup.config().yaml());
     setup.send_capture_over(1);
     setup.assert_all_delivered(&daemon);
     assert_eq!(setup.metric("spool_corrupt_total"), 1);
@@ -308,19 +285,12 @@ fn a_corrupt_spool_file_is_quarantined_and_the_rest_flows() {
 #[test]
 fn bulk_csv_batches_are_split_at_1000_lines() {
     let setup = Setup::new(&[]);
-    let mut daemon = Daemon::start("bulk", &setup.config("upload_format: bulk_csv"));
-    // 40 datagrams of 30 records with distinct sources: 1200 keys in one window.
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    for d in 0..40u32 {
-        let mut datagram = synthetic_datagram(30, 0);
-        for r in 0..30u32 {
-            let at = 24 + r as usize * 48;
-            datagram[at..at + 4].copy_from_slice(&(0x0a00_0000 + d * 256 + r).to_be_bytes());
-        }
-        socket
-            .send_to(&datagram, ("127.0.0.1", setup.udp_port))
-            .unwrap();
-    }
+    let mut daemon = Daemon::start(
+        "bulk",
+        &setup.config().with("upload_format: bulk_csv").yaml(),
+    );
+    // 1200 distinct keys in one window.
+    send_datagrams(&distinct_key_datagrams(40), setup.udp_port);
     let ok = wait_for(Duration::from_secs(30), || {
         (setup.emulator.received()["csv_lines"] == 1200).then_some(())
     });
@@ -381,7 +351,7 @@ fn the_emulator_keeps_what_it_accepted_across_restarts() {
         udp_port: free_udp_port(),
         metrics: format!("127.0.0.1:{}", free_tcp_port()),
     };
-    let mut daemon = Daemon::start_in(&dir, &setup.config(""));
+    let mut daemon = Daemon::start_in(&dir, &setup.config().yaml());
     setup.send_capture_over(1);
     setup.assert_all_delivered(&daemon);
     assert!(daemon.terminate().success());
@@ -395,14 +365,14 @@ fn the_emulator_keeps_what_it_accepted_across_restarts() {
 fn two_daemons_cannot_share_a_data_directory() {
     let setup = Setup::new(&[]);
     let dir = temp_dir("lock");
-    let mut first = Daemon::start_in(&dir, &setup.config(""));
+    let mut first = Daemon::start_in(&dir, &setup.config().yaml());
     // Same directory, other ports.
     let other = Setup {
         emulator: Emulator::start(),
         udp_port: free_udp_port(),
         metrics: format!("127.0.0.1:{}", free_tcp_port()),
     };
-    std::fs::write(dir.join("second.yaml"), other.config("")).unwrap();
+    std::fs::write(dir.join("second.yaml"), other.config().yaml()).unwrap();
     let out = std::process::Command::new(flowlink_e2e::flowlink_bin())
         .args(["run", "--config"])
         .arg(dir.join("second.yaml"))

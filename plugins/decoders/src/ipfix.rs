@@ -8,6 +8,7 @@ use flowlink_plugin_sdk::Batch;
 
 use crate::ByteReader;
 use crate::netflow::DatagramError;
+use crate::template::sets::Sets;
 use crate::template::{DataSet, ExportClock, FieldSpec, Scope, Template, TemplateSession};
 
 pub const HEADER_LEN: usize = 16;
@@ -64,28 +65,14 @@ pub fn decode(
     let clock = ExportClock::SystemInit {
         system_init_ms: None,
     };
-    let mut r = ByteReader::new(&payload[HEADER_LEN..length]);
     let mut index = 0u32;
-    while r.remaining() >= 4 {
-        let at = HEADER_LEN + r.position();
-        let set_id = r.u16().expect("checked");
-        let set_length = usize::from(r.u16().expect("checked"));
-        if set_length < 4 {
-            out.reject(
-                index,
-                format!("set at byte {at} has length {set_length}, less than its own header"),
-            );
-            break;
-        }
-        let Ok(body) = r.take(set_length - 4) else {
-            out.reject(
-                index,
-                format!(
-                    "set {set_id} at byte {at} claims {set_length} bytes, the message has {} left",
-                    r.remaining() + 4
-                ),
-            );
-            break;
+    for set in Sets::new(&payload[HEADER_LEN..length], HEADER_LEN, "set") {
+        let (set_id, body) = match set {
+            Ok(set) => set,
+            Err(why) => {
+                out.reject(index, why);
+                break;
+            }
         };
         match set_id {
             2 => learn_templates(session, scope, body, false, now_ms, out, index),

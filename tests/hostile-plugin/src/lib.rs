@@ -13,7 +13,7 @@
 //!   must have granted nothing)
 
 use flowlink_decoders::netflow;
-use flowlink_plugin_sdk::{Action, Batch, Flow, IpAddr, Origin, Parser, ParserInfo};
+use flowlink_plugin_sdk::{Batch, Flow, IpAddr, Origin, Parser, ParserInfo};
 
 pub struct HostileParser;
 
@@ -66,13 +66,7 @@ impl Parser for HostileParser {
                 protocol: 17,
                 packets: 1,
                 bytes: 1,
-                start_ms: 0,
-                end_ms: 0,
-                sampling_interval: 1,
-                tcp_flags: 0,
-                icmp_type: 0,
-                icmp_code: 0,
-                action: Action::Unknown,
+                ..Flow::default()
             };
             out.flows = vec![flow; count as usize];
             return Ok(());

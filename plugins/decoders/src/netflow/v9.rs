@@ -5,6 +5,7 @@ use flowlink_plugin_sdk::Batch;
 
 use super::DatagramError;
 use crate::ByteReader;
+use crate::template::sets::Sets;
 use crate::template::{DataSet, ExportClock, FieldSpec, Scope, Template, TemplateSession};
 
 pub const HEADER_LEN: usize = 20;
@@ -48,28 +49,14 @@ pub fn decode(
         export_unix_ms: u64::from(header.unix_secs) * 1000,
         sys_uptime_ms: header.sys_uptime,
     };
-    let mut r = ByteReader::new(&payload[HEADER_LEN..]);
     let mut index = 0u32;
-    while r.remaining() >= 4 {
-        let at = HEADER_LEN + r.position();
-        let set_id = r.u16().expect("checked");
-        let length = usize::from(r.u16().expect("checked"));
-        if length < 4 {
-            out.reject(
-                index,
-                format!("flowset at byte {at} has length {length}, less than its own header"),
-            );
-            break;
-        }
-        let Ok(body) = r.take(length - 4) else {
-            out.reject(
-                index,
-                format!(
-                    "flowset {set_id} at byte {at} claims {length} bytes, the datagram has {} left",
-                    r.remaining() + 4
-                ),
-            );
-            break;
+    for set in Sets::new(&payload[HEADER_LEN..], HEADER_LEN, "flowset") {
+        let (set_id, body) = match set {
+            Ok(set) => set,
+            Err(why) => {
+                out.reject(index, why);
+                break;
+            }
         };
         match set_id {
             0 => learn_templates(session, scope, body, now_ms, out, index),

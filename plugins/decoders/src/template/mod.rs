@@ -6,6 +6,7 @@
 pub mod field;
 mod pending;
 pub mod record;
+pub mod sets;
 mod state;
 #[cfg(test)]
 mod tests;
