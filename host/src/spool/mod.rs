@@ -237,7 +237,53 @@ impl Spool {
         if let Some(spooled) = spooled {
             self.remove(spooled);
         }
+        self.bound_set_aside();
         Ok(())
+    }
+
+    /// `rejected/` has the spool's size bound too: a PCE that refuses every
+    /// window (a revoked key) must not fill the disk. Oldest go first,
+    /// counted and logged like spool pruning.
+    fn bound_set_aside(&mut self) {
+        let Ok(entries) = fs::read_dir(&self.aside_dir) else {
+            return;
+        };
+        let mut batches: Vec<(String, u64)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let answer =
+                    fs::metadata(self.aside_dir.join(format!("{name}.txt"))).map_or(0, |m| m.len());
+                name.ends_with(&format!(".{EXTENSION}"))
+                    .then(|| (name, e.metadata().map_or(0, |m| m.len()) + answer))
+            })
+            .collect();
+        batches.sort();
+        let mut total: u64 = batches.iter().map(|(_, size)| size).sum();
+        let (mut dropped, mut flows) = (0u64, 0u64);
+        for (name, size) in &batches[..batches.len().saturating_sub(1)] {
+            if total <= self.limits.max_bytes {
+                break;
+            }
+            let path = self.aside_dir.join(name);
+            flows += fs::read(&path)
+                .ok()
+                .and_then(|b| record::flow_count(&b))
+                .map_or(0, u64::from);
+            let _ = fs::remove_file(&path);
+            let _ = fs::remove_file(self.aside_dir.join(format!("{name}.txt")));
+            total -= size;
+            dropped += 1;
+        }
+        if dropped > 0 {
+            metrics::add(&self.counters.batches_pruned, dropped);
+            metrics::add(&self.counters.flows_pruned, flows);
+            tracing::warn!(
+                batches = dropped,
+                flows,
+                "pruned the oldest refused batches in rejected/: over data_directory_size_mb; those flows are lost"
+            );
+        }
     }
 
     /// Drops files past `file_retention_hours`, then the oldest while the
@@ -365,6 +411,34 @@ mod tests {
                 .spool_corrupt
                 .load(std::sync::atomic::Ordering::Relaxed),
             1
+        );
+    }
+
+    #[test]
+    fn refused_batches_are_kept_within_the_size_bound() {
+        let dir = temp_dir("aside");
+        let counters = Arc::new(UploadCounters::default());
+        let one = encode_record(&batch("x", 10)).len() as u64 + 3;
+        let mut spool = Spool::open(&dir, limits(one * 2), counters.clone()).unwrap();
+        for id in ["a", "b", "c"] {
+            spool.set_aside(&batch(id, 10), None, "401").unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut kept: Vec<String> = fs::read_dir(dir.join("rejected"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        kept.sort();
+        assert_eq!(kept.len(), 4, "two batches and their answers: {kept:?}");
+        assert!(
+            kept[0].ends_with("-b.batch") && kept[2].ends_with("-c.batch"),
+            "{kept:?}"
+        );
+        assert_eq!(
+            counters
+                .flows_pruned
+                .load(std::sync::atomic::Ordering::Relaxed),
+            10
         );
     }
 
