@@ -11,7 +11,7 @@ use crate::config::{Config, ConnectorSpec};
 use crate::connector::{TcpConnector, UdpConnector};
 use crate::metrics::Metrics;
 use crate::pipeline::{ParserWorkerPool, ShardRouter, WorkerSetup};
-use crate::plugin::{PluginEngine, PluginRegistry};
+use crate::plugin::{PluginEngine, PluginRegistry, PluginUse, PluginWatcher};
 use crate::spool::Spool;
 use crate::uploader::{PceClient, Uploader};
 
@@ -81,6 +81,18 @@ pub async fn run(config: Config) -> Result<()> {
     );
     let aggregator = tokio::spawn(aggregator.run(parsed_rx));
 
+    // Before the workers start, so no build published in between is missed.
+    let uses = config
+        .consumers
+        .iter()
+        .map(|c| PluginUse {
+            consumer: c.name.clone(),
+            plugin: c.parser.plugin.clone(),
+            properties_json: c.parser.properties_json.clone(),
+            limits: c.parser.limits,
+        })
+        .collect();
+    let watcher = PluginWatcher::start(engine.clone(), registry.clone(), &config.plugin_dir, uses)?;
     let setup = Arc::new(WorkerSetup {
         engine,
         registry,
@@ -144,6 +156,7 @@ pub async fn run(config: Config) -> Result<()> {
     udp.iter().for_each(UdpConnector::stop);
     tcp.iter().for_each(TcpConnector::stop);
     drop((udp, tcp));
+    drop(watcher);
     tokio::task::spawn_blocking(move || workers.join()).await?;
     aggregator.await?;
     uploader.await?;

@@ -188,7 +188,7 @@ fn execute(command: Command) -> Result<()> {
         Command::Plugins { plugin_dir } => {
             let engine = plugin::PluginEngine::new(user_cache_dir())?;
             let registry = plugin::PluginRegistry::load_dir(&engine, &plugin_dir)?;
-            for p in registry.iter() {
+            for p in registry.all() {
                 println!(
                     "{}\t{}\t{}\t{}",
                     p.name,

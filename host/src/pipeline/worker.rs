@@ -113,7 +113,13 @@ fn run_worker(
     output: mpsc::Sender<ParsedFlows>,
 ) {
     let mut batch: Vec<RawMessage> = Vec::with_capacity(MAX_BATCH_MESSAGES);
+    let mut generation = setup.registry.generation();
     while let Some(first) = input.blocking_recv() {
+        // A new plugin build was published: move to it between batches.
+        if setup.registry.generation() != generation {
+            generation = setup.registry.generation();
+            adopt_new_builds(&setup, &mut sessions);
+        }
         // Take what is already queued; never wait for more. A closed stream
         // ends the batch, so its last messages are parsed before it goes.
         let mut closed = None;
@@ -149,6 +155,16 @@ fn run_worker(
         }
         if let Some((consumer, stream)) = closed {
             sessions[consumer].close_stream(stream);
+        }
+    }
+}
+
+fn adopt_new_builds(setup: &WorkerSetup, sessions: &mut [ParserInstance]) {
+    for (consumer, session) in setup.consumers.iter().zip(sessions.iter_mut()) {
+        if let Some(current) = setup.registry.get(&consumer.parser.plugin)
+            && !Arc::ptr_eq(&current, session.plugin())
+        {
+            session.swap_plugin(current);
         }
     }
 }

@@ -28,10 +28,12 @@ pub struct PluginEngine {
 }
 
 /// How a component was obtained, for logs and the load-time benchmark.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LoadStats {
     pub from_cache: bool,
     pub elapsed: Duration,
+    /// SHA-256 of the `.wasm`, hex: a swap of identical bytes is no swap.
+    pub digest: String,
 }
 
 impl PluginEngine {
@@ -78,31 +80,23 @@ impl PluginEngine {
     pub fn load_component(&self, path: &Path) -> Result<(Component, LoadStats)> {
         let started = Instant::now();
         let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let digest = hex::encode(Sha256::digest(&wasm));
+        let stats = |from_cache| LoadStats {
+            from_cache,
+            elapsed: started.elapsed(),
+            digest: digest.clone(),
+        };
         let Some(cache_dir) = &self.cache_dir else {
             let component = self.compile(&wasm, path)?;
-            return Ok((
-                component,
-                LoadStats {
-                    from_cache: false,
-                    elapsed: started.elapsed(),
-                },
-            ));
+            return Ok((component, stats(false)));
         };
-        let cached = cache_dir.join(self.cache_file_name(&wasm));
+        let cached = cache_dir.join(self.cache_file_name(&digest));
         if cached.exists() {
             // SAFETY: the file was written by `precompile_component` of an
             // engine with the same compatibility hash (it is in the name), in
             // a directory only flowlink writes; wasmtime re-checks the header.
             match unsafe { Component::deserialize_file(&self.engine, &cached) } {
-                Ok(component) => {
-                    return Ok((
-                        component,
-                        LoadStats {
-                            from_cache: true,
-                            elapsed: started.elapsed(),
-                        },
-                    ));
-                }
+                Ok(component) => return Ok((component, stats(true))),
                 Err(e) => tracing::warn!(
                     cache = %cached.display(),
                     "cached compiled plugin unusable, recompiling: {e:#}"
@@ -113,13 +107,7 @@ impl PluginEngine {
         if let Err(e) = self.write_cache(&component, cache_dir, &cached) {
             tracing::warn!(cache = %cached.display(), "could not cache compiled plugin: {e:#}");
         }
-        Ok((
-            component,
-            LoadStats {
-                from_cache: false,
-                elapsed: started.elapsed(),
-            },
-        ))
+        Ok((component, stats(false)))
     }
 
     fn compile(&self, wasm: &[u8], path: &Path) -> Result<Component> {
@@ -130,16 +118,12 @@ impl PluginEngine {
 
     /// Content hash of the wasm plus the engine's compatibility hash, so a
     /// wasmtime upgrade or a config change never loads stale machine code.
-    fn cache_file_name(&self, wasm: &[u8]) -> String {
+    fn cache_file_name(&self, digest: &str) -> String {
         let mut engine_hash = DefaultHasher::new();
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut engine_hash);
-        format!(
-            "{}-{:016x}.cwasm",
-            hex::encode(Sha256::digest(wasm)),
-            engine_hash.finish()
-        )
+        format!("{}-{:016x}.cwasm", digest, engine_hash.finish())
     }
 
     /// Atomic: a crash mid-write leaves a temp file, never a torn `.cwasm`.

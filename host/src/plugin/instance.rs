@@ -179,6 +179,52 @@ impl ParserInstance {
         }
     }
 
+    pub fn plugin(&self) -> &Arc<LoadedPlugin> {
+        &self.plugin
+    }
+
+    /// Moves this session to another build of its plugin between two
+    /// messages: the old sessions' state (templates) is saved and restored
+    /// into new ones. If the old instance is faulted its state is gone; if
+    /// the new one refuses the state it starts empty (logged).
+    pub fn swap_plugin(&mut self, plugin: Arc<LoadedPlugin>) {
+        let saved = self.live.take().map(|mut live| {
+            let session = live.datagrams;
+            let datagrams = save_session(&mut live, session);
+            let streams: Vec<(StreamId, Option<Vec<u8>>)> = live
+                .streams
+                .clone()
+                .into_iter()
+                .map(|(id, session)| (id, save_session(&mut live, session)))
+                .collect();
+            (datagrams, streams)
+        });
+        self.plugin = plugin;
+        let mut live = match self.start() {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::error!("{}: the new plugin build does not start: {e}", self.tag);
+                return;
+            }
+        };
+        if let Some((datagrams, streams)) = saved {
+            let session = live.datagrams;
+            restore_session(&mut live, session, datagrams, &self.tag);
+            for (id, state) in streams {
+                match open_session(&live.bindings, &mut live.store, &self.config_json) {
+                    Ok(session) => {
+                        restore_session(&mut live, session, state, &self.tag);
+                        live.streams.insert(id, session);
+                    }
+                    Err(e) => {
+                        tracing::warn!("{}: stream {id} could not be reopened: {e}", self.tag)
+                    }
+                }
+            }
+        }
+        self.live = Some(live);
+    }
+
     /// Ends a stream's parser session (its connection closed).
     pub fn close_stream(&mut self, stream: StreamId) {
         let Some(live) = &mut self.live else { return };
@@ -291,6 +337,34 @@ impl ParserInstance {
                 Ok(ParsedMessage { flows, rejected })
             })
             .collect()
+    }
+}
+
+fn save_session(live: &mut Live, session: ResourceAny) -> Option<Vec<u8>> {
+    live.store.set_epoch_deadline(1_000);
+    live.bindings
+        .flowlink_parser_parser()
+        .session()
+        .call_save_state(&mut live.store, session)
+        .ok()
+}
+
+fn restore_session(live: &mut Live, session: ResourceAny, state: Option<Vec<u8>>, tag: &str) {
+    let Some(state) = state.filter(|s| !s.is_empty()) else {
+        return;
+    };
+    live.store.set_epoch_deadline(1_000);
+    match live
+        .bindings
+        .flowlink_parser_parser()
+        .session()
+        .call_restore_state(&mut live.store, session, &state)
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => {
+            tracing::warn!("{tag}: the new build refused the saved state, starting empty: {why}")
+        }
+        Err(e) => tracing::warn!("{tag}: restoring state trapped, starting empty: {e:#}"),
     }
 }
 

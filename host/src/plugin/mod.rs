@@ -7,6 +7,7 @@ mod engine;
 mod instance;
 mod registry;
 mod sandbox;
+mod watcher;
 
 pub use address::ip_to_wit;
 pub use bindings::{IpAddr, Message, Origin};
@@ -14,3 +15,4 @@ pub use engine::PluginEngine;
 pub use instance::{ParseFailure, ParserInstance, StreamId};
 pub use registry::{LoadedPlugin, PluginRegistry};
 pub use sandbox::SandboxLimits;
+pub use watcher::{PluginUse, PluginWatcher};

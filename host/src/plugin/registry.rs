@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -89,10 +90,13 @@ impl LoadedPlugin {
     }
 }
 
-/// Every plugin of a directory, keyed by name.
+/// Every plugin of a directory, keyed by name. Shared by the workers and
+/// the plugin watcher: a hot swap replaces an entry and bumps the
+/// generation, which workers compare between batches.
 #[derive(Default)]
 pub struct PluginRegistry {
-    plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    plugins: RwLock<BTreeMap<String, Arc<LoadedPlugin>>>,
+    generation: AtomicU64,
 }
 
 impl PluginRegistry {
@@ -106,7 +110,7 @@ impl PluginRegistry {
             .filter(|p| p.extension().is_some_and(|ext| ext == "wasm"))
             .collect();
         paths.sort();
-        let mut registry = PluginRegistry::default();
+        let registry = PluginRegistry::default();
         for path in paths {
             match LoadedPlugin::load(engine, &path) {
                 Ok(plugin) => {
@@ -126,8 +130,9 @@ impl PluginRegistry {
         Ok(registry)
     }
 
-    pub fn insert(&mut self, plugin: Arc<LoadedPlugin>) -> Result<()> {
-        if let Some(existing) = self.plugins.get(&plugin.name) {
+    fn insert(&self, plugin: Arc<LoadedPlugin>) -> Result<()> {
+        let mut plugins = self.plugins.write().expect("plugin registry");
+        if let Some(existing) = plugins.get(&plugin.name) {
             return Err(anyhow!(
                 "two plugins are named {:?}: {} and {}",
                 plugin.name,
@@ -135,19 +140,50 @@ impl PluginRegistry {
                 plugin.path.display()
             ));
         }
-        self.plugins.insert(plugin.name.clone(), plugin);
+        plugins.insert(plugin.name.clone(), plugin);
         Ok(())
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<LoadedPlugin>> {
-        self.plugins.get(name)
+    /// Puts `plugin` in place of the one of the same name (hot swap);
+    /// returns the one it replaces.
+    pub fn replace(&self, plugin: Arc<LoadedPlugin>) -> Option<Arc<LoadedPlugin>> {
+        let old = self
+            .plugins
+            .write()
+            .expect("plugin registry")
+            .insert(plugin.name.clone(), plugin);
+        self.generation.fetch_add(1, Ordering::Release);
+        old
     }
 
-    pub fn names(&self) -> Vec<&str> {
-        self.plugins.keys().map(String::as_str).collect()
+    /// Changes with every swap.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<LoadedPlugin>> {
-        self.plugins.values()
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+        self.plugins
+            .read()
+            .expect("plugin registry")
+            .get(name)
+            .cloned()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.plugins
+            .read()
+            .expect("plugin registry")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    pub fn all(&self) -> Vec<Arc<LoadedPlugin>> {
+        self.plugins
+            .read()
+            .expect("plugin registry")
+            .values()
+            .cloned()
+            .collect()
     }
 }
