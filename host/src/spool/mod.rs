@@ -265,25 +265,30 @@ impl Spool {
             if total <= self.limits.max_bytes {
                 break;
             }
-            let path = self.aside_dir.join(name);
-            flows += fs::read(&path)
-                .ok()
-                .and_then(|b| record::flow_count(&b))
-                .map_or(0, u64::from);
-            let _ = fs::remove_file(&path);
+            flows += remove_batch_file(&self.aside_dir.join(name));
             let _ = fs::remove_file(self.aside_dir.join(format!("{name}.txt")));
             total -= size;
             dropped += 1;
         }
-        if dropped > 0 {
-            metrics::add(&self.counters.batches_pruned, dropped);
-            metrics::add(&self.counters.flows_pruned, flows);
-            tracing::warn!(
-                batches = dropped,
-                flows,
-                "pruned the oldest refused batches in rejected/: over data_directory_size_mb; those flows are lost"
-            );
+        self.count_pruned(
+            dropped,
+            flows,
+            "refused batches in rejected/ are over data_directory_size_mb",
+        );
+    }
+
+    /// Counts and logs batches dropped by a bound.
+    fn count_pruned(&self, batches: u64, flows: u64, why: &str) {
+        if batches == 0 {
+            return;
         }
+        metrics::add(&self.counters.batches_pruned, batches);
+        metrics::add(&self.counters.flows_pruned, flows);
+        tracing::warn!(
+            batches,
+            flows,
+            "pruned the oldest spooled batches: {why}; those flows are lost"
+        );
     }
 
     /// Drops files past `file_retention_hours`, then the oldest while the
@@ -313,27 +318,23 @@ impl Spool {
     }
 
     fn drop_files(&mut self, names: Vec<String>, why: &str) {
-        if names.is_empty() {
-            return;
-        }
         let mut flows = 0u64;
         for name in &names {
-            let path = self.dir.join(name);
-            flows += fs::read(&path)
-                .ok()
-                .and_then(|b| record::flow_count(&b))
-                .map_or(0, u64::from);
-            let _ = fs::remove_file(&path);
+            flows += remove_batch_file(&self.dir.join(name));
             self.drop_index(name);
         }
-        metrics::add(&self.counters.batches_pruned, names.len() as u64);
-        metrics::add(&self.counters.flows_pruned, flows);
-        tracing::warn!(
-            batches = names.len(),
-            flows,
-            "pruned the oldest spooled batches: {why}; those flows are lost"
-        );
+        self.count_pruned(names.len() as u64, flows, why);
     }
+}
+
+/// Deletes a batch file; returns the flows it held (from its header).
+fn remove_batch_file(path: &Path) -> u64 {
+    let flows = fs::read(path)
+        .ok()
+        .and_then(|b| record::flow_count(&b))
+        .map_or(0, u64::from);
+    let _ = fs::remove_file(path);
+    flows
 }
 
 #[cfg(test)]
