@@ -59,6 +59,12 @@ pub async fn run(config: Config) -> Result<()> {
     })?;
     let (engine, registry) = load_plugins(&config)?;
     let metrics = Metrics::new(config.consumers.iter().map(|c| c.name.clone()));
+    let metrics_task = crate::metrics_reporter::start(
+        metrics.clone(),
+        config.metrics_print,
+        config.metrics_listen,
+    )
+    .await?;
     let client = PceClient::new(&config.pce)?;
     let spool = Spool::open(
         &config.data_directory,
@@ -134,11 +140,6 @@ pub async fn run(config: Config) -> Result<()> {
     }
     drop(router);
 
-    let metrics_task = tokio::spawn(crate::metrics_reporter::run(
-        metrics.clone(),
-        config.metrics_print,
-        config.metrics_listen,
-    ));
     tracing::info!(
         consumers = config.consumers.len(),
         workers = config.parser_workers,

@@ -164,3 +164,28 @@ fn unreadable_api_key_file_is_named() {
     );
     assert_rejected("api-key", &yaml, &["api_key", "/nonexistent/flowlink.key"]);
 }
+
+#[test]
+fn a_metrics_port_in_use_stops_the_start_naming_the_key() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    let dir = temp_dir("metrics-busy");
+    let file = dir.join("flowlink.yaml");
+    let yaml = good_config()
+        .replace(
+            "\"2055\"",
+            &format!("\"{}\"", flowlink_e2e::free_udp_port()),
+        )
+        .replace(
+            "data_directory: data",
+            &format!("data_directory: data\nmetrics_listen: {addr}"),
+        );
+    std::fs::write(&file, yaml).unwrap();
+    let out = run_flowlink(&["run", "--config", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("metrics_listen {addr}: cannot bind")),
+        "{stderr}"
+    );
+}
