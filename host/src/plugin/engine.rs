@@ -16,8 +16,9 @@ use super::bindings::FlowParser;
 use super::sandbox::SandboxState;
 
 /// How often the epoch advances. Deadlines are whole ticks, so this is the
-/// resolution of `plugin_timeout_ms`; a tick costs one atomic increment.
-pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+/// resolution of `plugin_timeout_ms`; a tick costs one atomic increment and
+/// a thread wake-up, 200 a second, whether or not anything is parsed.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// One per process: compiled components are tied to the engine that made them.
 pub struct PluginEngine {
