@@ -189,3 +189,13 @@ fn a_metrics_port_in_use_stops_the_start_naming_the_key() {
         "{stderr}"
     );
 }
+
+#[test]
+fn consumer_names_are_plain_words() {
+    let yaml = good_config().replace("name: edge", "name: 'edge \"1\"'");
+    assert_rejected(
+        "consumer-name",
+        &yaml,
+        &["consumers[0].name", "letters, digits"],
+    );
+}

@@ -136,8 +136,18 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
     let mut consumers = Vec::new();
     for (i, consumer) in raw.consumers.into_iter().enumerate() {
         let at = format!("consumers[{i}]");
+        let name_chars = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
         if consumer.name.trim().is_empty() {
             p.add(format!("{at}.name"), "must not be empty");
+        } else if !consumer.name.chars().all(name_chars) {
+            // It names log fields, metric labels and batches.
+            p.add(
+                format!("{at}.name"),
+                format!(
+                    "{:?}: use letters, digits, '-', '_' and '.' only",
+                    consumer.name
+                ),
+            );
         } else if !names.insert(consumer.name.clone()) {
             p.add(
                 format!("{at}.name"),
