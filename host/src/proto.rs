@@ -2,3 +2,20 @@
 
 #![allow(clippy::doc_markdown)]
 include!(concat!(env!("OUT_DIR"), "/flowlink.v1.rs"));
+
+/// The schema's address encoding: 4 bytes for IPv4, 16 for IPv6, network order.
+pub fn ip_to_bytes(ip: std::net::IpAddr) -> Vec<u8> {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+/// The inverse of [`ip_to_bytes`]; `None` for any other length.
+pub fn ip_from_bytes(bytes: &[u8]) -> Option<std::net::IpAddr> {
+    match bytes.len() {
+        4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+        16 => Some(std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        _ => None,
+    }
+}

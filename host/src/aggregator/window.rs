@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use super::FlowKey;
 use super::direction::DirectionInference;
-use crate::proto::{AggregatedFlow, FlowBatch};
+use crate::proto::{AggregatedFlow, FlowBatch, ip_to_bytes};
 use flowlink_plugin_sdk::Flow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +80,8 @@ impl Window {
             .keys
             .into_iter()
             .map(|(key, totals)| AggregatedFlow {
-                src_ip: ip_bytes(key.src),
-                dst_ip: ip_bytes(key.dst),
+                src_ip: ip_to_bytes(key.src),
+                dst_ip: ip_to_bytes(key.dst),
                 dst_port: u32::from(key.dst_port),
                 protocol: u32::from(key.protocol),
                 connections: totals.connections,
@@ -93,7 +93,7 @@ impl Window {
                     totals.first_seen_ms
                 },
                 last_seen_ms: totals.last_seen_ms,
-                exporter: ip_bytes(totals.exporter),
+                exporter: ip_to_bytes(totals.exporter),
                 action: u32::from(key.action),
             })
             .collect();
@@ -105,13 +105,6 @@ impl Window {
             flows,
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         }
-    }
-}
-
-pub fn ip_bytes(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
     }
 }
 

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use prost::Message;
 use serde::Serialize;
 
-use crate::proto::FlowBatch;
+use crate::proto::{FlowBatch, ip_from_bytes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct Key {
@@ -55,14 +55,6 @@ pub struct Received {
 }
 
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
-fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
-    match bytes.len() {
-        4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
-        16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
-        _ => None,
-    }
-}
 
 impl Received {
     /// Starts empty, or from what `state_file` says was accepted before.

@@ -1,6 +1,6 @@
 //! Illumio's Bulk Traffic Loader body: `src_ip,dst_ip,dst_port,proto` lines.
 
-use crate::proto::FlowBatch;
+use crate::proto::{FlowBatch, ip_from_bytes};
 
 /// The PCE refuses more lines than this in one request.
 pub const BULK_CSV_MAX_LINES: usize = 1000;
@@ -27,11 +27,7 @@ pub fn bulk_csv_chunks(batch: &FlowBatch) -> Vec<String> {
 }
 
 fn ip_text(bytes: &[u8]) -> String {
-    match bytes.len() {
-        4 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(bytes).expect("4 bytes")).to_string(),
-        16 => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).expect("16 bytes")).to_string(),
-        _ => String::from("invalid"),
-    }
+    ip_from_bytes(bytes).map_or_else(|| String::from("invalid"), |ip| ip.to_string())
 }
 
 #[cfg(test)]
