@@ -67,6 +67,8 @@ impl DirectionInference {
             return Orientation::Forward;
         }
         match flow.protocol {
+            // Without a type, 0 is no evidence of an echo reply.
+            1 | 58 if flow.icmp_unknown => Orientation::Forward,
             1 if flow.icmp_type == 0 => Orientation::Reply {
                 service_port: 8 << 8,
             },
@@ -149,6 +151,12 @@ mod tests {
             }
         );
         assert_eq!(auto.orientation(&flow(1, 0, 0, 0, 8)), Forward);
+        // A format without ICMP types (VPC flow logs): type 0 is not a reply.
+        let untyped = Flow {
+            icmp_unknown: true,
+            ..flow(1, 0, 0, 0, 0)
+        };
+        assert_eq!(auto.orientation(&untyped), Forward);
         assert_eq!(
             auto.orientation(&flow(58, 0, 0, 0, 129)),
             Reply {

@@ -151,6 +151,7 @@ mod tests {
             tcp_flags: 0,
             icmp_type: 0,
             icmp_code: 0,
+            icmp_unknown: false,
             action: Action::Unknown,
         }
     }

@@ -40,6 +40,10 @@ pub struct Flow {
     /// ICMP type and code for protocols 1 and 58; 0 otherwise.
     pub icmp_type: u8,
     pub icmp_code: u8,
+    /// The format carries no ICMP type/code (VPC flow logs, some NetFlow v5
+    /// exporters): `icmp_type` 0 then means "unknown", not echo reply, and
+    /// the aggregator leaves the record's direction as reported.
+    pub icmp_unknown: bool,
     pub action: Action,
 }
 
@@ -95,6 +99,7 @@ impl Default for Flow {
             tcp_flags: 0,
             icmp_type: 0,
             icmp_code: 0,
+            icmp_unknown: false,
             action: Action::Unknown,
         }
     }

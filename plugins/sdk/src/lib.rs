@@ -31,6 +31,7 @@ mod component;
 mod flow;
 pub mod log;
 pub mod packed;
+pub mod text;
 
 pub use address::{ip_from_std, ip_to_std};
 pub use component::Component;

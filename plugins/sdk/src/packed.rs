@@ -65,6 +65,7 @@ pub fn pack(flow: &Flow, out: &mut Vec<u8>) {
         Action::Accept => 1,
         Action::Reject => 2,
     };
+    r[7] = u8::from(flow.icmp_unknown);
     r[8..10].copy_from_slice(&flow.src_port.to_le_bytes());
     r[10..12].copy_from_slice(&flow.dst_port.to_le_bytes());
     r[12..16].copy_from_slice(&flow.sampling_interval.to_le_bytes());
@@ -89,6 +90,8 @@ pub fn unpack(r: &[u8; PACKED_FLOW_LEN]) -> Result<Flow, UnpackError> {
         tcp_flags: r[3],
         icmp_type: r[4],
         icmp_code: r[5],
+        // Bit 0; the other bits are reserved and ignored.
+        icmp_unknown: r[7] & 1 != 0,
         action: match r[6] {
             0 => Action::Unknown,
             1 => Action::Accept,
@@ -126,6 +129,7 @@ mod tests {
                 tcp_flags: 0x1b,
                 icmp_type: 0,
                 icmp_code: 0,
+                icmp_unknown: false,
                 action: Action::Reject,
             },
             Flow {
@@ -137,12 +141,17 @@ mod tests {
                 action: Action::Accept,
                 ..Default::default()
             },
+            Flow {
+                protocol: 1,
+                icmp_unknown: true,
+                ..Default::default()
+            },
         ];
         let mut packed = Vec::new();
         for f in &flows {
             pack(f, &mut packed);
         }
-        assert_eq!(packed.len(), 2 * PACKED_FLOW_LEN);
+        assert_eq!(packed.len(), flows.len() * PACKED_FLOW_LEN);
         for (i, f) in flows.iter().enumerate() {
             let record: &[u8; PACKED_FLOW_LEN] = packed[i * PACKED_FLOW_LEN..][..PACKED_FLOW_LEN]
                 .try_into()

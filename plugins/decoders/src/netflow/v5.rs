@@ -129,6 +129,7 @@ fn decode_record(header: &Header, record: &[u8]) -> Flow {
         tcp_flags: record[37],
         icmp_type,
         icmp_code,
+        icmp_unknown: false,
         action: Action::Unknown,
     }
 }

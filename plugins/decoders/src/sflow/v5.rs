@@ -162,6 +162,7 @@ impl SflowDecoder {
             tcp_flags: p.tcp_flags,
             icmp_type: p.icmp_type,
             icmp_code: p.icmp_code,
+            icmp_unknown: false,
             action: Action::Unknown,
         });
         Ok(())

@@ -168,6 +168,7 @@ impl RecordFields {
             tcp_flags: self.tcp_flags,
             icmp_type,
             icmp_code,
+            icmp_unknown: false,
             action: Action::Unknown,
         };
         if !biflow {
