@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
 use crate::aggregator::{Aggregator, DirectionInference};
-use crate::config::{Config, ConnectorSpec};
-use crate::connector::{TcpConnector, UdpConnector};
+use crate::config::Config;
+use crate::connector::{self, ConnectorContext, ConnectorHandle};
 use crate::metrics::Metrics;
 use crate::pipeline::{ParserWorkerPool, ShardRouter, WorkerSetup};
 use crate::plugin::{PluginEngine, PluginRegistry, PluginUse, PluginWatcher};
@@ -114,28 +114,24 @@ pub async fn run(config: Config) -> Result<()> {
     .with_context(|| format!("invalid configuration {}", config.file.display()))?;
     let router = ShardRouter::new(worker_inputs, metrics.clone());
 
-    let mut udp = Vec::new();
-    let mut tcp = Vec::new();
-    for (index, consumer) in config.consumers.iter().enumerate() {
-        for spec in &consumer.connectors {
-            match spec {
-                ConnectorSpec::Udp(props) => {
-                    udp.push(UdpConnector::start(
-                        index,
-                        &consumer.name,
-                        props,
-                        router.clone(),
-                    )?);
-                }
-                ConnectorSpec::Tcp(props) => {
-                    tcp.push(TcpConnector::start(
-                        index,
-                        &consumer.name,
-                        props,
-                        router.clone(),
-                    )?);
-                }
-            }
+    let mut connectors = Vec::new();
+    for (consumer_index, consumer) in config.consumers.iter().enumerate() {
+        for (index, spec) in consumer.connectors.iter().enumerate() {
+            let ctx = ConnectorContext {
+                consumer: consumer_index,
+                consumer_name: consumer.name.as_str().into(),
+                index,
+                router: router.clone(),
+                metrics: metrics.clone(),
+                checkpoint_dir: config.data_directory.join("checkpoints"),
+            };
+            let handle = connector::start(ctx, spec).await.with_context(|| {
+                format!(
+                    "consumers[{consumer_index}].connectors[{index}] ({:?})",
+                    consumer.name
+                )
+            })?;
+            connectors.push(handle);
         }
     }
     drop(router);
@@ -154,11 +150,15 @@ pub async fn run(config: Config) -> Result<()> {
     // Order matters: stop intake, let workers drain their queues, then the
     // aggregator flushes (its input closes when the last worker exits), then
     // the uploader sends what it was handed.
-    udp.iter().for_each(UdpConnector::stop);
-    tcp.iter().for_each(TcpConnector::stop);
-    drop((udp, tcp));
+    // Replayable sources (Kafka, CloudWatch, files) stay up until the
+    // workers acknowledged what they sent, then record their resume point.
+    connectors.iter().for_each(ConnectorHandle::stop);
     drop(watcher);
-    tokio::task::spawn_blocking(move || workers.join()).await?;
+    let workers = tokio::task::spawn_blocking(move || workers.join());
+    for connector in connectors {
+        connector.finished().await;
+    }
+    workers.await?;
     aggregator.await?;
     uploader.await?;
     metrics_task.abort();

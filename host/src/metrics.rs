@@ -26,6 +26,8 @@ counters!(ConsumerCounters {
     messages_in: "messages received from connectors",
     bytes_in: "payload bytes received",
     queue_drops: "messages dropped because the parser queue was full",
+    kernel_drops: "datagrams the kernel dropped before flowlink read them (receive buffer full)",
+    messages_oversized: "lines or frames over the size bound, discarded",
     messages_failed: "messages a parser refused as a whole",
     flows_parsed: "flow records decoded",
     records_rejected: "single records a parser rejected",

@@ -12,7 +12,7 @@ pub struct DaemonConfig {
     window_seconds: u64,
     consumer: String,
     parser: String,
-    connector: String,
+    connectors: Vec<String>,
     plugin_dir: PathBuf,
     metrics: Option<String>,
     extra: Vec<String>,
@@ -30,7 +30,7 @@ impl DaemonConfig {
             window_seconds: 1,
             consumer: name.to_owned(),
             parser: parser.to_owned(),
-            connector: String::new(),
+            connectors: Vec::new(),
             plugin_dir: super::plugin_dir(),
             metrics: None,
             extra: Vec::new(),
@@ -39,16 +39,22 @@ impl DaemonConfig {
     }
 
     pub fn udp(mut self, port: u16) -> Self {
-        self.connector = format!(
+        self.connectors.push(format!(
             "{{ type: udp, properties: {{ ports: \"{port}\", listen_address: 127.0.0.1 }} }}"
-        );
+        ));
         self
     }
 
     pub fn tcp_ipfix(mut self, port: u16) -> Self {
-        self.connector = format!(
+        self.connectors.push(format!(
             "{{ type: tcp, properties: {{ ports: \"{port}\", listen_address: 127.0.0.1, framing: ipfix }} }}"
-        );
+        ));
+        self
+    }
+
+    /// Any connector, as a YAML flow mapping (`{ type: file, properties: {...} }`).
+    pub fn connector(mut self, yaml: &str) -> Self {
+        self.connectors.push(yaml.to_owned());
         self
     }
 
@@ -92,8 +98,8 @@ impl DaemonConfig {
 
     pub fn yaml(&self) -> String {
         assert!(
-            !self.connector.is_empty(),
-            "a connector: call udp() or tcp_ipfix()"
+            !self.connectors.is_empty(),
+            "a connector: call udp(), tcp_ipfix() or connector()"
         );
         let metrics = self
             .metrics
@@ -115,7 +121,7 @@ impl DaemonConfig {
             window = self.window_seconds,
             plugins = self.plugin_dir.display(),
             name = self.consumer,
-            connector = self.connector,
+            connector = self.connectors.join("\n      - "),
             parser = self.parser,
             parser_settings = parser,
         )

@@ -7,7 +7,9 @@
 
 pub mod config;
 pub mod fixtures;
+pub mod peers;
 pub mod process;
+pub mod records;
 pub mod traffic;
 
 use std::path::PathBuf;

@@ -225,6 +225,10 @@ impl Daemon {
             .args(["run", "--config"])
             .arg(config)
             .env("FLOWLINK_LOG", "info,flowlink=debug")
+            // For the CloudWatch tests against moto; no real account is reachable.
+            .env("AWS_ACCESS_KEY_ID", "flowlink-test")
+            .env("AWS_SECRET_ACCESS_KEY", "flowlink-test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -321,6 +325,9 @@ pub fn decode_json(plugin: &str, files: &[PathBuf]) -> (Vec<Value>, String) {
 pub fn run_flowlink(args: &[&str]) -> std::process::Output {
     Command::new(flowlink_bin())
         .args(args)
+        .env("AWS_ACCESS_KEY_ID", "flowlink-test")
+        .env("AWS_SECRET_ACCESS_KEY", "flowlink-test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .expect("running flowlink")
 }

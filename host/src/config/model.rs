@@ -80,6 +80,101 @@ pub struct RawParser {
 pub enum ConnectorSpec {
     Udp(UdpProperties),
     Tcp(TcpProperties),
+    File(FileProperties),
+    Kafka(KafkaProperties),
+    /// CloudWatch Logs (FlowLink calls the connector `aws`).
+    Aws(AwsProperties),
+}
+
+/// Where a source without a resume point starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StartPosition {
+    Beginning,
+    /// Only what arrives after the first start.
+    #[default]
+    End,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileProperties {
+    /// The file to tail; relative to the config file's directory.
+    pub path: PathBuf,
+    /// For a file with no checkpoint yet; default `end`.
+    pub start_position: Option<StartPosition>,
+    /// Longest line; longer ones are discarded and counted. Default 64 KiB.
+    pub max_message_bytes: Option<usize>,
+}
+
+/// `"a,b"` or `[a, b]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum StringList {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl StringList {
+    pub fn items(&self) -> Vec<String> {
+        match self {
+            StringList::Text(text) => text
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            StringList::List(list) => list
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaStartOffset {
+    Earliest,
+    Latest,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaProperties {
+    /// Bootstrap brokers, `host:port`.
+    pub brokers: StringList,
+    pub topics: Option<StringList>,
+    /// A regular expression of topic names (librdkafka's `^` subscription).
+    pub topic_pattern: Option<String>,
+    /// Default `flowlink`.
+    pub group_id: Option<String>,
+    /// For a group without committed offsets; default `latest`.
+    pub start_offset: Option<KafkaStartOffset>,
+    /// Passed to librdkafka as is (TLS, SASL, timeouts, ...).
+    pub properties: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsProperties {
+    pub region: String,
+    pub log_group: String,
+    pub log_stream_prefix: Option<String>,
+    pub log_streams: Option<Vec<String>>,
+    /// CloudWatch filter pattern; events that do not match are not fetched.
+    pub filter_pattern: Option<String>,
+    /// Default 10.
+    pub poll_seconds: Option<u64>,
+    /// For streams present at the first start; default `end`. Streams that
+    /// appear later are read from their beginning.
+    pub start_position: Option<StartPosition>,
+    /// A named profile of the shared AWS config files.
+    pub profile: Option<String>,
+    /// A role to assume with the chain's credentials.
+    pub role_arn: Option<String>,
+    /// Another endpoint (a VPC endpoint, a test server).
+    pub endpoint_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -88,10 +183,13 @@ pub struct TcpProperties {
     pub ports: PortList,
     /// Address to bind, IPv4 or IPv6; default `0.0.0.0`.
     pub listen_address: Option<std::net::IpAddr>,
-    /// How messages are delimited in the byte stream.
-    pub framing: TcpFraming,
+    /// How messages are delimited in the byte stream; default `syslog`.
+    pub framing: Option<TcpFraming>,
     /// Concurrent connections; more are refused and logged. Default 256.
     pub max_connections: Option<usize>,
+    /// Longest text record (line or octet-counted frame); longer ones are
+    /// discarded and counted. Default 64 KiB.
+    pub max_message_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -99,6 +197,13 @@ pub struct TcpProperties {
 pub enum TcpFraming {
     /// IPFIX messages back to back, each sized by its header's length field.
     Ipfix,
+    /// Text records, one per line (RFC 6587 non-transparent framing).
+    Newline,
+    /// Text records as `LEN SP MSG` (RFC 6587 octet counting).
+    OctetCounting,
+    /// Either, decided per record: a record starting with a digit is
+    /// octet-counted (what syslog senders do).
+    Syslog,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

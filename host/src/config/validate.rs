@@ -160,12 +160,26 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
                 "at least one connector is needed",
             );
         }
-        for (j, connector) in consumer.connectors.iter().enumerate() {
+        let mut connectors = consumer.connectors;
+        for (j, connector) in connectors.iter_mut().enumerate() {
+            let at_props = format!("{at}.connectors[{j}].properties");
             let (transport, ports, max_connections) = match connector {
                 ConnectorSpec::Udp(udp) => ("UDP", &udp.ports, None),
                 ConnectorSpec::Tcp(tcp) => ("TCP", &tcp.ports, tcp.max_connections),
+                ConnectorSpec::File(file) => {
+                    file.path = base.join(&file.path);
+                    check_file(&mut p, &at_props, file);
+                    continue;
+                }
+                ConnectorSpec::Kafka(kafka) => {
+                    check_kafka(&mut p, &at_props, kafka);
+                    continue;
+                }
+                ConnectorSpec::Aws(aws) => {
+                    check_aws(&mut p, &at_props, aws);
+                    continue;
+                }
             };
-            let at_props = format!("{at}.connectors[{j}].properties");
             match ports.ports() {
                 Ok(ports) => {
                     for port in ports {
@@ -219,7 +233,7 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         };
         consumers.push(ConsumerConfig {
             name: consumer.name,
-            connectors: consumer.connectors,
+            connectors,
             parser: ParserSpec {
                 plugin: parser.plugin,
                 properties_json: properties.to_string(),
@@ -272,6 +286,86 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         aggregation_max_keys,
         consumers,
     })
+}
+
+fn check_file(p: &mut Problems, at: &str, file: &FileProperties) {
+    if file.path.as_os_str().is_empty() || file.path.is_dir() {
+        p.add(
+            format!("{at}.path"),
+            format!("{} is not a file path", file.path.display()),
+        );
+    }
+    if file.max_message_bytes == Some(0) {
+        p.add(format!("{at}.max_message_bytes"), "must be at least 1");
+    }
+}
+
+fn check_kafka(p: &mut Problems, at: &str, kafka: &KafkaProperties) {
+    if kafka.brokers.items().is_empty() {
+        p.add(format!("{at}.brokers"), "needs at least one host:port");
+    }
+    let topics = kafka.topics.as_ref().map(StringList::items);
+    match (&topics, &kafka.topic_pattern) {
+        (Some(_), Some(_)) => p.add(at, "give topics or topic_pattern, not both"),
+        (None, None) => p.add(at, "needs topics or topic_pattern"),
+        (Some(t), None) if t.is_empty() => p.add(format!("{at}.topics"), "is empty"),
+        _ => {}
+    }
+    if kafka
+        .group_id
+        .as_deref()
+        .is_some_and(|g| g.trim().is_empty())
+    {
+        p.add(format!("{at}.group_id"), "must not be empty");
+    }
+    for (key, value) in kafka.properties.iter().flatten() {
+        if !(value.is_string() || value.is_number() || value.is_boolean()) {
+            p.add(
+                format!("{at}.properties.{key}"),
+                "must be a string, number or boolean",
+            );
+        }
+        if matches!(
+            key.as_str(),
+            "enable.auto.offset.store" | "group.id" | "bootstrap.servers"
+        ) {
+            p.add(
+                format!("{at}.properties.{key}"),
+                "is set by flowlink (offsets are stored after parsing; use brokers and group_id)",
+            );
+        }
+    }
+}
+
+fn check_aws(p: &mut Problems, at: &str, aws: &AwsProperties) {
+    if aws.region.trim().is_empty() {
+        p.add(format!("{at}.region"), "must not be empty");
+    }
+    if aws.log_group.trim().is_empty() {
+        p.add(format!("{at}.log_group"), "must not be empty");
+    }
+    if aws.log_stream_prefix.is_some() && aws.log_streams.is_some() {
+        p.add(at, "give log_stream_prefix or log_streams, not both");
+    }
+    if aws.log_streams.as_ref().is_some_and(Vec::is_empty) {
+        p.add(format!("{at}.log_streams"), "is empty");
+    }
+    if let Some(seconds) = aws.poll_seconds
+        && !(1..=3600).contains(&seconds)
+    {
+        p.add(
+            format!("{at}.poll_seconds"),
+            format!("must be between 1 and 3600, got {seconds}"),
+        );
+    }
+    if let Some(url) = &aws.endpoint_url
+        && reqwest::Url::parse(url).is_err()
+    {
+        p.add(
+            format!("{at}.endpoint_url"),
+            format!("{url:?} is not a URL"),
+        );
+    }
 }
 
 /// `pce.example.com:8443` means HTTPS (as in FlowLink); a full `http://` or

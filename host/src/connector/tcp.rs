@@ -1,7 +1,8 @@
-//! The TCP listener: message framing per connection, one parser session
-//! per connection (IPFIX templates over TCP belong to their transport
-//! session, RFC 7011 §8), backpressure instead of drops, and a bound on
-//! concurrent connections.
+//! The TCP listener: message framing per connection (IPFIX message
+//! lengths, syslog lines or octet counts), one parser session per
+//! connection (IPFIX templates over TCP belong to their transport session,
+//! RFC 7011 §8), backpressure instead of drops, and a bound on concurrent
+//! connections.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -11,104 +12,107 @@ use anyhow::{Context, Result};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
+use super::text_framing::TextFramer;
+use super::{ConnectorContext, ConnectorHandle};
 use crate::config::{TcpFraming, TcpProperties};
-use crate::pipeline::{RawMessage, ShardRouter, now_ms};
+use crate::metrics;
+use crate::pipeline::{RawMessage, now_ms};
 use crate::plugin::StreamId;
 
 const DEFAULT_MAX_CONNECTIONS: usize = 256;
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 10;
 /// IPFIX message header; its length field counts it.
 const IPFIX_HEADER: usize = 16;
+/// Read size for text streams; the complete lines of one read go to the
+/// parser as one message.
+const TEXT_READ: usize = 64 << 10;
 
 /// Connection ids, unique in the process.
 static NEXT_STREAM: AtomicU64 = AtomicU64::new(1);
 
-pub struct TcpConnector {
-    tasks: Vec<JoinHandle<()>>,
-}
-
 /// What a connection task needs.
 #[derive(Clone)]
 struct Listener {
-    consumer: usize,
-    name: Arc<str>,
+    ctx: ConnectorContext,
     framing: TcpFraming,
-    router: ShardRouter,
+    max_message_bytes: usize,
 }
 
-impl TcpConnector {
-    /// Binds every port now, so a port in use fails the start with its name.
-    pub fn start(
-        consumer: usize,
-        consumer_name: &str,
-        props: &TcpProperties,
-        router: ShardRouter,
-    ) -> Result<Self> {
-        let address = props
-            .listen_address
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let limit = Arc::new(Semaphore::new(
-            props.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
-        ));
-        let listener = Listener {
-            consumer,
-            name: consumer_name.into(),
-            framing: props.framing,
-            router,
-        };
-        let mut tasks = Vec::new();
-        for port in props.ports.ports().map_err(anyhow::Error::msg)? {
-            let addr = SocketAddr::new(address, port);
-            let socket = std::net::TcpListener::bind(addr)
-                .with_context(|| format!("consumer {consumer_name:?}: binding TCP {addr}"))?;
-            socket.set_nonblocking(true)?;
-            let socket = TcpListener::from_std(socket)?;
-            tracing::info!(consumer = consumer_name, listen = %addr, framing = ?props.framing, "TCP connector listening");
-            tasks.push(tokio::spawn(accept_loop(
-                socket,
-                limit.clone(),
-                listener.clone(),
-            )));
-        }
-        Ok(TcpConnector { tasks })
+/// Binds every port now, so a port in use fails the start with its name.
+pub fn start(ctx: ConnectorContext, props: &TcpProperties) -> Result<ConnectorHandle> {
+    let address = props
+        .listen_address
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let limit = Arc::new(Semaphore::new(
+        props.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+    ));
+    let framing = props.framing.unwrap_or(TcpFraming::Syslog);
+    let listener = Listener {
+        ctx: ctx.clone(),
+        framing,
+        max_message_bytes: props.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+    };
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for port in props.ports.ports().map_err(anyhow::Error::msg)? {
+        let addr = SocketAddr::new(address, port);
+        let socket = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("consumer {:?}: binding TCP {addr}", &*ctx.consumer_name))?;
+        socket.set_nonblocking(true)?;
+        let socket = TcpListener::from_std(socket)?;
+        tracing::info!(consumer = &*ctx.consumer_name, listen = %addr, ?framing, "TCP connector listening");
+        tasks.push(tokio::spawn(accept_loop(
+            socket,
+            limit.clone(),
+            listener.clone(),
+            stop.clone(),
+        )));
     }
-
-    /// Stops accepting and closes every connection (their tasks are children
-    /// of the accept loop).
-    pub fn stop(&self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
+    Ok(ConnectorHandle::new(stop, tasks))
 }
 
-async fn accept_loop(socket: TcpListener, limit: Arc<Semaphore>, listener: Listener) {
+async fn accept_loop(
+    socket: TcpListener,
+    limit: Arc<Semaphore>,
+    listener: Listener,
+    stop: CancellationToken,
+) {
+    let name = listener.ctx.consumer_name.clone();
+    // Dropped (and with it every connection task) when the loop ends.
     let mut connections = JoinSet::new();
     loop {
-        let (stream, peer) = match socket.accept().await {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = socket.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(consumer = %listener.name, "TCP accept failed: {e}");
+                tracing::warn!(consumer = &*name, "TCP accept failed: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(consumer = %listener.name, %peer, "connection refused: max_connections reached");
+            tracing::warn!(consumer = &*name, %peer, "connection refused: max_connections reached");
             continue;
         };
         let listener = listener.clone();
         connections.spawn(async move {
             let id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(consumer = %listener.name, %peer, stream = id, "connection opened");
-            if let Err(e) = serve(&listener, stream, peer, id).await {
-                tracing::warn!(consumer = %listener.name, %peer, "connection closed: {e:#}");
+            let ctx = &listener.ctx;
+            tracing::debug!(consumer = &*ctx.consumer_name, %peer, stream = id, "connection opened");
+            let served = match listener.framing {
+                TcpFraming::Ipfix => serve_ipfix(ctx, stream, peer, id).await,
+                _ => serve_text(&listener, stream, peer, id).await,
+            };
+            if let Err(e) = served {
+                tracing::warn!(consumer = &*ctx.consumer_name, %peer, "connection closed: {e:#}");
             }
-            listener
-                .router
-                .close_stream(listener.consumer, peer.ip(), id)
-                .await;
+            ctx.router.close_stream(ctx.consumer, peer, id).await;
             drop(permit);
         });
         // Reap finished connections so the set does not grow.
@@ -116,41 +120,84 @@ async fn accept_loop(socket: TcpListener, limit: Arc<Semaphore>, listener: Liste
     }
 }
 
-async fn serve(
+fn message(ctx: &ConnectorContext, peer: SocketAddr, id: StreamId, payload: Vec<u8>) -> RawMessage {
+    RawMessage {
+        consumer: ctx.consumer,
+        exporter: peer,
+        received_ms: now_ms(),
+        payload,
+        stream: Some(id),
+        ack: None,
+    }
+}
+
+async fn serve_ipfix(
+    ctx: &ConnectorContext,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    id: StreamId,
+) -> Result<()> {
+    loop {
+        let mut header = [0u8; IPFIX_HEADER];
+        match stream.read_exact(&mut header).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        if length < IPFIX_HEADER {
+            // Without a sane length the next message cannot be found.
+            anyhow::bail!("IPFIX message length {length} is below the header size: framing lost");
+        }
+        let mut payload = vec![0u8; length];
+        payload[..IPFIX_HEADER].copy_from_slice(&header);
+        stream
+            .read_exact(&mut payload[IPFIX_HEADER..])
+            .await
+            .context("message cut short")?;
+        ctx.router
+            .route_waiting(message(ctx, peer, id, payload))
+            .await;
+    }
+}
+
+async fn serve_text(
     listener: &Listener,
     mut stream: TcpStream,
     peer: SocketAddr,
     id: StreamId,
 ) -> Result<()> {
-    match listener.framing {
-        TcpFraming::Ipfix => loop {
-            let mut header = [0u8; IPFIX_HEADER];
-            match stream.read_exact(&mut header).await {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(e.into()),
-            }
-            let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
-            if length < IPFIX_HEADER {
-                // Without a sane length the next message cannot be found.
-                anyhow::bail!(
-                    "IPFIX message length {length} is below the header size: framing lost"
-                );
-            }
-            let mut payload = vec![0u8; length];
-            payload[..IPFIX_HEADER].copy_from_slice(&header);
-            stream
-                .read_exact(&mut payload[IPFIX_HEADER..])
-                .await
-                .context("message cut short")?;
-            let message = RawMessage {
-                consumer: listener.consumer,
-                exporter: peer,
-                received_ms: now_ms(),
-                payload,
-                stream: Some(id),
-            };
-            listener.router.route_waiting(message).await;
-        },
+    let ctx = &listener.ctx;
+    let mut framer = TextFramer::new(listener.framing, listener.max_message_bytes);
+    let mut chunk = vec![0u8; TEXT_READ];
+    let counters = ctx.metrics.consumer(ctx.consumer);
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        let mut records = Vec::new();
+        let framed = if n == 0 {
+            framer.finish(&mut records);
+            Ok(())
+        } else {
+            framer.feed(&chunk[..n], &mut records)
+        };
+        if framer.oversized > 0 {
+            metrics::add(&counters.messages_oversized, framer.oversized);
+            tracing::warn!(
+                consumer = &*ctx.consumer_name, %peer, count = framer.oversized,
+                "records over max_message_bytes ({}) discarded", listener.max_message_bytes
+            );
+            framer.oversized = 0;
+        }
+        if !records.is_empty() {
+            ctx.router
+                .route_waiting(message(ctx, peer, id, records))
+                .await;
+        }
+        if let Err(e) = framed {
+            anyhow::bail!("framing lost: {}", e.0);
+        }
+        if n == 0 {
+            return Ok(());
+        }
     }
 }

@@ -1,56 +1,54 @@
 //! The UDP listener: one socket per configured port, a large receive
-//! buffer, every datagram handed to the router as it arrives.
+//! buffer, every datagram handed to the router as it arrives, and the
+//! kernel's own drop count (receive buffer overflows) read and reported.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
+use super::{ConnectorContext, ConnectorHandle};
 use crate::config::UdpProperties;
-use crate::pipeline::{RawMessage, ShardRouter, now_ms};
+use crate::metrics;
+use crate::pipeline::{RawMessage, now_ms};
 
 const DEFAULT_RECEIVE_BUFFER: usize = 8 << 20;
 /// Largest UDP payload; a datagram is never truncated.
 const MAX_DATAGRAM: usize = 65_535;
+/// How often the kernel's drop counter is read.
+const KERNEL_DROPS_EVERY: Duration = Duration::from_secs(2);
 
-pub struct UdpConnector {
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl UdpConnector {
-    /// Binds every port now (so a port in use fails the start, naming the
-    /// port) and starts one receive task per socket.
-    pub fn start(
-        consumer: usize,
-        consumer_name: &str,
-        props: &UdpProperties,
-        router: ShardRouter,
-    ) -> Result<Self> {
-        let address = props
-            .listen_address
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let receive_buffer = props.receive_buffer_bytes.unwrap_or(DEFAULT_RECEIVE_BUFFER);
-        let ports = props.ports.ports().map_err(anyhow::Error::msg)?;
-        let mut tasks = Vec::new();
-        for port in ports {
-            let addr = SocketAddr::new(address, port);
-            let socket = bind(addr, receive_buffer)
-                .with_context(|| format!("consumer {consumer_name:?}: binding UDP {addr}"))?;
-            tracing::info!(consumer = consumer_name, listen = %addr, "UDP connector listening");
-            let router = router.clone();
-            tasks.push(tokio::spawn(receive_loop(consumer, socket, router)));
-        }
-        Ok(UdpConnector { tasks })
+/// Binds every port now (so a port in use fails the start, naming the
+/// port) and starts one receive task per socket.
+pub fn start(ctx: ConnectorContext, props: &UdpProperties) -> Result<ConnectorHandle> {
+    let address = props
+        .listen_address
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let receive_buffer = props.receive_buffer_bytes.unwrap_or(DEFAULT_RECEIVE_BUFFER);
+    let ports = props.ports.ports().map_err(anyhow::Error::msg)?;
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for port in ports {
+        let addr = SocketAddr::new(address, port);
+        let socket = bind(addr, receive_buffer)
+            .with_context(|| format!("consumer {:?}: binding UDP {addr}", &*ctx.consumer_name))?;
+        tracing::info!(consumer = &*ctx.consumer_name, listen = %addr, "UDP connector listening");
+        tasks.push(tokio::spawn(watch_kernel_drops(
+            ctx.clone(),
+            socket_inode(&socket),
+            stop.clone(),
+        )));
+        tasks.push(tokio::spawn(receive_loop(
+            ctx.clone(),
+            socket,
+            stop.clone(),
+        )));
     }
-
-    /// Stops receiving; the router clones held by the tasks are dropped.
-    pub fn stop(&self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
+    Ok(ConnectorHandle::new(stop, tasks))
 }
 
 fn bind(addr: SocketAddr, receive_buffer: usize) -> Result<UdpSocket> {
@@ -62,21 +60,32 @@ fn bind(addr: SocketAddr, receive_buffer: usize) -> Result<UdpSocket> {
     if let Err(e) = socket.set_recv_buffer_size(receive_buffer) {
         tracing::warn!(%addr, "could not set a {receive_buffer}-byte receive buffer: {e}");
     }
+    if let Ok(got) = socket.recv_buffer_size()
+        && got < receive_buffer
+    {
+        // Linux caps SO_RCVBUF at net.core.rmem_max.
+        tracing::warn!(%addr, asked = receive_buffer, got, "receive buffer capped by the kernel (raise net.core.rmem_max)");
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(UdpSocket::from_std(socket.into())?)
 }
 
-async fn receive_loop(consumer: usize, socket: UdpSocket, router: ShardRouter) {
+async fn receive_loop(ctx: ConnectorContext, socket: UdpSocket, stop: CancellationToken) {
     let mut buffer = vec![0u8; MAX_DATAGRAM];
     loop {
-        match socket.recv_from(&mut buffer).await {
-            Ok((len, exporter)) => router.route(RawMessage {
-                consumer,
-                exporter,
+        let received = tokio::select! {
+            _ = stop.cancelled() => return,
+            received = socket.recv_from(&mut buffer) => received,
+        };
+        match received {
+            Ok((len, exporter)) => ctx.router.route(RawMessage {
+                consumer: ctx.consumer,
+                exporter: normalise(exporter),
                 received_ms: now_ms(),
                 payload: buffer[..len].to_vec(),
                 stream: None,
+                ack: None,
             }),
             Err(e) => {
                 // ICMP port-unreachable and similar surface here on some
@@ -84,5 +93,90 @@ async fn receive_loop(consumer: usize, socket: UdpSocket, router: ShardRouter) {
                 tracing::debug!("UDP receive error: {e}");
             }
         }
+    }
+}
+
+/// An IPv4 exporter received on a dual-stack socket is `::ffff:a.b.c.d`;
+/// keyed as plain IPv4 so it meets the same templates as on a v4 socket.
+fn normalise(exporter: SocketAddr) -> SocketAddr {
+    match exporter.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), exporter.port()),
+            None => exporter,
+        },
+        IpAddr::V4(_) => exporter,
+    }
+}
+
+fn socket_inode(socket: &UdpSocket) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/self/fd/{}", socket.as_raw_fd()))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// Adds the kernel's drop count of the socket (last column of
+/// `/proc/net/udp{,6}`) to the consumer's `kernel_drops`.
+async fn watch_kernel_drops(ctx: ConnectorContext, inode: Option<u64>, stop: CancellationToken) {
+    let Some(inode) = inode else { return };
+    let mut reported = 0u64;
+    let mut tick = tokio::time::interval(KERNEL_DROPS_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(drops) = kernel_drops(inode) else {
+            continue;
+        };
+        if drops > reported {
+            let new = drops - reported;
+            metrics::add(&ctx.metrics.consumer(ctx.consumer).kernel_drops, new);
+            tracing::warn!(
+                consumer = &*ctx.consumer_name,
+                dropped = new,
+                "the kernel dropped datagrams: receive buffer full"
+            );
+            reported = drops;
+        }
+    }
+}
+
+fn kernel_drops(inode: u64) -> Option<u64> {
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                let columns: Vec<&str> = line.split_whitespace().collect();
+                // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+                (columns.get(9)?.parse::<u64>().ok()? == inode)
+                    .then(|| columns.last()?.parse().ok())
+                    .flatten()
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_drop_counter_of_its_own_socket() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::metadata(format!("/proc/self/fd/{}", socket.as_raw_fd()))
+            .unwrap()
+            .ino();
+        assert_eq!(kernel_drops(inode), Some(0));
+        assert_eq!(kernel_drops(u64::MAX), None);
+    }
+
+    #[test]
+    fn mapped_ipv4_exporters_are_plain_ipv4() {
+        let mapped: SocketAddr = "[::ffff:192.0.2.1]:2055".parse().unwrap();
+        assert_eq!(normalise(mapped), "192.0.2.1:2055".parse().unwrap());
+        let v6: SocketAddr = "[2001:db8::1]:2055".parse().unwrap();
+        assert_eq!(normalise(v6), v6);
     }
 }

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use flowlink_plugin_sdk::Flow;
 
+use tokio::sync::oneshot;
+
 use crate::plugin::StreamId;
 
 /// Bytes as a connector received them. Connectors never parse.
@@ -18,6 +20,27 @@ pub struct RawMessage {
     pub payload: Vec<u8>,
     /// The TCP connection it came over; `None` for datagrams.
     pub stream: Option<StreamId>,
+    /// Fired once the message was parsed and its flows handed to the
+    /// aggregator: sources that can replay (Kafka, CloudWatch, files)
+    /// advance their resume point only then.
+    pub ack: Option<Ack>,
+}
+
+/// The sending half of a message's delivery receipt. Dropped without
+/// [`Ack::done`] (daemon stopped before the hand-off), the receiver sees
+/// an error and the source does not advance.
+#[derive(Debug)]
+pub struct Ack(oneshot::Sender<()>);
+
+impl Ack {
+    pub fn new() -> (Ack, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (Ack(tx), rx)
+    }
+
+    pub fn done(self) {
+        let _ = self.0.send(());
+    }
 }
 
 /// What parser workers receive.

@@ -1,7 +1,7 @@
 //! Sends each raw message to the parser worker that owns its exporter.
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::mpsc::{self, error::TrySendError};
@@ -23,9 +23,17 @@ impl ShardRouter {
     }
 
     /// Hash of the exporter's address (not its port: some exporters change
-    /// source port on restart but keep their templates' scope).
-    fn worker_of(&self, exporter: IpAddr) -> &mpsc::Sender<WorkerInput> {
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(exporter);
+    /// source port on restart but keep their templates' scope). Sources
+    /// without an exporter (Kafka partitions, log streams, files) carry
+    /// 0.0.0.0 and a source number in the port, which spreads them over the
+    /// workers while one source's messages stay in order.
+    fn worker_of(&self, exporter: SocketAddr) -> &mpsc::Sender<WorkerInput> {
+        let hasher = BuildHasherDefault::<DefaultHasher>::default();
+        let hash = if exporter.ip().is_unspecified() {
+            hasher.hash_one(exporter.port())
+        } else {
+            hasher.hash_one(exporter.ip())
+        };
         &self.workers[(hash % self.workers.len() as u64) as usize]
     }
 
@@ -40,7 +48,7 @@ impl ShardRouter {
     pub fn route(&self, message: RawMessage) {
         self.count_in(&message);
         let consumer = message.consumer;
-        let worker = self.worker_of(message.exporter.ip());
+        let worker = self.worker_of(message.exporter);
         match worker.try_send(WorkerInput::Message(message)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
@@ -53,11 +61,11 @@ impl ShardRouter {
     /// sender's window closes; nothing is dropped.
     pub async fn route_waiting(&self, message: RawMessage) {
         self.count_in(&message);
-        let worker = self.worker_of(message.exporter.ip());
+        let worker = self.worker_of(message.exporter);
         let _ = worker.send(WorkerInput::Message(message)).await;
     }
 
-    pub async fn close_stream(&self, consumer: usize, exporter: IpAddr, stream: StreamId) {
+    pub async fn close_stream(&self, consumer: usize, exporter: SocketAddr, stream: StreamId) {
         let _ = self
             .worker_of(exporter)
             .send(WorkerInput::StreamClosed { consumer, stream })

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
-use super::{ParsedFlows, RawMessage, WorkerInput};
+use super::{Ack, ParsedFlows, RawMessage, WorkerInput};
 use crate::config::ConsumerConfig;
 use crate::metrics::{self, ConsumerCounters, Metrics};
 use crate::plugin::{
@@ -113,6 +113,7 @@ fn run_worker(
     output: mpsc::Sender<ParsedFlows>,
 ) {
     let mut batch: Vec<RawMessage> = Vec::with_capacity(MAX_BATCH_MESSAGES);
+    let mut reject_log = RejectLog::default();
     let mut generation = setup.registry.generation();
     while let Some(first) = input.blocking_recv() {
         // A new plugin build was published: move to it between batches.
@@ -149,7 +150,8 @@ fn run_worker(
                 .take_while(|m| (m.consumer, m.stream) == key)
                 .count();
             let group: Vec<RawMessage> = batch.drain(..same).collect();
-            if !parse_group(&setup, &mut sessions[key.0], key.0, key.1, group, &output) {
+            let session = &mut sessions[key.0];
+            if !parse_group(&setup, session, key, group, &output, &mut reject_log) {
                 return;
             }
         }
@@ -174,16 +176,21 @@ fn adopt_new_builds(setup: &WorkerSetup, sessions: &mut [ParserInstance]) {
 fn parse_group(
     setup: &WorkerSetup,
     session: &mut ParserInstance,
-    consumer: usize,
-    stream: Option<StreamId>,
+    (consumer, stream): (usize, Option<StreamId>),
     group: Vec<RawMessage>,
     output: &mpsc::Sender<ParsedFlows>,
+    reject_log: &mut RejectLog,
 ) -> bool {
     let counters = setup.metrics.consumer(consumer);
     let name = &setup.consumers[consumer].name;
     let exporters: Vec<SocketAddr> = group.iter().map(|m| m.exporter).collect();
+    let mut acks = Vec::new();
     let messages: Vec<Message> = group
         .into_iter()
+        .map(|mut m| {
+            acks.extend(m.ack.take());
+            m
+        })
         .map(|m| Message {
             origin: Origin {
                 exporter: ip_to_wit(m.exporter.ip()),
@@ -204,13 +211,8 @@ fn parse_group(
             Ok(parsed) => {
                 metrics::add(&counters.flows_parsed, parsed.flows.len() as u64);
                 metrics::add(&counters.records_rejected, parsed.rejected.len() as u64);
-                for rejected in parsed.rejected.iter().take(3) {
-                    tracing::debug!(
-                        consumer = %name,
-                        exporter = %exporter,
-                        record = rejected.index,
-                        "record rejected: {}", rejected.reason
-                    );
+                for rejected in &parsed.rejected {
+                    reject_log.log(name, exporter, rejected.index, &rejected.reason);
                 }
                 if parsed.flows.is_empty() {
                     continue;
@@ -243,7 +245,48 @@ fn parse_group(
             }
         }
     }
+    // Every flow of these messages is with the aggregator now.
+    acks.into_iter().for_each(Ack::done);
     true
+}
+
+/// Rejected records are logged with their reason, but at most
+/// `PER_WINDOW` lines per worker every ten seconds: a source gone bad must
+/// not drown the log. The counter has the full count.
+#[derive(Default)]
+struct RejectLog {
+    window: Option<std::time::Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl RejectLog {
+    const PER_WINDOW: u32 = 10;
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn log(&mut self, consumer: &str, exporter: SocketAddr, index: u32, reason: &str) {
+        let now = std::time::Instant::now();
+        if self.window.is_none_or(|start| now - start >= Self::WINDOW) {
+            if self.suppressed > 0 {
+                tracing::warn!(
+                    consumer,
+                    "{} more records rejected (not logged one by one)",
+                    self.suppressed
+                );
+            }
+            *self = RejectLog {
+                window: Some(now),
+                logged: 0,
+                suppressed: 0,
+            };
+        }
+        if self.logged < Self::PER_WINDOW {
+            self.logged += 1;
+            tracing::warn!(consumer, exporter = %exporter, record = index, "record rejected: {reason}");
+        } else {
+            self.suppressed += 1;
+        }
+    }
 }
 
 fn count_failure(counters: &ConsumerCounters, failure: &ParseFailure) {

@@ -1,0 +1,428 @@
+//! CloudWatch Logs (the `aws` connector): the streams of one log group
+//! (all, a name prefix, or a list), polled. Each stream's resume point is
+//! checkpointed in `data_directory/checkpoints` after the parsers took the
+//! events, so a restart neither resends nor skips.
+//!
+//! Without a filter pattern, streams are read with GetLogEvents and its
+//! forward token (exact). With one, FilterLogEvents is used and the resume
+//! point is the last event time plus the ids already seen at that time.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use aws_config::BehaviorVersion;
+use aws_sdk_cloudwatchlogs::Client;
+use aws_sdk_cloudwatchlogs::config::Region;
+use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::{CheckpointStore, ConnectorContext, ConnectorHandle};
+use crate::config::{AwsProperties, StartPosition};
+use crate::pipeline::{Ack, RawMessage, now_ms};
+
+const DEFAULT_POLL: Duration = Duration::from_secs(10);
+/// Longest wait after repeated throttling.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Where each stream was left.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct StreamPosition {
+    /// GetLogEvents' forward token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    /// Read events from this time on (start_position `end`, or the
+    /// FilterLogEvents watermark).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after_ms: Option<i64>,
+    /// FilterLogEvents: ids already taken at `after_ms`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ids: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    log_group: String,
+    streams: BTreeMap<String, StreamPosition>,
+}
+
+pub async fn start(ctx: ConnectorContext, props: &AwsProperties) -> Result<ConnectorHandle> {
+    let name = ctx.consumer_name.clone();
+    let client = client(props).await;
+    let store = CheckpointStore::new(&ctx.checkpoint_dir, &format!("aws-{}", ctx.label()))?;
+    let checkpoint = match store.load::<Checkpoint>()? {
+        Some(c) if c.log_group == props.log_group => Some(c),
+        Some(c) => {
+            tracing::warn!(consumer = &*name, old = %c.log_group, new = %props.log_group, "log group changed: its checkpoint no longer applies");
+            None
+        }
+        None => None,
+    };
+    let source = LogGroupSource {
+        ctx,
+        client,
+        props: props.clone(),
+        first_start: checkpoint.is_none(),
+        checkpoint: checkpoint.unwrap_or_else(|| Checkpoint {
+            log_group: props.log_group.clone(),
+            streams: BTreeMap::new(),
+        }),
+        store,
+    };
+    // A wrong group or region is a configuration error: say so at start.
+    let streams = source.streams().await.with_context(|| {
+        format!(
+            "consumer {:?}: CloudWatch Logs group {:?} in {}",
+            &*name, props.log_group, props.region
+        )
+    })?;
+    tracing::info!(consumer = &*name, log_group = %props.log_group, streams = streams.len(), "CloudWatch Logs connector started");
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { source.run(stop).await }
+    });
+    Ok(ConnectorHandle::new(stop, vec![task]))
+}
+
+/// The SDK client: the default credential chain (environment, profile,
+/// web identity, IMDS…), optionally a named profile and an assumed role.
+async fn client(props: &AwsProperties) -> Client {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(props.region.clone()));
+    if let Some(profile) = &props.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &props.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let mut config = loader.load().await;
+    if let Some(role) = &props.role_arn {
+        let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+            .session_name("flowlink")
+            .configure(&config)
+            .build()
+            .await;
+        config = config
+            .into_builder()
+            .credentials_provider(
+                aws_sdk_cloudwatchlogs::config::SharedCredentialsProvider::new(provider),
+            )
+            .build();
+    }
+    Client::new(&config)
+}
+
+fn error_code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
+    e.as_service_error().and_then(|s| s.code())
+}
+
+struct LogGroupSource {
+    ctx: ConnectorContext,
+    client: Client,
+    props: AwsProperties,
+    /// No checkpoint existed: streams seen now start at `start_position`.
+    first_start: bool,
+    checkpoint: Checkpoint,
+    store: CheckpointStore,
+}
+
+/// Why a poll ended early.
+enum PollError {
+    Throttled,
+    Stopped,
+    Other(anyhow::Error),
+}
+
+impl LogGroupSource {
+    async fn run(mut self, stop: CancellationToken) {
+        let poll = self
+            .props
+            .poll_seconds
+            .map_or(DEFAULT_POLL, Duration::from_secs);
+        let mut backoff = Duration::ZERO;
+        let mut last_error = None;
+        loop {
+            let wait = match self.poll(&stop).await {
+                Ok(()) => {
+                    backoff = Duration::ZERO;
+                    last_error = None;
+                    poll
+                }
+                Err(PollError::Stopped) => return,
+                Err(PollError::Throttled) => {
+                    backoff = (backoff * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
+                    tracing::warn!(
+                        consumer = &*self.ctx.consumer_name,
+                        wait_s = backoff.as_secs(),
+                        "CloudWatch Logs throttled the connector; backing off"
+                    );
+                    backoff
+                }
+                Err(PollError::Other(e)) => {
+                    let text = format!("{e:#}");
+                    if last_error.as_ref() != Some(&text) {
+                        tracing::warn!(
+                            consumer = &*self.ctx.consumer_name,
+                            "CloudWatch Logs: {text}"
+                        );
+                        last_error = Some(text);
+                    }
+                    poll
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn poll(&mut self, stop: &CancellationToken) -> Result<(), PollError> {
+        let streams = self.streams().await.map_err(|e| {
+            if e.to_string().contains("ThrottlingException") {
+                PollError::Throttled
+            } else {
+                PollError::Other(e)
+            }
+        })?;
+        let now = now_ms() as i64;
+        for stream in &streams {
+            if !self.checkpoint.streams.contains_key(stream) {
+                let position = match (
+                    self.first_start,
+                    self.props.start_position.unwrap_or_default(),
+                ) {
+                    (true, StartPosition::End) => StreamPosition {
+                        after_ms: Some(now),
+                        ..Default::default()
+                    },
+                    _ => StreamPosition::default(),
+                };
+                self.checkpoint.streams.insert(stream.clone(), position);
+            }
+        }
+        if self.first_start {
+            self.first_start = false;
+            self.save();
+        }
+        for stream in streams {
+            if stop.is_cancelled() {
+                return Err(PollError::Stopped);
+            }
+            self.read_stream(&stream).await?;
+        }
+        Ok(())
+    }
+
+    /// The group's streams, filtered by prefix or names.
+    async fn streams(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut request = self
+                .client
+                .describe_log_streams()
+                .log_group_name(&self.props.log_group);
+            if let Some(prefix) = &self.props.log_stream_prefix {
+                request = request.log_stream_name_prefix(prefix);
+            }
+            if let Some(t) = &token {
+                request = request.next_token(t);
+            }
+            let page = match request.send().await {
+                Ok(page) => page,
+                Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
+                    bail!(
+                        "log group {:?} does not exist in region {}",
+                        self.props.log_group,
+                        self.props.region
+                    )
+                }
+                Err(e) if error_code(&e) == Some("ThrottlingException") => {
+                    bail!("ThrottlingException")
+                }
+                Err(e) => bail!("DescribeLogStreams: {}", DisplayErrorContext(&e)),
+            };
+            names.extend(
+                page.log_streams()
+                    .iter()
+                    .filter_map(|s| s.log_stream_name().map(str::to_owned)),
+            );
+            match page.next_token() {
+                Some(next) if Some(next) != token.as_deref() => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        if let Some(wanted) = &self.props.log_streams {
+            names.retain(|n| wanted.contains(n));
+        }
+        Ok(names)
+    }
+
+    async fn read_stream(&mut self, stream: &str) -> Result<(), PollError> {
+        loop {
+            let position = self
+                .checkpoint
+                .streams
+                .get(stream)
+                .cloned()
+                .unwrap_or_default();
+            let (lines, next) = match &self.props.filter_pattern {
+                None => self.get_events(stream, &position).await?,
+                Some(pattern) => self.filter_events(stream, pattern, &position).await?,
+            };
+            let done = next == position;
+            if !lines.is_empty() {
+                if !self.deliver(stream, lines).await {
+                    return Err(PollError::Stopped);
+                }
+            }
+            if next != position {
+                self.checkpoint.streams.insert(stream.to_owned(), next);
+                self.save();
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn get_events(
+        &self,
+        stream: &str,
+        position: &StreamPosition,
+    ) -> Result<(Vec<u8>, StreamPosition), PollError> {
+        let mut request = self
+            .client
+            .get_log_events()
+            .log_group_name(&self.props.log_group)
+            .log_stream_name(stream)
+            .start_from_head(true);
+        match (&position.token, position.after_ms) {
+            (Some(token), _) => request = request.next_token(token),
+            (None, Some(after)) => request = request.start_time(after),
+            (None, None) => {}
+        }
+        let page = request.send().await.map_err(|e| match error_code(&e) {
+            Some("ThrottlingException") => PollError::Throttled,
+            _ => PollError::Other(anyhow::anyhow!(
+                "GetLogEvents {stream}: {}",
+                DisplayErrorContext(&e)
+            )),
+        })?;
+        let mut lines = Vec::new();
+        for event in page.events() {
+            if let Some(message) = event.message() {
+                lines.extend_from_slice(message.trim_end_matches('\n').as_bytes());
+                lines.push(b'\n');
+            }
+        }
+        let next = StreamPosition {
+            token: page
+                .next_forward_token()
+                .map(str::to_owned)
+                .or(position.token.clone()),
+            after_ms: position.after_ms,
+            ids: Vec::new(),
+        };
+        // An empty page means caught up, whatever the token says.
+        if page.events().is_empty() {
+            return Ok((lines, position.clone()));
+        }
+        Ok((lines, next))
+    }
+
+    async fn filter_events(
+        &self,
+        stream: &str,
+        pattern: &str,
+        position: &StreamPosition,
+    ) -> Result<(Vec<u8>, StreamPosition), PollError> {
+        let mut lines = Vec::new();
+        let mut next = position.clone();
+        let mut token: Option<String> = None;
+        loop {
+            let mut request = self
+                .client
+                .filter_log_events()
+                .log_group_name(&self.props.log_group)
+                .log_stream_names(stream)
+                .filter_pattern(pattern);
+            if let Some(after) = position.after_ms {
+                request = request.start_time(after);
+            }
+            if let Some(t) = &token {
+                request = request.next_token(t);
+            }
+            let page = request.send().await.map_err(|e| match error_code(&e) {
+                Some("ThrottlingException") => PollError::Throttled,
+                _ => PollError::Other(anyhow::anyhow!(
+                    "FilterLogEvents {stream}: {}",
+                    DisplayErrorContext(&e)
+                )),
+            })?;
+            for event in page.events() {
+                let (Some(ts), Some(id), Some(message)) =
+                    (event.timestamp(), event.event_id(), event.message())
+                else {
+                    continue;
+                };
+                let seen = position.after_ms.is_some_and(|after| {
+                    ts < after || (ts == after && position.ids.iter().any(|i| i == id))
+                });
+                if seen {
+                    continue;
+                }
+                lines.extend_from_slice(message.trim_end_matches('\n').as_bytes());
+                lines.push(b'\n');
+                match next.after_ms {
+                    Some(after) if ts < after => {}
+                    Some(after) if ts == after => next.ids.push(id.to_owned()),
+                    _ => {
+                        next.after_ms = Some(ts);
+                        next.ids = vec![id.to_owned()];
+                    }
+                }
+            }
+            match page.next_token() {
+                Some(t) if Some(t) != token.as_deref() => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        Ok((lines, next))
+    }
+
+    /// Hands the events to the parsers and waits until they took them.
+    async fn deliver(&self, stream: &str, lines: Vec<u8>) -> bool {
+        let (ack, receipt) = Ack::new();
+        self.ctx
+            .router
+            .route_waiting(RawMessage {
+                consumer: self.ctx.consumer,
+                exporter: stream_address(stream),
+                received_ms: now_ms(),
+                payload: lines,
+                stream: None,
+                ack: Some(ack),
+            })
+            .await;
+        receipt.await.is_ok()
+    }
+
+    fn save(&self) {
+        if let Err(e) = self.store.save(&self.checkpoint) {
+            tracing::warn!(consumer = &*self.ctx.consumer_name, "{e:#}");
+        }
+    }
+}
+
+/// No exporter: 0.0.0.0, with a number from the stream name so streams
+/// spread over the parser workers.
+fn stream_address(stream: &str) -> SocketAddr {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(stream);
+    SocketAddr::from(([0, 0, 0, 0], hash as u16))
+}

@@ -1,0 +1,264 @@
+//! Kafka consumer (librdkafka through rdkafka): a consumer group on topics
+//! or a topic pattern. At-least-once: a message's offset is stored only
+//! after the parser workers handed its flows to the aggregator, and
+//! librdkafka commits stored offsets (periodically, on rebalance and at
+//! close). Broker outages are librdkafka's to reconnect; we log them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{ConnectorContext, ConnectorHandle};
+use crate::config::{KafkaProperties, KafkaStartOffset};
+use crate::pipeline::{Ack, RawMessage, now_ms};
+
+/// Messages handed to the workers whose offsets are not stored yet.
+const IN_FLIGHT: usize = 4096;
+
+/// Routes librdkafka's log and rebalance events into ours.
+struct KafkaEvents {
+    label: String,
+}
+
+impl ClientContext for KafkaEvents {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Debug | RDKafkaLogLevel::Info | RDKafkaLogLevel::Notice => {
+                tracing::debug!(connector = %self.label, "librdkafka {facility}: {message}")
+            }
+            _ => tracing::warn!(connector = %self.label, "librdkafka {facility}: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(connector = %self.label, "kafka: {error}: {reason}");
+    }
+}
+
+impl ConsumerContext for KafkaEvents {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let parts: Vec<String> = list
+                    .elements()
+                    .iter()
+                    .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                    .collect();
+                tracing::info!(connector = %self.label, "kafka partitions assigned: {}", parts.join(" "));
+            }
+            Rebalance::Revoke(list) => {
+                tracing::info!(connector = %self.label, count = list.count(), "kafka partitions revoked");
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(connector = %self.label, "kafka rebalance failed: {e}")
+            }
+        }
+    }
+}
+
+type Consumer_ = StreamConsumer<KafkaEvents>;
+
+pub fn start(ctx: ConnectorContext, props: &KafkaProperties) -> Result<ConnectorHandle> {
+    let label = ctx.label();
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", props.brokers.items().join(","))
+        .set("group.id", props.group_id.as_deref().unwrap_or("flowlink"))
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            match props.start_offset.unwrap_or(KafkaStartOffset::Latest) {
+                KafkaStartOffset::Earliest => "earliest",
+                KafkaStartOffset::Latest => "latest",
+            },
+        )
+        .set("client.id", format!("flowlink-{label}"));
+    for (key, value) in props.properties.iter().flatten() {
+        let value = match value {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        config.set(key, value);
+    }
+    config.set_log_level(RDKafkaLogLevel::Warning);
+    let consumer: Consumer_ = config
+        .create_with_context(KafkaEvents {
+            label: label.clone(),
+        })
+        .with_context(|| {
+            format!(
+                "consumer {:?}: creating the Kafka consumer",
+                &*ctx.consumer_name
+            )
+        })?;
+    let subscription: Vec<String> = match (&props.topics, &props.topic_pattern) {
+        (Some(topics), _) => topics.items(),
+        (None, Some(pattern)) => {
+            // librdkafka treats a name starting with ^ as a regex.
+            vec![if pattern.starts_with('^') {
+                pattern.clone()
+            } else {
+                format!("^{pattern}")
+            }]
+        }
+        (None, None) => anyhow::bail!("no topics"),
+    };
+    let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).with_context(|| {
+        format!(
+            "consumer {:?}: subscribing to {topics:?}",
+            &*ctx.consumer_name
+        )
+    })?;
+    tracing::info!(consumer = &*ctx.consumer_name, brokers = %props.brokers.items().join(","), topics = ?topics, "Kafka connector subscribed");
+
+    let consumer = Arc::new(consumer);
+    let stop = CancellationToken::new();
+    let (acks_tx, acks_rx) = mpsc::channel(IN_FLIGHT);
+    let tasks = vec![
+        tokio::spawn(consume(ctx, consumer.clone(), acks_tx, stop.clone())),
+        tokio::spawn(store_offsets(consumer, acks_rx, label)),
+    ];
+    Ok(ConnectorHandle::new(stop, tasks))
+}
+
+/// The exporter of a message: its key when that is an address (a relay
+/// keyed by exporter, so templates stay with their exporter), else none,
+/// with the partition as the spreading number.
+fn exporter_of(key: Option<&[u8]>, partition: i32) -> SocketAddr {
+    let text = key.and_then(|k| std::str::from_utf8(k).ok()).map(str::trim);
+    if let Some(text) = text {
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return addr;
+        }
+        if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+            return SocketAddr::new(ip, 0);
+        }
+    }
+    SocketAddr::from(([0, 0, 0, 0], partition as u16))
+}
+
+struct Pending {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    receipt: oneshot::Receiver<()>,
+}
+
+async fn consume(
+    ctx: ConnectorContext,
+    consumer: Arc<Consumer_>,
+    acks: mpsc::Sender<Pending>,
+    stop: CancellationToken,
+) {
+    let mut last_error: Option<String> = None;
+    loop {
+        let received = tokio::select! {
+            _ = stop.cancelled() => return,
+            received = consumer.recv() => received,
+        };
+        let message = match received {
+            Ok(message) => message,
+            Err(e) => {
+                // Repeats while a broker is away; say it once per change.
+                let text = e.to_string();
+                if last_error.as_ref() != Some(&text) {
+                    tracing::warn!(consumer = &*ctx.consumer_name, "kafka: {text}");
+                    last_error = Some(text);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        if last_error.take().is_some() {
+            tracing::info!(consumer = &*ctx.consumer_name, "kafka: receiving again");
+        }
+        let Some(payload) = message.payload().filter(|p| !p.is_empty()) else {
+            // Nothing to parse (tombstone): only the offset moves on.
+            let _ = consumer.store_offset(message.topic(), message.partition(), message.offset());
+            continue;
+        };
+        let (ack, receipt) = Ack::new();
+        let pending = Pending {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            receipt,
+        };
+        let raw = RawMessage {
+            consumer: ctx.consumer,
+            exporter: exporter_of(message.key(), message.partition()),
+            received_ms: now_ms(),
+            payload: payload.to_vec(),
+            stream: None,
+            ack: Some(ack),
+        };
+        drop(message);
+        // Order: the pending entry first, so offsets are stored in order.
+        if acks.send(pending).await.is_err() {
+            return;
+        }
+        ctx.router.route_waiting(raw).await;
+    }
+}
+
+/// Stores each offset once its message is acknowledged, in receive order;
+/// at the end, commits synchronously so a restart resumes exactly there.
+async fn store_offsets(consumer: Arc<Consumer_>, mut acks: mpsc::Receiver<Pending>, label: String) {
+    while let Some(mut pending) = acks.recv().await {
+        if (&mut pending.receipt).await.is_err() {
+            // The daemon stopped before this message was handed on: it
+            // (and what follows) is read again after a restart.
+            acks.close();
+            while acks.recv().await.is_some() {}
+            break;
+        }
+        if let Err(e) = consumer.store_offset(&pending.topic, pending.partition, pending.offset) {
+            // A partition revoked meanwhile: its new owner reads it again.
+            tracing::debug!(connector = %label, "kafka: offset not stored: {e}");
+        }
+    }
+    let consumer = consumer.clone();
+    let committed =
+        tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync)).await;
+    match committed {
+        Ok(Ok(())) => tracing::info!(connector = %label, "kafka offsets committed"),
+        Ok(Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset))) => {}
+        Ok(Err(e)) => tracing::warn!(connector = %label, "kafka: final commit failed: {e}"),
+        Err(e) => tracing::warn!(connector = %label, "kafka: final commit: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exporter_from_the_key_or_the_partition() {
+        assert_eq!(
+            exporter_of(Some(b"192.0.2.1:2055"), 3),
+            "192.0.2.1:2055".parse().unwrap()
+        );
+        assert_eq!(
+            exporter_of(Some(b"2001:db8::1"), 3),
+            "[2001:db8::1]:0".parse().unwrap()
+        );
+        assert_eq!(
+            exporter_of(Some(b"not-an-ip"), 3),
+            "0.0.0.0:3".parse().unwrap()
+        );
+        assert_eq!(exporter_of(None, 7), "0.0.0.0:7".parse().unwrap());
+    }
+}

@@ -1,0 +1,144 @@
+//! The `aws` connector against moto's CloudWatch Logs: VPC flow records in
+//! several streams reach the PCE emulator; after a restart the connector
+//! resumes from its checkpoint, so nothing arrives twice and nothing is
+//! skipped; a missing log group stops the start with a clear error.
+
+use std::time::Duration;
+
+use flowlink_e2e::peers::{AWS_REGION, MotoServer};
+use flowlink_e2e::records::{expected_totals, vpc_record};
+use flowlink_e2e::{
+    Daemon, DaemonConfig, Emulator, free_tcp_port, run_flowlink, scrape, temp_dir, wait_for,
+};
+
+const GROUP: &str = "/flowlink/vpc-flow-logs";
+
+fn connector(moto: &MotoServer, group: &str) -> String {
+    format!(
+        "{{ type: aws, properties: {{ region: {AWS_REGION}, log_group: \"{group}\", endpoint_url: \"{}\", poll_seconds: 1, start_position: beginning }} }}",
+        moto.endpoint
+    )
+}
+
+fn put(moto: &MotoServer, stream: &str, records: &[(u8, u8, u64, u64)]) {
+    let messages: Vec<String> = records
+        .iter()
+        .map(|r| vpc_record(r.0, r.1, r.2, r.3))
+        .collect();
+    moto.put_events(GROUP, stream, &messages);
+}
+
+#[test]
+fn vpc_records_from_streams_resume_after_restart() {
+    let moto = MotoServer::start();
+    let emulator = Emulator::start();
+    let streams = ["eni-0a1b2c3d-all", "eni-0e0f0a0b-all", "eni-99999999-all"];
+    for stream in streams {
+        moto.create_stream(GROUP, stream);
+    }
+    let mut sent = Vec::new();
+    for (i, stream) in streams.iter().enumerate() {
+        let records: Vec<_> = (1..=8)
+            .map(|h| (i as u8 + 1, h, u64::from(h), 40 * u64::from(h)))
+            .collect();
+        put(&moto, stream, &records);
+        sent.extend(records);
+    }
+    // NODATA is skipped, a broken record is rejected; neither stops the rest.
+    moto.put_events(
+        GROUP,
+        streams[0],
+        &[
+            "2 123456789012 eni-0a1b2c3d - - - - - - - 1795867200 1795867260 - NODATA".to_owned(),
+            "2 123456789012 eni-0a1b2c3d 10.1.0.300 172.16.0.10 40000 443 6 1 1 1 2 ACCEPT OK"
+                .to_owned(),
+        ],
+    );
+
+    let dir = temp_dir("cloudwatch");
+    let metrics = format!("127.0.0.1:{}", free_tcp_port());
+    let config = DaemonConfig::new(&emulator, "cloudwatch", "vpc-flow")
+        .connector(&connector(&moto, GROUP))
+        .metrics(&metrics)
+        .yaml();
+    let mut daemon = Daemon::start_in(&dir, &config);
+    let expected = expected_totals(&sent, "172.16.0.10", 443, 6);
+    let arrived = wait_for(Duration::from_secs(30), || {
+        (emulator.totals() == expected).then_some(())
+    });
+    assert!(
+        arrived.is_some(),
+        "got {:?}\n{}",
+        emulator.totals().len(),
+        daemon.log()
+    );
+    let counters = scrape(&metrics);
+    assert_eq!(
+        counters["flowlink_records_rejected_total{consumer=\"cloudwatch\"}"],
+        1
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("srcaddr: \\\"10.1.0.300\\\" is not an IP address")
+            || daemon
+                .log()
+                .contains("srcaddr: \"10.1.0.300\" is not an IP address"),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.terminate().success());
+
+    // While the daemon is down: more events in an old stream and a new one.
+    let more: Vec<_> = (9..=12)
+        .map(|h| (1, h, u64::from(h), 40 * u64::from(h)))
+        .collect();
+    put(&moto, streams[0], &more);
+    sent.extend(&more);
+    moto.create_stream(GROUP, "eni-77777777-all");
+    let newer: Vec<_> = (1..=3)
+        .map(|h| (7, h, u64::from(h), 40 * u64::from(h)))
+        .collect();
+    put(&moto, "eni-77777777-all", &newer);
+    sent.extend(&newer);
+
+    let daemon = Daemon::start_in(&dir, &config);
+    let expected = expected_totals(&sent, "172.16.0.10", 443, 6);
+    let arrived = wait_for(Duration::from_secs(30), || {
+        (emulator.totals() == expected).then_some(())
+    });
+    assert!(
+        arrived.is_some(),
+        "after restart: got {:?}\n{}",
+        emulator.totals().len(),
+        daemon.log()
+    );
+    // A few more polls: still exactly once.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        emulator.totals(),
+        expected,
+        "records arrived twice\n{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn a_missing_log_group_stops_the_start_with_its_name() {
+    let moto = MotoServer::start();
+    let emulator = Emulator::start();
+    let dir = temp_dir("cloudwatch-missing");
+    let config = DaemonConfig::new(&emulator, "cloudwatch", "vpc-flow")
+        .connector(&connector(&moto, "/no/such/group"))
+        .yaml();
+    let path = dir.join("flowlink.yaml");
+    std::fs::write(&path, config).unwrap();
+    let output = run_flowlink(&["run", "--config", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("log group \"/no/such/group\" does not exist in region us-east-1")
+            && stderr.contains("cloudwatch"),
+        "{stderr}"
+    );
+}

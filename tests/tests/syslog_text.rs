@@ -1,0 +1,112 @@
+//! `key=value` firewall lines sent by util-linux `logger` (a real syslog
+//! client) over TCP (newline and RFC 6587 octet-counted framing) and UDP,
+//! parsed by the `text` plugin: the good lines reach the PCE emulator, the
+//! bad one is rejected with its reason in the log.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use flowlink_e2e::records::{KV_PROPERTIES, expected_totals, kv_record};
+use flowlink_e2e::{
+    Daemon, DaemonConfig, Emulator, free_tcp_port, free_udp_port, scrape, wait_for,
+};
+
+/// Sends each line as one syslog message with `logger ARGS`.
+fn logger(args: &[&str], lines: &[String]) {
+    let mut child = Command::new("logger")
+        .args(args)
+        .args(["-t", "fw"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("running logger (util-linux)");
+    let mut stdin = child.stdin.take().unwrap();
+    for line in lines {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success(), "logger {args:?} failed");
+}
+
+#[test]
+fn kv_lines_from_logger_over_tcp_and_udp() {
+    let emulator = Emulator::start();
+    let tcp = free_tcp_port();
+    let udp = free_udp_port();
+    let metrics = format!("127.0.0.1:{}", free_tcp_port());
+    let mut daemon = Daemon::start(
+        "syslog",
+        &DaemonConfig::new(&emulator, "syslog", "text")
+            .connector(&format!(
+                "{{ type: tcp, properties: {{ ports: \"{tcp}\", listen_address: 127.0.0.1 }} }}"
+            ))
+            .udp(udp)
+            .parser_with(KV_PROPERTIES)
+            .metrics(&metrics)
+            .yaml(),
+    );
+    let port = |p: u16| p.to_string();
+    let mut sent = Vec::new();
+    let mut batch = |net: u8, count: u8| -> Vec<String> {
+        (1..=count)
+            .map(|host| {
+                let record = (net, host, u64::from(host), 100 * u64::from(host));
+                sent.push(record);
+                kv_record(record.0, record.1, record.2, record.3)
+            })
+            .collect()
+    };
+    // TCP, newline framing (logger's default), RFC 5424 header.
+    let mut lines = batch(1, 20);
+    lines.insert(
+        7,
+        "action=allow sip=10.1.0.999 dip=172.16.0.53 dport=53 prot=udp".to_owned(),
+    );
+    logger(&["-n", "127.0.0.1", "-P", &port(tcp), "-T"], &lines);
+    // TCP, octet counting, RFC 3164 header.
+    logger(
+        &[
+            "-n",
+            "127.0.0.1",
+            "-P",
+            &port(tcp),
+            "-T",
+            "--octet-count",
+            "--rfc3164",
+        ],
+        &batch(2, 20),
+    );
+    // UDP.
+    logger(&["-n", "127.0.0.1", "-P", &port(udp), "-d"], &batch(3, 20));
+
+    let expected = expected_totals(&sent, "172.16.0.53", 53, 17);
+    let arrived = wait_for(Duration::from_secs(30), || {
+        (emulator.totals() == expected).then_some(())
+    });
+    assert!(
+        arrived.is_some(),
+        "expected {} keys, got {:?}\n{}",
+        expected.len(),
+        emulator.totals().len(),
+        daemon.log()
+    );
+    let counters = scrape(&metrics);
+    assert_eq!(
+        counters["flowlink_records_rejected_total{consumer=\"syslog\"}"],
+        1
+    );
+    assert_eq!(
+        counters["flowlink_flows_parsed_total{consumer=\"syslog\"}"],
+        60
+    );
+    let log = daemon.log();
+    assert!(
+        log.contains(
+            "record rejected: field src_ip (key sip): \\\"10.1.0.999\\\" is not an IP address"
+        ) || log.contains(
+            "record rejected: field src_ip (key sip): \"10.1.0.999\" is not an IP address"
+        ),
+        "the reject names the field, the key and the value:\n{log}"
+    );
+    assert!(daemon.terminate().success());
+}
