@@ -105,53 +105,53 @@ impl Drop for MotoServer {
     }
 }
 
-/// A `tansu` Kafka broker with in-memory storage on a fixed port (so it can
-/// be stopped and started again at the same address).
+/// A `tansu` Kafka broker (in-memory storage) behind a [`TcpProxy`]: the
+/// broker advertises the proxy's address, so every client connection goes
+/// through it, and [`KafkaBroker::go_away`] makes the broker unreachable
+/// without losing its data.
 pub struct KafkaBroker {
-    child: Option<Child>,
-    pub port: u16,
+    child: Child,
+    proxy: TcpProxy,
+    broker_port: u16,
 }
 
 impl KafkaBroker {
     pub fn start() -> KafkaBroker {
-        let mut broker = KafkaBroker {
-            child: None,
-            port: free_tcp_port(),
-        };
-        broker.restart();
-        broker
-    }
-
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the broker process (after [`KafkaBroker::stop`]).
-    pub fn restart(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let broker_port = free_tcp_port();
+        let proxy = TcpProxy::start(broker_port);
         let child = spawn(
             "tansu",
             &[
                 "broker",
                 "--listener-url",
-                &url,
+                &format!("tcp://127.0.0.1:{broker_port}"),
                 "--advertised-listener-url",
-                &url,
+                &format!("tcp://127.0.0.1:{}", proxy.port),
                 "--storage-engine",
                 "memory://tansu/",
             ],
             "cargo install tansu --locked --features dynostore",
         );
-        self.child = Some(child);
-        wait_listening(self.port, "tansu");
+        wait_listening(broker_port, "tansu");
+        KafkaBroker {
+            child,
+            proxy,
+            broker_port,
+        }
     }
 
-    /// Kills the broker: its in-memory topics go with it.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    /// What clients use: the proxy.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.proxy.port)
+    }
+
+    /// Every connection is cut and new ones are refused, as when a broker dies.
+    pub fn go_away(&self) {
+        self.proxy.set_up(false);
+    }
+
+    pub fn come_back(&self) {
+        self.proxy.set_up(true);
     }
 
     pub fn create_topic(&self, topic: &str, partitions: u32) {
@@ -160,7 +160,7 @@ impl KafkaBroker {
                 "topic",
                 "create",
                 "--broker",
-                &format!("tcp://127.0.0.1:{}", self.port),
+                &format!("tcp://127.0.0.1:{}", self.broker_port),
                 "--partitions",
                 &partitions.to_string(),
                 topic,
@@ -212,6 +212,67 @@ impl KafkaBroker {
 
 impl Drop for KafkaBroker {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP relay to `127.0.0.1:target` that can be switched off: then it
+/// resets every open connection and every new one.
+pub struct TcpProxy {
+    pub port: u16,
+    state: std::sync::Arc<ProxyState>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    down: std::sync::atomic::AtomicBool,
+    open: std::sync::Mutex<Vec<TcpStream>>,
+}
+
+impl TcpProxy {
+    pub fn start(target: u16) -> TcpProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(ProxyState::default());
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if shared.down.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                {
+                    let mut open = shared.open.lock().unwrap();
+                    open.push(client.try_clone().unwrap());
+                    open.push(server.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        TcpProxy { port, state }
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.state
+            .down
+            .store(!up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            for stream in self.state.open.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
     }
 }

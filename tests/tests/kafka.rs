@@ -114,7 +114,7 @@ fn vpc_records_at_least_once_across_a_restart() {
 
 #[test]
 fn text_records_survive_a_broker_outage() {
-    let mut broker = KafkaBroker::start();
+    let broker = KafkaBroker::start();
     broker.create_topic("firewall", 1);
     let emulator = Emulator::start();
     let config = DaemonConfig::new(&emulator, "fw", "text")
@@ -138,10 +138,20 @@ fn text_records_survive_a_broker_outage() {
         "before the outage",
     );
 
-    broker.stop();
-    std::thread::sleep(Duration::from_secs(3));
-    broker.restart();
-    broker.create_topic("firewall", 1);
+    broker.go_away();
+    let outage = wait_for(Duration::from_secs(15), || {
+        daemon
+            .log()
+            .contains("All broker connections are down")
+            .then_some(())
+    });
+    assert!(
+        outage.is_some(),
+        "the daemon did not notice the outage\n{}",
+        daemon.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    broker.come_back();
     let second: Vec<_> = (1..=10u8)
         .map(|h| (2, h, u64::from(h), 80 * u64::from(h)))
         .collect();

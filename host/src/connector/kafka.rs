@@ -235,7 +235,9 @@ async fn store_offsets(consumer: Arc<Consumer_>, mut acks: mpsc::Receiver<Pendin
         tokio::task::spawn_blocking(move || consumer.commit_consumer_state(CommitMode::Sync)).await;
     match committed {
         Ok(Ok(())) => tracing::info!(connector = %label, "kafka offsets committed"),
-        Ok(Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset))) => {}
+        Ok(Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset))) => {
+            tracing::info!(connector = %label, "kafka offsets committed (nothing new since the last commit)")
+        }
         Ok(Err(e)) => tracing::warn!(connector = %label, "kafka: final commit failed: {e}"),
         Err(e) => tracing::warn!(connector = %label, "kafka: final commit: {e}"),
     }
