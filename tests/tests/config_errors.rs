@@ -138,7 +138,7 @@ fn missing_plugin_is_named_with_what_was_found() {
         &[
             "consumers[0].parser.type",
             "no plugin named \"netflow9000\"",
-            "(loaded: ipfix, netflow, sflow)",
+            "(loaded: ipfix, netflow, sflow, text, vpc-flow)",
         ],
     );
 }
@@ -197,5 +197,71 @@ fn consumer_names_are_plain_words() {
         "consumer-name",
         &yaml,
         &["consumers[0].name", "letters, digits"],
+    );
+}
+
+#[test]
+fn text_parser_errors_name_the_consumer_and_the_property() {
+    let text = |properties: &str| {
+        good_config().replace(
+            "type: netflow",
+            &format!("type: text\n      properties: {properties}"),
+        )
+    };
+    assert_rejected(
+        "text-bad-regex",
+        &text(r#"{mode: regex, regex: "(?P<src_ip>[0-9.+"}"#),
+        &["consumer \"edge\"", "regex does not compile"],
+    );
+    assert_rejected(
+        "text-unknown-field",
+        &text("{src_ip: sip, dst_ip: dip, protocol: p, dst_prot: dport}"),
+        &["consumer \"edge\"", "unknown property \"dst_prot\""],
+    );
+    assert_rejected(
+        "text-bad-time-format",
+        &text(
+            "{src_ip: sip, dst_ip: dip, protocol: p, timestamp: t, timestamp_format: \"mmm dd qqqq\"}",
+        ),
+        &["consumer \"edge\"", "timestamp_format"],
+    );
+    assert_rejected(
+        "vpc-bad-format",
+        &good_config().replace(
+            "type: netflow",
+            "type: vpc-flow\n      properties: {format: \"${srcaddr} ${dstaddr} ${dstprt}\"}",
+        ),
+        &[
+            "consumer \"edge\"",
+            "\"dstprt\" is not a VPC flow log field",
+        ],
+    );
+}
+
+#[test]
+fn connector_problems_are_listed_with_their_paths() {
+    let yaml = good_config().replace(
+        "      - type: udp\n        properties:\n          ports: \"2055\"\n",
+        r#"      - type: kafka
+        properties: { brokers: "", group_id: " ", properties: { group.id: x } }
+      - type: aws
+        properties: { region: eu-west-1, log_group: g, log_stream_prefix: a, log_streams: [b], poll_seconds: 0, endpoint_url: "not a url" }
+      - type: tcp
+        properties: { ports: "6514", framing: octet_counting, max_connections: 0 }
+"#,
+    );
+    assert_rejected(
+        "connectors",
+        &yaml,
+        &[
+            "consumers[0].connectors[0].properties.brokers: needs at least one host:port",
+            "consumers[0].connectors[0].properties: needs topics or topic_pattern",
+            "consumers[0].connectors[0].properties.group_id: must not be empty",
+            "consumers[0].connectors[0].properties.properties.group.id: is set by flowlink",
+            "consumers[0].connectors[1].properties: give log_stream_prefix or log_streams, not both",
+            "consumers[0].connectors[1].properties.poll_seconds: must be between 1 and 3600, got 0",
+            "consumers[0].connectors[1].properties.endpoint_url",
+            "consumers[0].connectors[2].properties.max_connections: must be at least 1",
+        ],
     );
 }

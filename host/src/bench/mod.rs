@@ -2,8 +2,11 @@
 //! numbers to compare, with the command that produced them.
 
 mod aggregator;
+mod kafka;
+
 mod parser;
 mod spool;
+mod text;
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +20,10 @@ pub enum BenchCommand {
     Aggregator(aggregator::AggregatorArgs),
     /// Spool write (atomic, fsynced) and replay throughput.
     Spool(spool::SpoolArgs),
+    /// Lines per second through the text and vpc-flow components.
+    Text(text::TextArgs),
+    /// Kafka consume rate against a running broker.
+    Kafka(kafka::KafkaArgs),
 }
 
 pub fn run(command: BenchCommand) -> Result<()> {
@@ -24,6 +31,8 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Parser(args) => parser::run(args),
         BenchCommand::Aggregator(args) => aggregator::run(args),
         BenchCommand::Spool(args) => spool::run(args),
+        BenchCommand::Text(args) => text::run(args),
+        BenchCommand::Kafka(args) => kafka::run(args),
     }
 }
 

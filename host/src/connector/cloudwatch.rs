@@ -275,10 +275,8 @@ impl LogGroupSource {
                 Some(pattern) => self.filter_events(stream, pattern, &position).await?,
             };
             let done = next == position;
-            if !lines.is_empty() {
-                if !self.deliver(stream, lines).await {
-                    return Err(PollError::Stopped);
-                }
+            if !lines.is_empty() && !self.deliver(stream, lines).await {
+                return Err(PollError::Stopped);
             }
             if next != position {
                 self.checkpoint.streams.insert(stream.to_owned(), next);

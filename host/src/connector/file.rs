@@ -246,12 +246,15 @@ async fn record_positions(
     mut acks: mpsc::Receiver<(Position, oneshot::Receiver<()>)>,
     label: String,
 ) {
+    let mut unsaved = 0u32;
     while let Some((position, receipt)) = acks.recv().await {
         if receipt.await.is_err() {
             break;
         }
-        // Save when caught up, or at least every 1024 messages under load.
-        if acks.is_empty() || acks.len() >= 1023 {
+        unsaved += 1;
+        // Save when caught up, and every 256 messages under steady load.
+        if acks.is_empty() || unsaved >= 256 {
+            unsaved = 0;
             if let Err(e) = store.save(&position) {
                 tracing::warn!(connector = %label, "{e:#}");
             }

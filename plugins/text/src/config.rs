@@ -10,10 +10,12 @@ use crate::mode::kv::KvFormat;
 use crate::mode::regex::RegexFormat;
 use crate::timestamp::TimestampFormat;
 
+// One value per session: its size does not matter, boxing would only add a hop.
+#[allow(clippy::large_enum_variant)]
 pub enum Format {
     Kv(KvFormat),
     Delimited(DelimitedFormat),
-    Regex(Box<RegexFormat>),
+    Regex(RegexFormat),
     Json(JsonFormat),
 }
 
@@ -212,7 +214,7 @@ impl TextConfig {
                         .map_or(field.name(), |(g, _)| g.as_str());
                     sources[field.index()] = Some(format!("group {group}"));
                 }
-                Format::Regex(Box::new(format))
+                Format::Regex(format)
             }
             _ => {
                 let mut paths = Vec::new();

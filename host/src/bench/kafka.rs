@@ -1,0 +1,131 @@
+//! `flowlink bench kafka --brokers HOST:PORT`: the Kafka connector's
+//! consume path against a running broker. Produces `--messages` VPC flow
+//! records to a fresh topic, then consumes them as the connector does (a
+//! consumer group, offsets stored per message after the hand-off, librdkafka
+//! committing them) and reports messages and bytes per second. Parsing is
+//! measured on its own by `bench text`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+#[derive(clap::Args)]
+pub struct KafkaArgs {
+    /// Bootstrap broker, host:port.
+    #[arg(long)]
+    brokers: String,
+    /// Messages to produce and consume.
+    #[arg(long, default_value_t = 200_000)]
+    messages: usize,
+    /// Partitions of the bench topic.
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+}
+
+pub fn run(args: KafkaArgs) -> Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench(args))
+}
+
+fn record(i: usize) -> String {
+    format!(
+        "2 123456789012 eni-0a1b2c3d4e5f60718 10.{}.{}.{} 172.16.0.10 {} 443 6 20 4249 1795867200 1795867260 ACCEPT OK",
+        i % 200,
+        (i / 200) % 250,
+        i % 250,
+        1024 + i % 60000
+    )
+}
+
+async fn bench(args: KafkaArgs) -> Result<()> {
+    let topic = format!("flowlink-bench-{}", std::process::id());
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .create()
+        .context("creating the Kafka admin client")?;
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(
+                &topic,
+                args.partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .context("creating the bench topic")?;
+    for result in created {
+        if let Err((name, code)) = result {
+            bail!("creating topic {name}: {code}");
+        }
+    }
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let payloads: Vec<String> = (0..args.messages).map(record).collect();
+    let bytes: usize = payloads.iter().map(String::len).sum();
+    let started = Instant::now();
+    let mut in_flight = Vec::with_capacity(10_000);
+    for payload in &payloads {
+        in_flight.push(producer.send_result(FutureRecord::<(), str>::to(&topic).payload(payload)));
+        if in_flight.len() == 10_000 {
+            for delivery in in_flight.drain(..) {
+                delivery.map_err(|(e, _)| e)?.await?.map_err(|(e, _)| e)?;
+            }
+        }
+    }
+    for delivery in in_flight {
+        delivery.map_err(|(e, _)| e)?.await?.map_err(|(e, _)| e)?;
+    }
+    let produce = started.elapsed();
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("group.id", format!("{topic}-group"))
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[&topic])?;
+    let mut received = 0usize;
+    let mut started = None;
+    while received < args.messages {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .context("no message for 30 s")??;
+        started.get_or_insert_with(Instant::now);
+        std::hint::black_box(message.payload().map(<[u8]>::to_vec));
+        consumer.store_offset(message.topic(), message.partition(), message.offset())?;
+        received += 1;
+    }
+    let consume = started.map_or(Duration::ZERO, |s| s.elapsed());
+
+    println!(
+        "flowlink bench kafka: {} messages ({:.0} bytes each) on {} partition(s), broker {}",
+        args.messages,
+        bytes as f64 / args.messages as f64,
+        args.partitions,
+        args.brokers
+    );
+    println!(
+        "produce            : {:>10.0} messages/s",
+        args.messages as f64 / produce.as_secs_f64()
+    );
+    println!(
+        "consume + store    : {:>10.0} messages/s ({:.1} MB/s)",
+        args.messages as f64 / consume.as_secs_f64(),
+        bytes as f64 / consume.as_secs_f64() / 1e6
+    );
+    Ok(())
+}
