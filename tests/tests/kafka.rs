@@ -168,3 +168,46 @@ fn text_records_survive_a_broker_outage() {
         "after the broker came back",
     );
 }
+
+#[test]
+fn two_daemons_in_one_group_share_the_partitions() {
+    let broker = KafkaBroker::start();
+    broker.create_topic("shared", 2);
+    let emulator = Emulator::start();
+    let config = DaemonConfig::new(&emulator, "group", "vpc-flow")
+        .connector(&connector(&broker, "shared"))
+        .yaml();
+    let mut first = Daemon::start("kafka-group-a", &config);
+    let second = Daemon::start("kafka-group-b", &config);
+    // The second member's arrival makes the group rebalance: each ends
+    // with one partition.
+    let split = wait_for(Duration::from_secs(60), || {
+        let a = first.log().matches("kafka partitions assigned").count();
+        let b = second.log().matches("kafka partitions assigned").count();
+        (a >= 2 && b >= 1).then_some(())
+    });
+    assert!(split.is_some(), "no rebalance\nA:\n{}\nB:\n{}", first.log(), second.log());
+
+    let produce = |net: u8, count: u8, sent: &mut Vec<(u8, u8, u64, u64)>| {
+        let records: Vec<_> = (1..=count).map(|h| (net, h, u64::from(h), 50 * u64::from(h))).collect();
+        let keys: Vec<String> = records.iter().map(|r| format!("eni-{}", r.1)).collect();
+        let messages: Vec<_> = records
+            .iter()
+            .zip(&keys)
+            .map(|(r, k)| (Some(k.as_str()), vpc_record(r.0, r.1, r.2, r.3)))
+            .collect();
+        broker.produce("shared", &messages);
+        sent.extend(records);
+    };
+    let mut sent = Vec::new();
+    produce(1, 40, &mut sent);
+    let both = expected_totals(&sent, "172.16.0.10", 443, 6);
+    wait_exact(&emulator, &second, &both, "two members");
+    let parsed = |d: &Daemon| d.log().contains("window closed");
+    assert!(parsed(&first) && parsed(&second), "both members took a share");
+
+    // One member leaves: the other takes over its partition.
+    assert!(first.terminate().success());
+    produce(2, 40, &mut sent);
+    wait_exact(&emulator, &second, &expected_totals(&sent, "172.16.0.10", 443, 6), "after a member left");
+}

@@ -262,7 +262,10 @@ impl LogGroupSource {
         Ok(names)
     }
 
-    async fn read_stream(&mut self, stream: &str) -> Result<(), PollError> {
+        async fn read_stream(&mut self, stream: &str) -> Result<(), PollError> {
+        // GetLogEvents may return empty pages with a new token before the
+        // end; the same token back means the end. Bounded, to be safe.
+        let mut empty_pages = 0;
         loop {
             let position = self
                 .checkpoint
@@ -274,7 +277,10 @@ impl LogGroupSource {
                 None => self.get_events(stream, &position).await?,
                 Some(pattern) => self.filter_events(stream, pattern, &position).await?,
             };
-            let done = next == position;
+                        if lines.is_empty() {
+                empty_pages += 1;
+            }
+            let done = next == position || empty_pages >= 10;
             if !lines.is_empty() && !self.deliver(stream, lines).await {
                 return Err(PollError::Stopped);
             }
@@ -318,7 +324,7 @@ impl LogGroupSource {
                 lines.push(b'\n');
             }
         }
-        let next = StreamPosition {
+                let next = StreamPosition {
             token: page
                 .next_forward_token()
                 .map(str::to_owned)
@@ -326,10 +332,6 @@ impl LogGroupSource {
             after_ms: position.after_ms,
             ids: Vec::new(),
         };
-        // An empty page means caught up, whatever the token says.
-        if page.events().is_empty() {
-            return Ok((lines, position.clone()));
-        }
         Ok((lines, next))
     }
 

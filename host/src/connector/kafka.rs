@@ -26,9 +26,35 @@ use crate::pipeline::{Ack, RawMessage, now_ms};
 /// Messages handed to the workers whose offsets are not stored yet.
 const IN_FLIGHT: usize = 4096;
 
-/// Routes librdkafka's log and rebalance events into ours.
+/// Routes librdkafka's log and rebalance events into ours. While a broker
+/// is away librdkafka repeats the same complaint several times a second;
+/// a message identical to the previous one is logged again only after
+/// `REPEAT_AFTER`.
 struct KafkaEvents {
     label: String,
+    last: std::sync::Mutex<(String, Option<std::time::Instant>)>,
+}
+
+const REPEAT_AFTER: Duration = Duration::from_secs(30);
+
+impl KafkaEvents {
+    fn new(label: String) -> Self {
+        KafkaEvents {
+            label,
+            last: std::sync::Mutex::new((String::new(), None)),
+        }
+    }
+
+    /// Whether `message` is news (not a repeat of the last one, or a repeat
+    /// after a while).
+    fn is_news(&self, message: &str) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let repeat = last.0 == message && last.1.is_some_and(|t| t.elapsed() < REPEAT_AFTER);
+        if !repeat {
+            *last = (message.to_owned(), Some(std::time::Instant::now()));
+        }
+        !repeat
+    }
 }
 
 impl ClientContext for KafkaEvents {
@@ -37,12 +63,21 @@ impl ClientContext for KafkaEvents {
             RDKafkaLogLevel::Debug | RDKafkaLogLevel::Info | RDKafkaLogLevel::Notice => {
                 tracing::debug!(connector = %self.label, "librdkafka {facility}: {message}")
             }
-            _ => tracing::warn!(connector = %self.label, "librdkafka {facility}: {message}"),
+            _ => {
+                // "... (after 0ms in state CONNECT, 1 identical error(s) suppressed)"
+                let gist = message.split(" (after").next().unwrap_or(message);
+                if self.is_news(gist) {
+                    tracing::warn!(connector = %self.label, "librdkafka {facility}: {message}")
+                }
+            }
         }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(connector = %self.label, "kafka: {error}: {reason}");
+        let text = format!("{error}");
+        if self.is_news(&text) {
+            tracing::warn!(connector = %self.label, "kafka: {error}: {reason}");
+        }
     }
 }
 
@@ -94,9 +129,7 @@ pub fn start(ctx: ConnectorContext, props: &KafkaProperties) -> Result<Connector
     }
     config.set_log_level(RDKafkaLogLevel::Warning);
     let consumer: Consumer_ = config
-        .create_with_context(KafkaEvents {
-            label: label.clone(),
-        })
+                .create_with_context(KafkaEvents::new(label.clone()))
         .with_context(|| {
             format!(
                 "consumer {:?}: creating the Kafka consumer",
