@@ -186,10 +186,17 @@ fn two_daemons_in_one_group_share_the_partitions() {
         let b = second.log().matches("kafka partitions assigned").count();
         (a >= 2 && b >= 1).then_some(())
     });
-    assert!(split.is_some(), "no rebalance\nA:\n{}\nB:\n{}", first.log(), second.log());
+    assert!(
+        split.is_some(),
+        "no rebalance\nA:\n{}\nB:\n{}",
+        first.log(),
+        second.log()
+    );
 
     let produce = |net: u8, count: u8, sent: &mut Vec<(u8, u8, u64, u64)>| {
-        let records: Vec<_> = (1..=count).map(|h| (net, h, u64::from(h), 50 * u64::from(h))).collect();
+        let records: Vec<_> = (1..=count)
+            .map(|h| (net, h, u64::from(h), 50 * u64::from(h)))
+            .collect();
         let keys: Vec<String> = records.iter().map(|r| format!("eni-{}", r.1)).collect();
         let messages: Vec<_> = records
             .iter()
@@ -204,10 +211,18 @@ fn two_daemons_in_one_group_share_the_partitions() {
     let both = expected_totals(&sent, "172.16.0.10", 443, 6);
     wait_exact(&emulator, &second, &both, "two members");
     let parsed = |d: &Daemon| d.log().contains("window closed");
-    assert!(parsed(&first) && parsed(&second), "both members took a share");
+    assert!(
+        parsed(&first) && parsed(&second),
+        "both members took a share"
+    );
 
     // One member leaves: the other takes over its partition.
     assert!(first.terminate().success());
     produce(2, 40, &mut sent);
-    wait_exact(&emulator, &second, &expected_totals(&sent, "172.16.0.10", 443, 6), "after a member left");
+    wait_exact(
+        &emulator,
+        &second,
+        &expected_totals(&sent, "172.16.0.10", 443, 6),
+        "after a member left",
+    );
 }

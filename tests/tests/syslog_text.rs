@@ -102,9 +102,7 @@ fn kv_lines_from_logger_over_tcp_and_udp() {
     let log = daemon.log();
     assert!(
         log.contains(
-            "record rejected: field src_ip (key sip): \\\"10.1.0.999\\\" is not an IP address"
-        ) || log.contains(
-            "record rejected: field src_ip (key sip): \"10.1.0.999\" is not an IP address"
+            r#"record rejected: field src_ip (key sip): "10.1.0.999" is not an IP address"#
         ),
         "the reject names the field, the key and the value:\n{log}"
     );

@@ -262,7 +262,7 @@ impl LogGroupSource {
         Ok(names)
     }
 
-        async fn read_stream(&mut self, stream: &str) -> Result<(), PollError> {
+    async fn read_stream(&mut self, stream: &str) -> Result<(), PollError> {
         // GetLogEvents may return empty pages with a new token before the
         // end; the same token back means the end. Bounded, to be safe.
         let mut empty_pages = 0;
@@ -277,7 +277,7 @@ impl LogGroupSource {
                 None => self.get_events(stream, &position).await?,
                 Some(pattern) => self.filter_events(stream, pattern, &position).await?,
             };
-                        if lines.is_empty() {
+            if lines.is_empty() {
                 empty_pages += 1;
             }
             let done = next == position || empty_pages >= 10;
@@ -324,7 +324,7 @@ impl LogGroupSource {
                 lines.push(b'\n');
             }
         }
-                let next = StreamPosition {
+        let next = StreamPosition {
             token: page
                 .next_forward_token()
                 .map(str::to_owned)

@@ -129,7 +129,7 @@ pub fn start(ctx: ConnectorContext, props: &KafkaProperties) -> Result<Connector
     }
     config.set_log_level(RDKafkaLogLevel::Warning);
     let consumer: Consumer_ = config
-                .create_with_context(KafkaEvents::new(label.clone()))
+        .create_with_context(KafkaEvents::new(label.clone()))
         .with_context(|| {
             format!(
                 "consumer {:?}: creating the Kafka consumer",
