@@ -139,3 +139,92 @@ fn a_missing_log_group_stops_the_start_with_its_name() {
         "{stderr}"
     );
 }
+
+#[test]
+fn start_position_end_skips_what_was_there() {
+    let moto = MotoServer::start();
+    let emulator = Emulator::start();
+    let stream = "eni-0a1b2c3d-all";
+    moto.create_stream(GROUP, stream);
+    // Before the first start: not read with start_position end.
+    put(&moto, stream, &[(1, 1, 1, 40), (1, 2, 2, 80)]);
+    let config = DaemonConfig::new(&emulator, "cloudwatch", "vpc-flow")
+        .connector(&format!(
+            "{{ type: aws, properties: {{ region: {AWS_REGION}, log_group: \"{GROUP}\", endpoint_url: \"{}\", poll_seconds: 1 }} }}",
+            moto.endpoint
+        ))
+        .yaml();
+    let daemon = Daemon::start("cloudwatch-end", &config);
+    let started = wait_for(Duration::from_secs(10), || {
+        daemon
+            .log()
+            .contains("CloudWatch Logs connector started")
+            .then_some(())
+    });
+    assert!(started.is_some());
+    std::thread::sleep(Duration::from_secs(2));
+    let after: Vec<_> = (3..=6)
+        .map(|h| (1, h, u64::from(h), 40 * u64::from(h)))
+        .collect();
+    put(&moto, stream, &after);
+    let expected = expected_totals(&after, "172.16.0.10", 443, 6);
+    let arrived = wait_for(Duration::from_secs(30), || {
+        (emulator.totals() == expected).then_some(())
+    });
+    assert!(
+        arrived.is_some(),
+        "got {:?}\n{}",
+        emulator.totals(),
+        daemon.log()
+    );
+}
+
+#[test]
+fn filter_pattern_selects_events_and_resumes_after_restart() {
+    let moto = MotoServer::start();
+    let emulator = Emulator::start();
+    let stream = "eni-0a1b2c3d-all";
+    moto.create_stream(GROUP, stream);
+    let rejected = |net: u8, host: u8| {
+        format!(
+            "2 123456789012 eni-0a1b2c3d 10.{net}.0.{host} 172.16.0.10 40000 443 6 1 60 1795867200 1795867260 REJECT OK"
+        )
+    };
+    let mut messages = vec![rejected(1, 1), vpc_record(9, 1, 5, 500), rejected(1, 2)];
+    moto.put_events(GROUP, stream, &messages);
+    let dir = temp_dir("cloudwatch-filter");
+    let config = DaemonConfig::new(&emulator, "cloudwatch", "vpc-flow")
+        .connector(&format!(
+            "{{ type: aws, properties: {{ region: {AWS_REGION}, log_group: \"{GROUP}\", endpoint_url: \"{}\", poll_seconds: 1, start_position: beginning, filter_pattern: REJECT }} }}",
+            moto.endpoint
+        ))
+        .yaml();
+    let mut daemon = Daemon::start_in(&dir, &config);
+    let mut sent = vec![(1, 1, 1, 60), (1, 2, 1, 60)];
+    let wait = |daemon: &Daemon, sent: &[(u8, u8, u64, u64)]| {
+        let expected = expected_totals(sent, "172.16.0.10", 443, 6);
+        let arrived = wait_for(Duration::from_secs(30), || {
+            (emulator.totals() == expected).then_some(())
+        });
+        assert!(
+            arrived.is_some(),
+            "got {:?}\n{}",
+            emulator.totals(),
+            daemon.log()
+        );
+    };
+    wait(&daemon, &sent);
+    assert!(daemon.terminate().success());
+    messages = vec![vpc_record(9, 2, 5, 500), rejected(1, 3)];
+    moto.put_events(GROUP, stream, &messages);
+    sent.push((1, 3, 1, 60));
+    let daemon = Daemon::start_in(&dir, &config);
+    wait(&daemon, &sent);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        emulator.totals(),
+        expected_totals(&sent, "172.16.0.10", 443, 6),
+        "an event arrived twice\n{}",
+        daemon.log()
+    );
+}

@@ -195,10 +195,7 @@ impl LogGroupSource {
                     self.first_start,
                     self.props.start_position.unwrap_or_default(),
                 ) {
-                    (true, StartPosition::End) => StreamPosition {
-                        after_ms: Some(now),
-                        ..Default::default()
-                    },
+                    (true, StartPosition::End) => self.end_of(stream, now).await?,
                     _ => StreamPosition::default(),
                 };
                 self.checkpoint.streams.insert(stream.clone(), position);
@@ -215,6 +212,44 @@ impl LogGroupSource {
             self.read_stream(&stream).await?;
         }
         Ok(())
+    }
+
+    /// A position after the stream's last event: its newest event's
+    /// forward token (exact, also for events stamped in the past), or for
+    /// filtered reads the current time.
+    async fn end_of(&self, stream: &str, now: i64) -> Result<StreamPosition, PollError> {
+        let by_time = StreamPosition {
+            after_ms: Some(now),
+            ..Default::default()
+        };
+        if self.props.filter_pattern.is_some() {
+            return Ok(by_time);
+        }
+        let page = self
+            .client
+            .get_log_events()
+            .log_group_name(&self.props.log_group)
+            .log_stream_name(stream)
+            .start_from_head(false)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| match error_code(&e) {
+                Some("ThrottlingException") => PollError::Throttled,
+                _ => PollError::Other(anyhow::anyhow!(
+                    "GetLogEvents {stream}: {}",
+                    DisplayErrorContext(&e)
+                )),
+            })?;
+        Ok(match page.next_forward_token() {
+            Some(token) if !page.events().is_empty() => StreamPosition {
+                token: Some(token.to_owned()),
+                ..Default::default()
+            },
+            // An empty stream: everything in it will be new.
+            _ if page.events().is_empty() => StreamPosition::default(),
+            _ => by_time,
+        })
     }
 
     /// The group's streams, filtered by prefix or names.

@@ -113,7 +113,11 @@ impl FileTail {
                     tracing::warn!(consumer = &*self.ctx.consumer_name, path = %self.path.display(), "reading: {e:#}");
                 }
                 if let Some(replaced) = self.rotated(open) {
-                    // Rotated: the old file was read to its end above.
+                    // Rotated. Read the old file to its end once more: the
+                    // writer may have added lines after the read above.
+                    if let Err(e) = self.drain(open).await {
+                        tracing::warn!(consumer = &*self.ctx.consumer_name, path = %self.path.display(), "reading the rotated file: {e:#}");
+                    }
                     let mut last = Vec::new();
                     self.framer.finish(&mut last);
                     self.send(

@@ -102,7 +102,7 @@ impl ConsumerContext for KafkaEvents {
     }
 }
 
-type Consumer_ = StreamConsumer<KafkaEvents>;
+type GroupConsumer = StreamConsumer<KafkaEvents>;
 
 pub fn start(ctx: ConnectorContext, props: &KafkaProperties) -> Result<ConnectorHandle> {
     let label = ctx.label();
@@ -128,7 +128,7 @@ pub fn start(ctx: ConnectorContext, props: &KafkaProperties) -> Result<Connector
         config.set(key, value);
     }
     config.set_log_level(RDKafkaLogLevel::Warning);
-    let consumer: Consumer_ = config
+    let consumer: GroupConsumer = config
         .create_with_context(KafkaEvents::new(label.clone()))
         .with_context(|| {
             format!(
@@ -192,7 +192,7 @@ struct Pending {
 
 async fn consume(
     ctx: ConnectorContext,
-    consumer: Arc<Consumer_>,
+    consumer: Arc<GroupConsumer>,
     acks: mpsc::Sender<Pending>,
     stop: CancellationToken,
 ) {
@@ -249,7 +249,11 @@ async fn consume(
 
 /// Stores each offset once its message is acknowledged, in receive order;
 /// at the end, commits synchronously so a restart resumes exactly there.
-async fn store_offsets(consumer: Arc<Consumer_>, mut acks: mpsc::Receiver<Pending>, label: String) {
+async fn store_offsets(
+    consumer: Arc<GroupConsumer>,
+    mut acks: mpsc::Receiver<Pending>,
+    label: String,
+) {
     while let Some(mut pending) = acks.recv().await {
         if (&mut pending.receipt).await.is_err() {
             // The daemon stopped before this message was handed on: it

@@ -187,17 +187,16 @@ fn parse_group(
     let mut acks = Vec::new();
     let messages: Vec<Message> = group
         .into_iter()
-        .map(|mut m| {
-            acks.extend(m.ack.take());
-            m
-        })
-        .map(|m| Message {
-            origin: Origin {
-                exporter: ip_to_wit(m.exporter.ip()),
-                port: m.exporter.port(),
-                received_ms: m.received_ms,
-            },
-            payload: m.payload,
+        .map(|m| {
+            acks.extend(m.ack);
+            Message {
+                origin: Origin {
+                    exporter: ip_to_wit(m.exporter.ip()),
+                    port: m.exporter.port(),
+                    received_ms: m.received_ms,
+                },
+                payload: m.payload,
+            }
         })
         .collect();
     let restarts_before = session.restarts;
@@ -269,9 +268,9 @@ impl RejectLog {
         if self.window.is_none_or(|start| now - start >= Self::WINDOW) {
             if self.suppressed > 0 {
                 tracing::warn!(
-                    consumer,
-                    "{} more records rejected (not logged one by one)",
-                    self.suppressed
+                    "{} more records rejected by this worker's parsers in the last {} s (counted, not logged)",
+                    self.suppressed,
+                    Self::WINDOW.as_secs()
                 );
             }
             *self = RejectLog {

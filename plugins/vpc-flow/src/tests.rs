@@ -58,7 +58,7 @@ fn custom_format_with_packet_addresses_and_tcp_flags() {
     let format = r#"{"format": "${version} ${vpc-id} ${subnet-id} ${instance-id} ${interface-id} ${account-id} ${type} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${pkt-srcaddr} ${pkt-dstaddr} ${protocol} ${bytes} ${packets} ${start} ${end} ${action} ${tcp-flags} ${log-status}", "addresses": "packet"}"#;
     let out = run(
         format,
-        "3 vpc-abcdefab012345678 subnet-aaaaaaaa012345678 i-01234567890123456 eni-1235b8ca123456789 123456789010 IPv4 10.0.1.5 10.0.0.220 10.0.1.5 203.0.113.5 10.0.1.5 203.0.113.5 6 1500 5 1418530010 1418530070 ACCEPT 19 OK",
+        "3 vpc-abcdefab012345678 subnet-aaaaaaaa012345678 i-01234567890123456 eni-1235b8ca123456789 123456789010 IPv4 10.0.1.5 10.0.0.220 39812 80 10.0.1.5 203.0.113.5 6 1500 5 1418530010 1418530070 ACCEPT 19 OK",
     );
     assert!(out.rejected.is_empty(), "{:?}", out.rejected);
     assert_eq!(out.flows[0].dst, v4("203.0.113.5"));
