@@ -265,3 +265,23 @@ fn connector_problems_are_listed_with_their_paths() {
         ],
     );
 }
+
+#[test]
+fn every_example_config_passes_check_config() {
+    let examples = flowlink_e2e::repo_root().join("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let out = run_flowlink(&["check-config", "--config", path.to_str().unwrap()]);
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "examples/ has the quick start and the connector examples");
+}
