@@ -283,5 +283,8 @@ fn every_example_config_passes_check_config() {
             checked += 1;
         }
     }
-    assert!(checked >= 3, "examples/ has the quick start and the connector examples");
+    assert!(
+        checked >= 3,
+        "examples/ has the quick start and the connector examples"
+    );
 }

@@ -201,8 +201,8 @@ pub enum TcpFraming {
     Newline,
     /// Text records as `LEN SP MSG` (RFC 6587 octet counting).
     OctetCounting,
-    /// Either, decided per record: a record starting with a digit is
-    /// octet-counted (what syslog senders do).
+    /// Either, decided per record: `LEN SP <` starts an octet-counted
+    /// record, anything else is a line.
     Syslog,
 }
 

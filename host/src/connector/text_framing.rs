@@ -1,7 +1,7 @@
 //! Text records over a TCP byte stream: newline-terminated lines
 //! (RFC 6587 §3.4.2, "non-transparent framing"), octet-counted frames
-//! (`LEN SP MSG`, RFC 6587 §3.4.1), or either, decided frame by frame as
-//! rsyslog does (a frame starting with a digit is octet-counted).
+//! (`LEN SP MSG`, RFC 6587 §3.4.1), or either, decided frame by frame
+//! (`LEN SP <PRI>` is octet-counted, anything else is a line).
 
 use crate::config::TcpFraming;
 
@@ -62,7 +62,10 @@ impl TextFramer {
             }
             let counted = match self.framing {
                 TcpFraming::OctetCounting => true,
-                TcpFraming::Syslog => rest[0].is_ascii_digit(),
+                TcpFraming::Syslog => match syslog_frame_is_counted(rest) {
+                    Some(counted) => counted,
+                    None => break, // cannot tell yet
+                },
                 _ => false,
             };
             if counted {
@@ -145,7 +148,7 @@ impl TextFramer {
     pub fn finish(&mut self, out: &mut Vec<u8>) {
         let counted_partial = match self.framing {
             TcpFraming::OctetCounting => true,
-            TcpFraming::Syslog => self.buf.first().is_some_and(u8::is_ascii_digit),
+            TcpFraming::Syslog => syslog_frame_is_counted(&self.buf) != Some(false),
             _ => false,
         };
         if !self.buf.is_empty() && !self.discarding_line && !counted_partial {
@@ -153,6 +156,22 @@ impl TextFramer {
             out.push(b'\n');
         }
         self.buf.clear();
+    }
+}
+
+/// Whether a syslog frame starting at `rest` is octet-counted: `LEN SP <`
+/// (a length, then the message's `<PRI>`). Anything else is a line, so a
+/// text record that starts with a number (`2 123456789012 eni-…`) is not
+/// taken for a length. `None`: too few bytes to tell.
+fn syslog_frame_is_counted(rest: &[u8]) -> Option<bool> {
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || rest[0] == b'0' || digits > 10 {
+        return Some(false);
+    }
+    match (rest.get(digits), rest.get(digits + 1)) {
+        (None, _) | (Some(b' '), None) => None,
+        (Some(b' '), Some(b'<')) => Some(true),
+        _ => Some(false),
     }
 }
 
@@ -190,8 +209,17 @@ mod tests {
 
     #[test]
     fn syslog_framing_decides_per_frame() {
-        let (out, _) = frame(TcpFraming::Syslog, &[b"<13>x=1\n4 y=22", b"<13>z=3\n"]);
-        assert_eq!(out, "<13>x=1\ny=22\n<13>z=3\n");
+        let (out, _) = frame(TcpFraming::Syslog, &[b"<13>x=1\n7 <13>y=2", b"<13>z=3\n"]);
+        assert_eq!(out, "<13>x=1\n<13>y=2\n<13>z=3\n");
+        // Lines that start with a number are lines, not lengths.
+        let (out, _) = frame(
+            TcpFraming::Syslog,
+            &[b"2 12 eni 10.0.1\n10.0.0.1,", b"443\n1", b"5\n"],
+        );
+        assert_eq!(out, "2 12 eni 10.0.1\n10.0.0.1,443\n15\n");
+        // Undecided at a chunk's end: wait for the next byte.
+        let (out, _) = frame(TcpFraming::Syslog, &[b"7", b" ", b"<1>abcd"]);
+        assert_eq!(out, "<1>abcd\n");
     }
 
     #[test]
