@@ -249,6 +249,10 @@ impl Daemon {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("daemon running").id() as i32
+    }
+
     /// SIGKILL: no shutdown, no flush, as in a crash.
     pub fn kill(&mut self) {
         let mut child = self.child.take().expect("daemon running");

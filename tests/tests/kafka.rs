@@ -226,3 +226,42 @@ fn two_daemons_in_one_group_share_the_partitions() {
         "after a member left",
     );
 }
+
+#[test]
+fn a_topic_pattern_takes_every_matching_topic() {
+    let broker = KafkaBroker::start();
+    for topic in ["fw-site-a", "fw-site-b", "other"] {
+        broker.create_topic(topic, 1);
+    }
+    let emulator = Emulator::start();
+    let config = DaemonConfig::new(&emulator, "pattern", "text")
+        .connector(&format!(
+            "{{ type: kafka, properties: {{ brokers: \"{}\", topic_pattern: \"fw-.*\", start_offset: earliest, properties: {{ topic.metadata.refresh.interval.ms: 1000 }} }} }}",
+            broker.address()
+        ))
+        .parser_with(KV_PROPERTIES)
+        .yaml();
+    let daemon = Daemon::start("kafka-pattern", &config);
+    let mut sent = Vec::new();
+    for (net, topic) in [(1u8, "fw-site-a"), (2, "fw-site-b"), (3, "other")] {
+        let records: Vec<_> = (1..=5u8)
+            .map(|h| (net, h, u64::from(h), 80 * u64::from(h)))
+            .collect();
+        let messages: Vec<_> = records
+            .iter()
+            .map(|r| (None, kv_record(r.0, r.1, r.2, r.3)))
+            .collect();
+        broker.produce(topic, &messages);
+        if topic != "other" {
+            sent.extend(records);
+        }
+    }
+    let expected = expected_totals(&sent, "172.16.0.53", 53, 17);
+    wait_exact(&emulator, &daemon, &expected, "pattern subscription");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        emulator.totals(),
+        expected,
+        "a topic outside the pattern was read"
+    );
+}
