@@ -228,3 +228,22 @@ fn filter_pattern_selects_events_and_resumes_after_restart() {
         daemon.log()
     );
 }
+
+#[test]
+fn an_unreachable_endpoint_does_not_stop_the_start() {
+    let emulator = Emulator::start();
+    let closed = free_tcp_port();
+    let config = DaemonConfig::new(&emulator, "cloudwatch", "vpc-flow")
+        .connector(&format!(
+            "{{ type: aws, properties: {{ region: {AWS_REGION}, log_group: \"{GROUP}\", endpoint_url: \"http://127.0.0.1:{closed}\", poll_seconds: 1 }} }}"
+        ))
+        .yaml();
+    // Daemon::start waits for "flowlink running".
+    let mut daemon = Daemon::start("cloudwatch-unreachable", &config);
+    assert!(
+        daemon.log().contains("cannot list streams yet"),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.terminate().success());
+}

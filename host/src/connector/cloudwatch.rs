@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::config::Region;
@@ -71,14 +71,25 @@ pub async fn start(ctx: ConnectorContext, props: &AwsProperties) -> Result<Conne
         }),
         store,
     };
-    // A wrong group or region is a configuration error: say so at start.
-    let streams = source.streams().await.with_context(|| {
-        format!(
-            "consumer {:?}: CloudWatch Logs group {:?} in {}",
-            &*name, props.log_group, props.region
-        )
-    })?;
-    tracing::info!(consumer = &*name, log_group = %props.log_group, streams = streams.len(), "CloudWatch Logs connector started");
+    // A wrong group, region or key is a configuration error: say so at
+    // start. An unreachable endpoint is not: the connector keeps trying.
+    match source.streams().await {
+        Ok(streams) => {
+            tracing::info!(consumer = &*name, log_group = %props.log_group, streams = streams.len(), "CloudWatch Logs connector started")
+        }
+        Err(PollError::Config(e)) => {
+            return Err(e.context(format!(
+                "consumer {:?}: CloudWatch Logs group {:?} in {}",
+                &*name, props.log_group, props.region
+            )));
+        }
+        Err(PollError::Other(e)) => {
+            tracing::warn!(consumer = &*name, log_group = %props.log_group, "CloudWatch Logs connector started, but cannot list streams yet: {e:#}")
+        }
+        Err(PollError::Throttled | PollError::Stopped) => {
+            tracing::info!(consumer = &*name, log_group = %props.log_group, "CloudWatch Logs connector started (throttled)")
+        }
+    }
     let stop = CancellationToken::new();
     let task = tokio::spawn({
         let stop = stop.clone();
@@ -133,6 +144,9 @@ struct LogGroupSource {
 enum PollError {
     Throttled,
     Stopped,
+    /// The group does not exist or may not be read: fatal at start,
+    /// retried (and logged) later, as the group may be recreated.
+    Config(anyhow::Error),
     Other(anyhow::Error),
 }
 
@@ -161,7 +175,7 @@ impl LogGroupSource {
                     );
                     backoff
                 }
-                Err(PollError::Other(e)) => {
+                Err(PollError::Other(e) | PollError::Config(e)) => {
                     let text = format!("{e:#}");
                     if last_error.as_ref() != Some(&text) {
                         tracing::warn!(
@@ -181,13 +195,7 @@ impl LogGroupSource {
     }
 
     async fn poll(&mut self, stop: &CancellationToken) -> Result<(), PollError> {
-        let streams = self.streams().await.map_err(|e| {
-            if e.to_string().contains("ThrottlingException") {
-                PollError::Throttled
-            } else {
-                PollError::Other(e)
-            }
-        })?;
+        let streams = self.streams().await?;
         let now = now_ms() as i64;
         for stream in &streams {
             if !self.checkpoint.streams.contains_key(stream) {
@@ -253,7 +261,7 @@ impl LogGroupSource {
     }
 
     /// The group's streams, filtered by prefix or names.
-    async fn streams(&self) -> Result<Vec<String>> {
+    async fn streams(&self) -> Result<Vec<String>, PollError> {
         let mut names = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -269,17 +277,26 @@ impl LogGroupSource {
             }
             let page = match request.send().await {
                 Ok(page) => page,
-                Err(e) if error_code(&e) == Some("ResourceNotFoundException") => {
-                    bail!(
-                        "log group {:?} does not exist in region {}",
-                        self.props.log_group,
-                        self.props.region
-                    )
+                Err(e) => {
+                    return Err(match error_code(&e) {
+                        Some("ResourceNotFoundException") => PollError::Config(anyhow::anyhow!(
+                            "log group {:?} does not exist in region {}",
+                            self.props.log_group,
+                            self.props.region
+                        )),
+                        Some(code @ ("AccessDeniedException" | "UnrecognizedClientException")) => {
+                            PollError::Config(anyhow::anyhow!(
+                                "{code}: the credentials may not read log group {:?}",
+                                self.props.log_group
+                            ))
+                        }
+                        Some("ThrottlingException") => PollError::Throttled,
+                        _ => PollError::Other(anyhow::anyhow!(
+                            "DescribeLogStreams: {}",
+                            DisplayErrorContext(&e)
+                        )),
+                    });
                 }
-                Err(e) if error_code(&e) == Some("ThrottlingException") => {
-                    bail!("ThrottlingException")
-                }
-                Err(e) => bail!("DescribeLogStreams: {}", DisplayErrorContext(&e)),
             };
             names.extend(
                 page.log_streams()
