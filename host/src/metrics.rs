@@ -31,6 +31,7 @@ counters!(ConsumerCounters {
     messages_failed: "messages a parser refused as a whole",
     flows_parsed: "flow records decoded",
     records_rejected: "single records a parser rejected",
+    records_skipped: "records a parser left out on purpose (VPC NODATA/SKIPDATA)",
     plugin_timeouts: "plugin calls stopped at their deadline",
     plugin_out_of_memory: "plugin calls stopped at their memory cap",
     plugin_traps: "plugin calls that trapped (panic, invalid output)",

@@ -77,6 +77,10 @@ fn vpc_records_from_streams_resume_after_restart() {
         counters["flowlink_records_rejected_total{consumer=\"cloudwatch\"}"],
         1
     );
+    assert_eq!(
+        counters["flowlink_records_skipped_total{consumer=\"cloudwatch\"}"], 1,
+        "the NODATA record is counted as skipped"
+    );
     assert!(
         daemon
             .log()

@@ -210,6 +210,7 @@ fn parse_group(
             Ok(parsed) => {
                 metrics::add(&counters.flows_parsed, parsed.flows.len() as u64);
                 metrics::add(&counters.records_rejected, parsed.rejected.len() as u64);
+                metrics::add(&counters.records_skipped, u64::from(parsed.skipped));
                 for rejected in &parsed.rejected {
                     reject_log.log(name, exporter, rejected.index, &rejected.reason);
                 }

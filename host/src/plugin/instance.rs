@@ -19,6 +19,8 @@ use super::sandbox::{SandboxLimits, SandboxState};
 pub struct ParsedMessage {
     pub flows: Vec<Flow>,
     pub rejected: Vec<Rejected>,
+    /// Records the parser left out on purpose (VPC NODATA, keep-alives).
+    pub skipped: u32,
 }
 
 /// Why one message produced nothing.
@@ -293,7 +295,7 @@ impl ParserInstance {
         let claimed: usize = parsed
             .outcomes
             .iter()
-            .map(|o| o.as_ref().map_or(0, |n| *n as usize))
+            .map(|o| o.as_ref().map_or(0, |o| o.flows as usize))
             .sum();
         if parsed.flows.len() != claimed.saturating_mul(PACKED_FLOW_LEN) {
             return invalid(format!(
@@ -317,7 +319,8 @@ impl ParserInstance {
             .into_iter()
             .zip(rejected)
             .map(|(outcome, rejected)| {
-                let n = outcome.map_err(ParseFailure::Rejected)? as usize;
+                let outcome = outcome.map_err(ParseFailure::Rejected)?;
+                let n = outcome.flows as usize;
                 // Taken before any early return, so the next message starts
                 // at its own records.
                 let mine: Vec<&[u8]> = records.by_ref().take(n).collect();
@@ -334,7 +337,11 @@ impl ParserInstance {
                         unpack(record).map_err(|e| ParseFailure::InvalidOutput(e.to_string()))?,
                     );
                 }
-                Ok(ParsedMessage { flows, rejected })
+                Ok(ParsedMessage {
+                    flows,
+                    rejected,
+                    skipped: outcome.skipped,
+                })
             })
             .collect()
     }

@@ -43,7 +43,8 @@ impl LoadedPlugin {
             .with_context(|| {
                 format!(
                     "{} imports something flowlink does not provide (plugins may import only \
-                 flowlink:parser and WASI)",
+                 flowlink:parser@0.3.0 and WASI; a plugin built against another version of \
+                 the contract must be rebuilt)",
                     path.display()
                 )
             })?;
@@ -51,7 +52,7 @@ impl LoadedPlugin {
             .map_err(wasm_error)
             .with_context(|| {
                 format!(
-                    "{} does not export the flowlink:parser/parser@0.1.0 interface",
+                    "{} does not export the flowlink:parser/parser@0.3.0 interface",
                     path.display()
                 )
             })?;

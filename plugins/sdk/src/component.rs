@@ -71,6 +71,7 @@ impl<P: Parser> GuestSession for SessionCell<P> {
         for (i, message) in messages.into_iter().enumerate() {
             scratch.flows.clear();
             scratch.rejected.clear();
+            scratch.skipped = 0;
             match parser.parse(&origin(message.origin), &message.payload, scratch) {
                 Ok(()) => {
                     parsed
@@ -79,7 +80,10 @@ impl<P: Parser> GuestSession for SessionCell<P> {
                     for flow in &scratch.flows {
                         packed::pack(flow, &mut parsed.flows);
                     }
-                    parsed.outcomes.push(Ok(scratch.flows.len() as u32));
+                    parsed.outcomes.push(Ok(wit::Outcome {
+                        flows: scratch.flows.len() as u32,
+                        skipped: scratch.skipped,
+                    }));
                     parsed
                         .rejected
                         .extend(scratch.rejected.drain(..).map(|r| wit::Rejected {

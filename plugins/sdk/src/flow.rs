@@ -70,9 +70,18 @@ pub struct Rejected {
 pub struct Batch {
     pub flows: Vec<Flow>,
     pub rejected: Vec<Rejected>,
+    /// Records deliberately left out (neither flows nor errors), for the
+    /// host's `records_skipped` counter.
+    pub skipped: u32,
 }
 
 impl Batch {
+    /// Counts one record that is deliberately not a flow (a VPC NODATA
+    /// record, a keep-alive): not an error, but worth a counter.
+    pub fn skip(&mut self) {
+        self.skipped = self.skipped.saturating_add(1);
+    }
+
     /// Records one undecodable record of the message.
     pub fn reject(&mut self, index: u32, reason: impl Into<String>) {
         self.rejected.push(Rejected {

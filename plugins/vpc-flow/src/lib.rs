@@ -16,30 +16,23 @@ use crate::record::{Addresses, Record, parse_record};
 pub struct VpcFlowParser {
     layout: Layout,
     addresses: Addresses,
-    no_data: u64,
     skip_data: u64,
 }
 
 impl VpcFlowParser {
-    /// NODATA/SKIPDATA records are not flows and not errors: counted, and
-    /// reported in the log at 1, 2, 4, 8, … so a steady trickle stays quiet.
-    fn count_skipped(&mut self, record: &Record) {
-        let (count, what) = match record {
-            Record::NoData => (&mut self.no_data, "NODATA"),
-            Record::SkipData => (&mut self.skip_data, "SKIPDATA"),
-            Record::Flow(_) => return,
-        };
-        *count += 1;
-        let count = *count;
-        if count.is_power_of_two() {
-            let message = format!(
-                "{count} {what} records skipped so far (NODATA {}, SKIPDATA {})",
-                self.no_data, self.skip_data
-            );
-            if what == "SKIPDATA" {
-                log::warn(&message);
-            } else {
-                log::info(&message);
+    /// NODATA/SKIPDATA records are neither flows nor errors: the host
+    /// counts them (`records_skipped`). SKIPDATA means AWS lost records
+    /// (capacity or an internal error), so it is also logged, at 1, 2, 4,
+    /// … so a steady trickle stays quiet.
+    fn skipped(&mut self, record: &Record, out: &mut Batch) {
+        out.skip();
+        if matches!(record, Record::SkipData) {
+            self.skip_data += 1;
+            if self.skip_data.is_power_of_two() {
+                log::warn(&format!(
+                    "{} SKIPDATA records so far: AWS could not capture some flows",
+                    self.skip_data
+                ));
             }
         }
     }
@@ -97,7 +90,6 @@ impl Parser for VpcFlowParser {
         Ok(VpcFlowParser {
             layout,
             addresses,
-            no_data: 0,
             skip_data: 0,
         })
     }
@@ -114,7 +106,7 @@ impl Parser for VpcFlowParser {
             }
             match parse_record(line, &self.layout, self.addresses) {
                 Ok(Record::Flow(flow)) => out.flows.push(flow),
-                Ok(skipped) => self.count_skipped(&skipped),
+                Ok(skipped) => self.skipped(&skipped, out),
                 Err(e) => out.reject(index, format!("{e}; line: {:?}", shorten(line))),
             }
         }

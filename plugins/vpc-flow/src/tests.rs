@@ -33,6 +33,10 @@ fn default_format_records() {
     assert!(out.rejected.is_empty(), "{:?}", out.rejected);
     assert_eq!(out.flows.len(), 4);
     assert_eq!(
+        out.skipped, 2,
+        "NODATA and SKIPDATA are counted, not rejected"
+    );
+    assert_eq!(
         out.flows[0],
         Flow {
             src: v4("172.31.16.139"),
