@@ -103,6 +103,9 @@ impl FileTail {
         let mut current: Option<Open> = None;
         // A file that appears after the start is new: read from its start.
         let mut first_open = self.path.exists();
+        if !first_open {
+            tracing::warn!(consumer = &*self.ctx.consumer_name, path = %self.path.display(), "file does not exist yet; waiting for it");
+        }
         loop {
             if current.is_none() {
                 current = self.open(saved, first_open).await;
