@@ -20,8 +20,8 @@ pub use fixtures::{
     expected_aggregation, expected_flows, ground_truth_conversations, read_flows_csv,
 };
 pub use process::{
-    Daemon, Emulator, decode_json, free_tcp_port, free_udp_port, run_flowlink, scrape, temp_dir,
-    wait_for,
+    Daemon, Emulator, assert_totals, decode_json, free_tcp_port, free_udp_port, run_flowlink,
+    scrape, temp_dir, wait_for,
 };
 pub use traffic::{distinct_key_datagrams, send_capture, send_datagrams};
 

@@ -46,6 +46,33 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
     }
 }
 
+/// Waits (up to a minute) until the emulator's totals are `expected`;
+/// else panics with what differs and the daemon's log.
+pub fn assert_totals(emulator: &Emulator, daemon: &Daemon, expected: &Totals, what: &str) {
+    let arrived = wait_for(Duration::from_secs(60), || {
+        (emulator.totals() == *expected).then_some(())
+    });
+    if arrived.is_none() {
+        let got = emulator.totals();
+        let differing: Vec<_> = expected
+            .iter()
+            .filter(|(k, v)| got.get(*k) != Some(v))
+            .take(5)
+            .collect();
+        let unexpected: Vec<_> = got
+            .keys()
+            .filter(|k| !expected.contains_key(*k))
+            .take(5)
+            .collect();
+        panic!(
+            "{what}: {} keys expected, {} received; differing {differing:?}; unexpected {unexpected:?}\n{}",
+            expected.len(),
+            got.len(),
+            daemon.log()
+        );
+    }
+}
+
 /// Collects a child's stderr lines in the background.
 fn capture_lines(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));

@@ -8,7 +8,8 @@ use std::time::Duration;
 use flowlink_e2e::peers::{AWS_REGION, MotoServer};
 use flowlink_e2e::records::{expected_totals, vpc_record};
 use flowlink_e2e::{
-    Daemon, DaemonConfig, Emulator, free_tcp_port, run_flowlink, scrape, temp_dir, wait_for,
+    Daemon, DaemonConfig, Emulator, assert_totals, free_tcp_port, run_flowlink, scrape, temp_dir,
+    wait_for,
 };
 
 const GROUP: &str = "/flowlink/vpc-flow-logs";
@@ -63,15 +64,7 @@ fn vpc_records_from_streams_resume_after_restart() {
         .yaml();
     let mut daemon = Daemon::start_in(&dir, &config);
     let expected = expected_totals(&sent, "172.16.0.10", 443, 6);
-    let arrived = wait_for(Duration::from_secs(30), || {
-        (emulator.totals() == expected).then_some(())
-    });
-    assert!(
-        arrived.is_some(),
-        "got {:?}\n{}",
-        emulator.totals().len(),
-        daemon.log()
-    );
+    assert_totals(&emulator, &daemon, &expected, "cloudwatch_logs");
     let counters = scrape(&metrics);
     assert_eq!(
         counters["flowlink_records_rejected_total{consumer=\"cloudwatch\"}"],
@@ -105,15 +98,7 @@ fn vpc_records_from_streams_resume_after_restart() {
 
     let daemon = Daemon::start_in(&dir, &config);
     let expected = expected_totals(&sent, "172.16.0.10", 443, 6);
-    let arrived = wait_for(Duration::from_secs(30), || {
-        (emulator.totals() == expected).then_some(())
-    });
-    assert!(
-        arrived.is_some(),
-        "after restart: got {:?}\n{}",
-        emulator.totals().len(),
-        daemon.log()
-    );
+    assert_totals(&emulator, &daemon, &expected, "cloudwatch_logs");
     // A few more polls: still exactly once.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
@@ -172,15 +157,7 @@ fn start_position_end_skips_what_was_there() {
         .collect();
     put(&moto, stream, &after);
     let expected = expected_totals(&after, "172.16.0.10", 443, 6);
-    let arrived = wait_for(Duration::from_secs(30), || {
-        (emulator.totals() == expected).then_some(())
-    });
-    assert!(
-        arrived.is_some(),
-        "got {:?}\n{}",
-        emulator.totals(),
-        daemon.log()
-    );
+    assert_totals(&emulator, &daemon, &expected, "cloudwatch_logs");
 }
 
 #[test]
@@ -207,15 +184,7 @@ fn filter_pattern_selects_events_and_resumes_after_restart() {
     let mut sent = vec![(1, 1, 1, 60), (1, 2, 1, 60)];
     let wait = |daemon: &Daemon, sent: &[(u8, u8, u64, u64)]| {
         let expected = expected_totals(sent, "172.16.0.10", 443, 6);
-        let arrived = wait_for(Duration::from_secs(30), || {
-            (emulator.totals() == expected).then_some(())
-        });
-        assert!(
-            arrived.is_some(),
-            "got {:?}\n{}",
-            emulator.totals(),
-            daemon.log()
-        );
+        assert_totals(&emulator, daemon, &expected, "filtered events");
     };
     wait(&daemon, &sent);
     assert!(daemon.terminate().success());

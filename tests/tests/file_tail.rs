@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use flowlink_e2e::records::{expected_totals, vpc_record};
-use flowlink_e2e::{Daemon, DaemonConfig, Emulator, temp_dir, wait_for};
+use flowlink_e2e::{Daemon, DaemonConfig, Emulator, assert_totals, temp_dir};
 
 fn append(path: &Path, records: &[(u8, u8, u64, u64)]) {
     let mut file = OpenOptions::new()
@@ -31,23 +31,7 @@ fn records(net: u8, hosts: std::ops::RangeInclusive<u8>) -> Vec<(u8, u8, u64, u6
 
 fn wait_exact(emulator: &Emulator, daemon: &Daemon, sent: &[(u8, u8, u64, u64)]) {
     let expected = expected_totals(sent, "172.16.0.10", 443, 6);
-    let arrived = wait_for(Duration::from_secs(30), || {
-        (emulator.totals() == expected).then_some(())
-    });
-    if arrived.is_none() {
-        let got = emulator.totals();
-        let wrong: Vec<_> = expected
-            .iter()
-            .filter(|(k, v)| got.get(*k) != Some(v))
-            .take(5)
-            .collect();
-        panic!(
-            "{} keys expected, {} received; differing {wrong:?}\n{}",
-            expected.len(),
-            got.len(),
-            daemon.log()
-        );
-    }
+    assert_totals(emulator, daemon, &expected, "file tail");
 }
 
 #[test]

@@ -6,35 +6,16 @@
 use std::time::Duration;
 
 use flowlink_e2e::peers::KafkaBroker;
-use flowlink_e2e::process::Totals;
 use flowlink_e2e::records::{KV_PROPERTIES, expected_totals, kv_record, vpc_record};
-use flowlink_e2e::{Daemon, DaemonConfig, Emulator, free_tcp_port, scrape, temp_dir, wait_for};
+use flowlink_e2e::{
+    Daemon, DaemonConfig, Emulator, assert_totals, free_tcp_port, scrape, temp_dir, wait_for,
+};
 
 fn connector(broker: &KafkaBroker, topic: &str) -> String {
     format!(
         "{{ type: kafka, properties: {{ brokers: \"{}\", topics: [{topic}], group_id: flowlink-test, start_offset: earliest, properties: {{ topic.metadata.refresh.interval.ms: 1000, auto.commit.interval.ms: 500 }} }} }}",
         broker.address()
     )
-}
-
-fn wait_exact(emulator: &Emulator, daemon: &Daemon, expected: &Totals, what: &str) {
-    let arrived = wait_for(Duration::from_secs(60), || {
-        (emulator.totals() == *expected).then_some(())
-    });
-    if arrived.is_none() {
-        let got = emulator.totals();
-        let wrong: Vec<_> = expected
-            .iter()
-            .filter(|(k, v)| got.get(*k) != Some(v))
-            .take(5)
-            .collect();
-        panic!(
-            "{what}: {} keys expected, {} received; differing {wrong:?}\n{}",
-            expected.len(),
-            got.len(),
-            daemon.log()
-        );
-    }
 }
 
 #[test]
@@ -72,7 +53,7 @@ fn vpc_records_at_least_once_across_a_restart() {
         .metrics(&metrics)
         .yaml();
     let mut daemon = Daemon::start_in(&dir, &config);
-    wait_exact(
+    assert_totals(
         &emulator,
         &daemon,
         &expected_totals(&sent, "172.16.0.10", 443, 6),
@@ -102,7 +83,7 @@ fn vpc_records_at_least_once_across_a_restart() {
     sent.extend(&later);
     let daemon = Daemon::start_in(&dir, &config);
     let expected = expected_totals(&sent, "172.16.0.10", 443, 6);
-    wait_exact(&emulator, &daemon, &expected, "after restart");
+    assert_totals(&emulator, &daemon, &expected, "after restart");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
         emulator.totals(),
@@ -131,7 +112,7 @@ fn text_records_survive_a_broker_outage() {
         .collect();
     broker.produce("firewall", &messages);
     let mut sent = first;
-    wait_exact(
+    assert_totals(
         &emulator,
         &daemon,
         &expected_totals(&sent, "172.16.0.53", 53, 17),
@@ -161,7 +142,7 @@ fn text_records_survive_a_broker_outage() {
         .collect();
     broker.produce("firewall", &messages);
     sent.extend(second);
-    wait_exact(
+    assert_totals(
         &emulator,
         &daemon,
         &expected_totals(&sent, "172.16.0.53", 53, 17),
@@ -209,7 +190,7 @@ fn two_daemons_in_one_group_share_the_partitions() {
     let mut sent = Vec::new();
     produce(1, 40, &mut sent);
     let both = expected_totals(&sent, "172.16.0.10", 443, 6);
-    wait_exact(&emulator, &second, &both, "two members");
+    assert_totals(&emulator, &second, &both, "two members");
     let parsed = |d: &Daemon| d.log().contains("window closed");
     assert!(
         parsed(&first) && parsed(&second),
@@ -219,7 +200,7 @@ fn two_daemons_in_one_group_share_the_partitions() {
     // One member leaves: the other takes over its partition.
     assert!(first.terminate().success());
     produce(2, 40, &mut sent);
-    wait_exact(
+    assert_totals(
         &emulator,
         &second,
         &expected_totals(&sent, "172.16.0.10", 443, 6),
@@ -257,7 +238,7 @@ fn a_topic_pattern_takes_every_matching_topic() {
         }
     }
     let expected = expected_totals(&sent, "172.16.0.53", 53, 17);
-    wait_exact(&emulator, &daemon, &expected, "pattern subscription");
+    assert_totals(&emulator, &daemon, &expected, "pattern subscription");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         emulator.totals(),

@@ -5,11 +5,10 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use flowlink_e2e::records::{KV_PROPERTIES, expected_totals, kv_record};
 use flowlink_e2e::{
-    Daemon, DaemonConfig, Emulator, free_tcp_port, free_udp_port, scrape, wait_for,
+    Daemon, DaemonConfig, Emulator, assert_totals, free_tcp_port, free_udp_port, scrape,
 };
 
 /// Sends each line as one syslog message with `logger ARGS`.
@@ -80,16 +79,7 @@ fn kv_lines_from_logger_over_tcp_and_udp() {
     logger(&["-n", "127.0.0.1", "-P", &port(udp), "-d"], &batch(3, 20));
 
     let expected = expected_totals(&sent, "172.16.0.53", 53, 17);
-    let arrived = wait_for(Duration::from_secs(30), || {
-        (emulator.totals() == expected).then_some(())
-    });
-    assert!(
-        arrived.is_some(),
-        "expected {} keys, got {:?}\n{}",
-        expected.len(),
-        emulator.totals().len(),
-        daemon.log()
-    );
+    assert_totals(&emulator, &daemon, &expected, "syslog_text");
     let counters = scrape(&metrics);
     assert_eq!(
         counters["flowlink_records_rejected_total{consumer=\"syslog\"}"],

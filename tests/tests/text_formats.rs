@@ -9,7 +9,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use flowlink_e2e::records::expected_totals;
-use flowlink_e2e::{Daemon, DaemonConfig, Emulator, free_tcp_port, scrape, wait_for};
+use flowlink_e2e::{
+    Daemon, DaemonConfig, Emulator, assert_totals, free_tcp_port, scrape, wait_for,
+};
 
 /// Sends `lines` over one connection to a daemon parsing them with
 /// `properties`; checks the flows of `good`, the reject count, and that
@@ -43,15 +45,7 @@ fn run_mode(
     }
     drop(stream);
     let expected = expected_totals(good, "172.16.0.80", 8080, 6);
-    let arrived = wait_for(Duration::from_secs(30), || {
-        (emulator.totals() == expected).then_some(())
-    });
-    assert!(
-        arrived.is_some(),
-        "{name}: got {:?}\n{}",
-        emulator.totals(),
-        daemon.log()
-    );
+    assert_totals(&emulator, &daemon, &expected, "text_formats");
     let rejected = wait_for(Duration::from_secs(10), || {
         scrape(&metrics)
             .get(&format!(

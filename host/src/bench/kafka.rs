@@ -42,16 +42,6 @@ pub fn run(args: KafkaArgs) -> Result<()> {
         .block_on(bench(args))
 }
 
-fn record(i: usize) -> String {
-    format!(
-        "2 123456789012 eni-0a1b2c3d4e5f60718 10.{}.{}.{} 172.16.0.10 {} 443 6 20 4249 1795867200 1795867260 ACCEPT OK",
-        i % 200,
-        (i / 200) % 250,
-        i % 250,
-        1024 + i % 60000
-    )
-}
-
 async fn bench(args: KafkaArgs) -> Result<()> {
     let topic = format!("flowlink-bench-{}", std::process::id());
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -80,7 +70,7 @@ async fn bench(args: KafkaArgs) -> Result<()> {
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
-    let payloads: Vec<String> = (0..args.messages).map(record).collect();
+    let payloads: Vec<String> = (0..args.messages).map(super::text::vpc_line).collect();
     let bytes: usize = payloads.iter().map(String::len).sum();
     let started = Instant::now();
     let mut in_flight = Vec::with_capacity(10_000);

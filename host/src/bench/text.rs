@@ -96,17 +96,20 @@ const CASES: [Case; 5] = [
         name: "vpc-flow (v2 default format)",
         plugin: "vpc-flow",
         properties: "{}",
-        line: |i| {
-            format!(
-                "2 123456789012 eni-0a1b2c3d4e5f60718 10.{}.{}.{} 172.16.0.10 {} 443 6 20 4249 1795867200 1795867260 ACCEPT OK",
-                i % 200,
-                (i / 200) % 250,
-                i % 250,
-                1024 + i % 60000
-            )
-        },
+        line: vpc_line,
     },
 ];
+
+/// VPC flow log record `i` (default format): a distinct source per record.
+pub(super) fn vpc_line(i: usize) -> String {
+    format!(
+        "2 123456789012 eni-0a1b2c3d4e5f60718 10.{}.{}.{} 172.16.0.10 {} 443 6 20 4249 1795867200 1795867260 ACCEPT OK",
+        i % 200,
+        (i / 200) % 250,
+        i % 250,
+        1024 + i % 60000
+    )
+}
 
 pub fn run(args: TextArgs) -> Result<()> {
     let budget = Duration::from_secs_f64(args.seconds);

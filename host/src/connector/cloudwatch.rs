@@ -130,6 +130,22 @@ fn error_code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
     e.as_service_error().and_then(|s| s.code())
 }
 
+/// A failed call on one stream: throttling backs off, anything else is
+/// logged and retried at the next poll.
+fn stream_error<E, R>(operation: &str, stream: &str, e: &SdkError<E, R>) -> PollError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match error_code(e) {
+        Some("ThrottlingException") => PollError::Throttled,
+        _ => PollError::Other(anyhow::anyhow!(
+            "{operation} {stream}: {}",
+            DisplayErrorContext(e)
+        )),
+    }
+}
+
 struct LogGroupSource {
     ctx: ConnectorContext,
     client: Client,
@@ -242,13 +258,7 @@ impl LogGroupSource {
             .limit(1)
             .send()
             .await
-            .map_err(|e| match error_code(&e) {
-                Some("ThrottlingException") => PollError::Throttled,
-                _ => PollError::Other(anyhow::anyhow!(
-                    "GetLogEvents {stream}: {}",
-                    DisplayErrorContext(&e)
-                )),
-            })?;
+            .map_err(|e| stream_error("GetLogEvents", stream, &e))?;
         Ok(match page.next_forward_token() {
             Some(token) if !page.events().is_empty() => StreamPosition {
                 token: Some(token.to_owned()),
@@ -362,13 +372,10 @@ impl LogGroupSource {
             (None, Some(after)) => request = request.start_time(after),
             (None, None) => {}
         }
-        let page = request.send().await.map_err(|e| match error_code(&e) {
-            Some("ThrottlingException") => PollError::Throttled,
-            _ => PollError::Other(anyhow::anyhow!(
-                "GetLogEvents {stream}: {}",
-                DisplayErrorContext(&e)
-            )),
-        })?;
+        let page = request
+            .send()
+            .await
+            .map_err(|e| stream_error("GetLogEvents", stream, &e))?;
         let mut lines = Vec::new();
         for event in page.events() {
             if let Some(message) = event.message() {
@@ -409,13 +416,10 @@ impl LogGroupSource {
             if let Some(t) = &token {
                 request = request.next_token(t);
             }
-            let page = request.send().await.map_err(|e| match error_code(&e) {
-                Some("ThrottlingException") => PollError::Throttled,
-                _ => PollError::Other(anyhow::anyhow!(
-                    "FilterLogEvents {stream}: {}",
-                    DisplayErrorContext(&e)
-                )),
-            })?;
+            let page = request
+                .send()
+                .await
+                .map_err(|e| stream_error("FilterLogEvents", stream, &e))?;
             for event in page.events() {
                 let (Some(ts), Some(id), Some(message)) =
                     (event.timestamp(), event.event_id(), event.message())
