@@ -15,6 +15,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use flowlink_decoders::ipfix;
+
 use super::text_framing::TextFramer;
 use super::{ConnectorContext, ConnectorHandle};
 use crate::config::{TcpFraming, TcpProperties};
@@ -144,7 +146,7 @@ async fn serve_ipfix(
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e.into()),
         }
-        let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        let length = ipfix::message_length(&header).expect("a whole header was read");
         if length < IPFIX_HEADER {
             // Without a sane length the next message cannot be found.
             anyhow::bail!("IPFIX message length {length} is below the header size: framing lost");
