@@ -8,7 +8,6 @@
 //! point is the last event time plus the ids already seen at that time.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -458,7 +457,7 @@ impl LogGroupSource {
             .router
             .route_waiting(RawMessage {
                 consumer: self.ctx.consumer,
-                exporter: stream_address(stream),
+                exporter: super::source_address(stream),
                 received_ms: now_ms(),
                 payload: lines,
                 stream: None,
@@ -473,12 +472,4 @@ impl LogGroupSource {
             tracing::warn!(consumer = &*self.ctx.consumer_name, "{e:#}");
         }
     }
-}
-
-/// No exporter: 0.0.0.0, with a number from the stream name so streams
-/// spread over the parser workers.
-fn stream_address(stream: &str) -> SocketAddr {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(stream);
-    SocketAddr::from(([0, 0, 0, 0], hash as u16))
 }

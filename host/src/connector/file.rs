@@ -54,6 +54,7 @@ pub fn start(ctx: ConnectorContext, props: &FileProperties) -> Result<ConnectorH
             TcpFraming::Newline,
             props.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
         ),
+        exporter: super::source_address(&ctx.label()),
         acks: acks_tx,
     };
     let tasks = vec![
@@ -82,6 +83,8 @@ struct FileTail {
     path: PathBuf,
     start: StartPosition,
     framer: TextFramer,
+    /// Where this file's messages say they come from (see `source_address`).
+    exporter: std::net::SocketAddr,
     acks: mpsc::Sender<(Position, oneshot::Receiver<()>)>,
 }
 
@@ -234,7 +237,7 @@ impl FileTail {
             .router
             .route_waiting(RawMessage {
                 consumer: self.ctx.consumer,
-                exporter: super::source_address(&self.ctx),
+                exporter: self.exporter,
                 received_ms: now_ms(),
                 payload: lines,
                 stream: None,

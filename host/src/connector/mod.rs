@@ -73,11 +73,12 @@ impl ConnectorHandle {
     }
 }
 
-/// The exporter address of messages from a source without one: 0.0.0.0,
-/// and the connector's number as the port so sources spread over workers.
-fn source_address(ctx: &ConnectorContext) -> std::net::SocketAddr {
+/// The exporter address of messages from a source without one (a file, a
+/// log stream): 0.0.0.0, and a number from the source's name as the port,
+/// so sources spread over the parser workers while each stays in order.
+fn source_address(name: &str) -> std::net::SocketAddr {
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(ctx.label());
+    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(name);
     std::net::SocketAddr::from(([0, 0, 0, 0], hash as u16))
 }
 
