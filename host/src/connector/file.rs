@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use super::text_framing::TextFramer;
 use super::{CheckpointStore, ConnectorContext, ConnectorHandle};
 use crate::config::{FileProperties, StartPosition, TcpFraming};
-use crate::metrics;
 use crate::pipeline::{Ack, RawMessage, now_ms};
 
 const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 10;
@@ -205,16 +204,8 @@ impl FileTail {
             open.offset += n as u64;
             let mut lines = Vec::new();
             let _ = self.framer.feed(&chunk[..n], &mut lines);
-            if self.framer.oversized > 0 {
-                let counters = self.ctx.metrics.consumer(self.ctx.consumer);
-                metrics::add(&counters.messages_oversized, self.framer.oversized);
-                tracing::warn!(
-                    consumer = &*self.ctx.consumer_name,
-                    count = self.framer.oversized,
-                    "lines over max_message_bytes discarded"
-                );
-                self.framer.oversized = 0;
-            }
+            self.ctx
+                .report_oversized(&mut self.framer, &self.path.display());
             // What the parsers have once these lines are through.
             let done = open.offset - self.framer.buffered() as u64;
             self.send(

@@ -46,6 +46,24 @@ impl ConnectorContext {
     pub fn label(&self) -> String {
         format!("{}[{}]", self.consumer_name, self.index)
     }
+    /// Counts and logs text records a framer discarded for their size.
+    fn report_oversized(
+        &self,
+        framer: &mut text_framing::TextFramer,
+        source: &dyn std::fmt::Display,
+    ) {
+        let count = framer.take_oversized();
+        if count > 0 {
+            crate::metrics::add(
+                &self.metrics.consumer(self.consumer).messages_oversized,
+                count,
+            );
+            tracing::warn!(
+                consumer = &*self.consumer_name, %source, count,
+                "records over max_message_bytes ({}) discarded", framer.max_message_bytes()
+            );
+        }
+    }
 }
 
 /// A running connector.

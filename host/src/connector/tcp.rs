@@ -20,7 +20,6 @@ use flowlink_decoders::ipfix;
 use super::text_framing::TextFramer;
 use super::{ConnectorContext, ConnectorHandle};
 use crate::config::{TcpFraming, TcpProperties};
-use crate::metrics;
 use crate::pipeline::{RawMessage, now_ms};
 use crate::plugin::StreamId;
 
@@ -172,7 +171,6 @@ async fn serve_text(
     let ctx = &listener.ctx;
     let mut framer = TextFramer::new(listener.framing, listener.max_message_bytes);
     let mut chunk = vec![0u8; TEXT_READ];
-    let counters = ctx.metrics.consumer(ctx.consumer);
     loop {
         let n = stream.read(&mut chunk).await?;
         let mut records = Vec::new();
@@ -182,14 +180,7 @@ async fn serve_text(
         } else {
             framer.feed(&chunk[..n], &mut records)
         };
-        if framer.oversized > 0 {
-            metrics::add(&counters.messages_oversized, framer.oversized);
-            tracing::warn!(
-                consumer = &*ctx.consumer_name, %peer, count = framer.oversized,
-                "records over max_message_bytes ({}) discarded", listener.max_message_bytes
-            );
-            framer.oversized = 0;
-        }
+        ctx.report_oversized(&mut framer, &peer);
         if !records.is_empty() {
             ctx.router
                 .route_waiting(message(ctx, peer, id, records))

@@ -17,7 +17,8 @@ pub struct TextFramer {
     /// octet-counted frame, `None` with `discarding_line` for a line.
     skip: usize,
     discarding_line: bool,
-    pub oversized: u64,
+    /// Records discarded for their size since the last `take_oversized`.
+    oversized: u64,
 }
 
 impl TextFramer {
@@ -60,13 +61,8 @@ impl TextFramer {
                     }
                 }
             }
-            let counted = match self.framing {
-                TcpFraming::OctetCounting => true,
-                TcpFraming::Syslog => match syslog_frame_is_counted(rest) {
-                    Some(counted) => counted,
-                    None => break, // cannot tell yet
-                },
-                _ => false,
+            let Some(counted) = self.frame_is_counted(rest) else {
+                break; // cannot tell yet
             };
             if counted {
                 let Some(space) = rest.iter().take(11).position(|b| *b == b' ') else {
@@ -132,6 +128,25 @@ impl TextFramer {
         Ok(())
     }
 
+    /// Whether the record starting at `rest` is octet-counted; `None`: too
+    /// few bytes to tell.
+    fn frame_is_counted(&self, rest: &[u8]) -> Option<bool> {
+        match self.framing {
+            TcpFraming::OctetCounting => Some(true),
+            TcpFraming::Syslog => syslog_frame_is_counted(rest),
+            _ => Some(false),
+        }
+    }
+
+    /// How many records were discarded for their size since the last call.
+    pub fn take_oversized(&mut self) -> u64 {
+        std::mem::take(&mut self.oversized)
+    }
+
+    pub fn max_message_bytes(&self) -> usize {
+        self.max
+    }
+
     /// Bytes held back: the start of a record not complete yet.
     pub fn buffered(&self) -> usize {
         self.buf.len()
@@ -146,11 +161,8 @@ impl TextFramer {
 
     /// At the end of the stream: a last line without its newline still counts.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        let counted_partial = match self.framing {
-            TcpFraming::OctetCounting => true,
-            TcpFraming::Syslog => syslog_frame_is_counted(&self.buf) != Some(false),
-            _ => false,
-        };
+        // A partial octet-counted frame (or one that might be) is cut, not a line.
+        let counted_partial = self.frame_is_counted(&self.buf) != Some(false);
         if !self.buf.is_empty() && !self.discarding_line && !counted_partial {
             out.extend_from_slice(&self.buf);
             out.push(b'\n');
@@ -186,7 +198,7 @@ mod tests {
             framer.feed(chunk, &mut out).unwrap();
         }
         framer.finish(&mut out);
-        (String::from_utf8(out).unwrap(), framer.oversized)
+        (String::from_utf8(out).unwrap(), framer.take_oversized())
     }
 
     #[test]
