@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::plugin::{Message, ParserInstance};
+
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
     /// A parser component against the same decoder compiled natively.
@@ -59,6 +61,16 @@ fn measure(budget: Duration, items: u64, mut pass: impl FnMut()) -> Rate {
         per_sec: total / secs,
         ns_each: secs * 1e9 / total,
     }
+}
+
+/// Flows from one pass over `messages` through `session`, `batch` messages
+/// per plugin call as the daemon's workers make them.
+fn parse_pass(session: &mut ParserInstance, messages: &[Message], batch: usize) -> u64 {
+    messages
+        .chunks(batch.max(1))
+        .flat_map(|chunk| session.parse_batch(None, chunk))
+        .map(|r| r.map_or(0, |p| p.flows.len() as u64))
+        .sum()
 }
 
 /// Resident set size of this process, bytes (Linux).

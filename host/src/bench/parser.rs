@@ -15,7 +15,7 @@ use flowlink_decoders::netflow::{self, NetflowDecoder};
 use flowlink_decoders::sflow::SflowDecoder;
 use flowlink_plugin_sdk::Batch;
 
-use super::measure;
+use super::{measure, parse_pass};
 use crate::decode::resolve_plugin;
 use crate::plugin::{
     IpAddr, LoadedPlugin, Message, Origin, ParserInstance, PluginEngine, SandboxLimits,
@@ -128,23 +128,15 @@ pub fn run(args: ParserArgs) -> Result<()> {
             payload: d.clone(),
         })
         .collect();
-    let batches: Vec<&[Message]> = messages.chunks(args.batch.max(1)).collect();
-    let mut wasm_pass = || -> u64 {
-        batches
-            .iter()
-            .flat_map(|batch| session.parse_batch(None, batch))
-            .map(|r| r.map_or(0, |p| p.flows.len() as u64))
-            .sum()
-    };
-    wasm_pass();
-    let wasm_flows = wasm_pass();
+    parse_pass(&mut session, &messages, args.batch);
+    let wasm_flows = parse_pass(&mut session, &messages, args.batch);
     if wasm_flows != flows_per_pass {
         bail!(
             "the component decoded {wasm_flows} flows per pass, the native decoder {flows_per_pass}"
         );
     }
     let wasm_rate = measure(budget, flows_per_pass, || {
-        std::hint::black_box(wasm_pass());
+        std::hint::black_box(parse_pass(&mut session, &messages, args.batch));
     });
     let per_call = measure(budget, 1, || {
         let _ = std::hint::black_box(session.parse(&origin, &empty));

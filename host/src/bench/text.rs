@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::measure;
+use super::{measure, parse_pass};
 use crate::plugin::{
     IpAddr, LoadedPlugin, Message, Origin, ParserInstance, PluginEngine, PluginRegistry,
     SandboxLimits,
@@ -177,19 +177,12 @@ fn lines_per_second(
         })
         .collect();
     let lines = (messages.len() * lines_per_message) as u64;
-    let mut pass = || -> u64 {
-        messages
-            .chunks(64)
-            .flat_map(|batch| session.parse_batch(None, batch))
-            .map(|r| r.map_or(0, |p| p.flows.len() as u64))
-            .sum()
-    };
-    let flows = pass();
+    let flows = parse_pass(&mut session, &messages, 64);
     if flows != lines {
         bail!("{}: {flows} flows from {lines} lines", case.name);
     }
     Ok(measure(budget, lines, || {
-        std::hint::black_box(pass());
+        std::hint::black_box(parse_pass(&mut session, &messages, 64));
     })
     .per_sec)
 }
