@@ -23,15 +23,39 @@ const AGGREGATOR_QUEUE: usize = 1024;
 /// Loads the plugins and checks that every consumer's parser exists.
 pub fn load_plugins(config: &Config) -> Result<(Arc<PluginEngine>, Arc<PluginRegistry>)> {
     let engine = PluginEngine::new(Some(config.plugin_cache_dir.clone()))?;
-    let registry = PluginRegistry::load_dir(&engine, &config.plugin_dir)
-        .with_context(|| format!("loading plugins (config {})", config.file.display()))?;
+    let builtin = crate::plugin::builtin_plugin_dir();
+    let registry = PluginRegistry::load_with_builtin(
+        &engine,
+        builtin.as_deref(),
+        config.plugin_dir.as_deref(),
+    )
+    .with_context(|| format!("loading plugins (config {})", config.file.display()))?;
+    let searched = match (&config.plugin_dir, &builtin) {
+        (Some(dir), Some(b)) => format!(
+            "plugin_dir {} or the built-in plugins in {}",
+            dir.display(),
+            b.display()
+        ),
+        (Some(dir), None) => format!("plugin_dir {} (no built-in plugins found)", dir.display()),
+        (None, Some(b)) => format!(
+            "the built-in plugins in {} (no plugin_dir set)",
+            b.display()
+        ),
+        (None, None) => format!(
+            "no plugin_dir set and no built-in plugins found (looked in {}); run scripts/build-plugins or set plugin_dir",
+            crate::plugin::builtin_plugin_candidates()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     let mut missing = Vec::new();
     for (i, consumer) in config.consumers.iter().enumerate() {
         if registry.get(&consumer.parser.plugin).is_none() {
             missing.push(format!(
-                "consumers[{i}].parser.type: no plugin named {:?} in plugin_dir {} (loaded: {})",
+                "consumers[{i}].parser.type: no plugin named {:?} in {searched} (loaded: {})",
                 consumer.parser.plugin,
-                config.plugin_dir.display(),
                 if registry.names().is_empty() {
                     "none".to_owned()
                 } else {
@@ -98,7 +122,17 @@ pub async fn run(config: Config) -> Result<()> {
             limits: c.parser.limits,
         })
         .collect();
-    let watcher = PluginWatcher::start(engine.clone(), registry.clone(), &config.plugin_dir, uses)?;
+    // Built-in plugins change with the package, not at run time: only a
+    // configured plugin_dir is watched.
+    let watcher = match &config.plugin_dir {
+        Some(dir) => Some(PluginWatcher::start(
+            engine.clone(),
+            registry.clone(),
+            dir,
+            uses,
+        )?),
+        None => None,
+    };
     let setup = Arc::new(WorkerSetup {
         engine,
         registry,

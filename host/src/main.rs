@@ -52,8 +52,9 @@ enum Command {
         /// A plugin name (looked up in --plugin-dir) or a path to a .wasm file.
         #[arg(long)]
         plugin: String,
-        #[arg(long, env = "FLOWLINK_PLUGIN_DIR", default_value = "build/plugins")]
-        plugin_dir: PathBuf,
+        /// Default: the built-in plugins (see docs/configuration.md).
+        #[arg(long, env = "FLOWLINK_PLUGIN_DIR")]
+        plugin_dir: Option<PathBuf>,
         /// The parser's properties, as JSON.
         #[arg(long, default_value = "{}")]
         properties: String,
@@ -65,8 +66,9 @@ enum Command {
     },
     /// List the plugins in a directory.
     Plugins {
-        #[arg(long, env = "FLOWLINK_PLUGIN_DIR", default_value = "build/plugins")]
-        plugin_dir: PathBuf,
+        /// Default: the built-in plugins.
+        #[arg(long, env = "FLOWLINK_PLUGIN_DIR")]
+        plugin_dir: Option<PathBuf>,
     },
     /// Run a local PCE emulator that accepts flowlink's uploads.
     PceEmulator {
@@ -92,6 +94,9 @@ enum Command {
         /// written to this file (PEM) for clients to trust.
         #[arg(long)]
         tls_cert_out: Option<PathBuf>,
+        /// Behave like a stock PCE: Bulk Traffic Loader (CSV) only, no protobuf endpoint.
+        #[arg(long)]
+        stock: bool,
     },
     /// Measure parsers (wasm against native), the aggregator and the spool.
     #[command(subcommand)]
@@ -136,8 +141,8 @@ fn execute(command: Command) -> Result<()> {
                 .context("starting the async runtime")?
                 .block_on(daemon::run(config))
         }
-        Command::CheckConfig { config } => {
-            let config = config::load(&config)?;
+        Command::CheckConfig { config: path } => {
+            let config = config::load(&path)?;
             let (engine, registry) = daemon::load_plugins(&config)?;
             for consumer in &config.consumers {
                 let plugin = registry
@@ -164,6 +169,15 @@ fn execute(command: Command) -> Result<()> {
                 config.file.display(),
                 config.consumers.len()
             );
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for line in config::describe(&config, &text) {
+                println!("  {line}");
+            }
+            for consumer in &config.consumers {
+                if let Some(p) = registry.get(&consumer.parser.plugin) {
+                    println!("  parser {} {}: {}", p.name, p.version, p.path.display());
+                }
+            }
             Ok(())
         }
         Command::Decode {
@@ -178,7 +192,7 @@ fn execute(command: Command) -> Result<()> {
                 engine,
                 decode::DecodeArgs {
                     plugin,
-                    plugin_dir,
+                    plugin_dir: plugin_dir_or_builtin(plugin_dir),
                     properties,
                     files,
                     exporter: exporter.unwrap_or_else(decode::default_exporter),
@@ -187,7 +201,8 @@ fn execute(command: Command) -> Result<()> {
         }
         Command::Plugins { plugin_dir } => {
             let engine = plugin::PluginEngine::new(user_cache_dir())?;
-            let registry = plugin::PluginRegistry::load_dir(&engine, &plugin_dir)?;
+            let registry =
+                plugin::PluginRegistry::load_dir(&engine, &plugin_dir_or_builtin(plugin_dir))?;
             for p in registry.all() {
                 println!(
                     "{}\t{}\t{}\t{}",
@@ -207,6 +222,7 @@ fn execute(command: Command) -> Result<()> {
             retry_after,
             delay_ms,
             tls_cert_out,
+            stock,
         } => {
             let (key, secret) = api_key
                 .split_once(':')
@@ -224,11 +240,18 @@ fn execute(command: Command) -> Result<()> {
                     delay_ms,
                 },
                 tls_cert_out,
+                stock,
             };
             tokio::runtime::Runtime::new()?.block_on(pce_emulator::serve(options))
         }
         Command::Bench(args) => bench::run(args),
     }
+}
+
+/// `--plugin-dir`, else the plugins that ship with flowlink.
+fn plugin_dir_or_builtin(dir: Option<PathBuf>) -> PathBuf {
+    dir.or_else(plugin::builtin_plugin_dir)
+        .unwrap_or_else(|| PathBuf::from("build/plugins"))
 }
 
 /// Where the CLI tools keep compiled plugins: `$XDG_CACHE_HOME/flowlink` or

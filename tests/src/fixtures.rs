@@ -231,6 +231,10 @@ pub fn folded_key(f: &ExpectedFlow) -> TrafficKey {
         6 if f.tcp_flags & 0x12 == 0x02 => forward,
         6 | 17 | 132 => {
             let (s, d) = (f.sport, f.dport);
+            // Port 0 is "not carried": no comparison, keyed as reported.
+            if s == 0 || d == 0 {
+                return forward;
+            }
             let src_is_service = match (s < 1024, d < 1024) {
                 (true, false) => true,
                 (false, true) => false,

@@ -235,7 +235,18 @@ impl Daemon {
         let dir = dir.to_owned();
         let config = dir.join("flowlink.yaml");
         std::fs::write(&config, config_yaml).unwrap();
-        let daemon = Daemon::spawn(&dir, &config);
+        Daemon::start_config(&dir, &config, None, &[])
+    }
+
+    /// Runs `flowlink run --config CONFIG` from working directory `cwd`
+    /// (default: the test's), with extra environment variables.
+    pub fn start_config(
+        dir: &Path,
+        config: &Path,
+        cwd: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let daemon = Daemon::spawn(dir, config, cwd, env);
         let started = wait_for(Duration::from_secs(60), || {
             let lines = daemon.stderr.lock().unwrap();
             lines
@@ -247,8 +258,13 @@ impl Daemon {
         daemon
     }
 
-    fn spawn(dir: &Path, config: &Path) -> Daemon {
-        let mut child = Command::new(flowlink_bin())
+    fn spawn(dir: &Path, config: &Path, cwd: Option<&Path>, env: &[(&str, &str)]) -> Daemon {
+        let mut command = Command::new(flowlink_bin());
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        command.envs(env.iter().copied());
+        let mut child = command
             .args(["run", "--config"])
             .arg(config)
             .env("FLOWLINK_LOG", "info,flowlink=debug")

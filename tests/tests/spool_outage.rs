@@ -320,17 +320,43 @@ fn bulk_csv_batches_are_split_at_1000_lines() {
         "Basic {}",
         BASE64_STANDARD.encode(format!("{EMULATOR_KEY}:{EMULATOR_SECRET}"))
     );
-    let response = ureq::post(&format!(
-        "{}/api/v2/orgs/3/agents/bulk_traffic_flows",
-        setup.emulator.url
-    ))
-    .header("Authorization", &auth)
-    .config()
-    .http_status_as_error(false)
-    .build()
-    .send(&body)
-    .unwrap();
-    assert_eq!(response.status().as_u16(), 413);
+    let post = |headers: &[(&str, &str)], body: &str| {
+        let mut request = ureq::post(&format!(
+            "{}/api/v2/orgs/3/agents/bulk_traffic_flows",
+            setup.emulator.url
+        ))
+        .header("Authorization", &auth);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut response = request
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(body)
+            .unwrap();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (response.status().as_u16(), text)
+    };
+    let loader_headers = [
+        ("Content-Type", "text/csv"),
+        ("X-Bulk-Traffic-Load-CSV-Version", "1"),
+    ];
+    assert_eq!(post(&loader_headers, &body).0, 413);
+    // The Bulk Traffic Loader's headers, as the PCE's own clients send them.
+    let one = "10.9.0.1,10.1.0.1,443,6\n";
+    let (status, text) = post(&[("Content-Type", "text/csv")], one);
+    assert_eq!(status, 400);
+    assert!(text.contains("X-Bulk-Traffic-Load-CSV-Version"), "{text}");
+    let (status, text) = post(
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Bulk-Traffic-Load-CSV-Version", "1"),
+        ],
+        one,
+    );
+    assert_eq!(status, 400);
+    assert!(text.contains("text/csv"), "{text}");
     assert!(daemon.terminate().success());
 }
 

@@ -98,3 +98,55 @@ fn kv_lines_from_logger_over_tcp_and_udp() {
     );
     assert!(daemon.terminate().success());
 }
+
+/// FlowLink's own text configurations map no source port. Such records are
+/// keyed as reported — `sip → dip:dport/proto` — whatever the destination
+/// port (well-known, registered, ephemeral): an unknown source port is
+/// never taken for the service.
+#[test]
+fn flowlink_style_lines_without_a_source_port_keep_their_direction() {
+    let emulator = Emulator::start();
+    let tcp = free_tcp_port();
+    let udp = free_udp_port();
+    let mut daemon = Daemon::start(
+        "syslog-nosport",
+        &DaemonConfig::new(&emulator, "fw", "text")
+            .connector(&format!(
+                "{{ type: tcp, properties: {{ ports: \"{tcp}\", listen_address: 127.0.0.1 }} }}"
+            ))
+            .udp(udp)
+            .parser_with("properties: { src_ip: src, dst_ip: dst, dst_port: dpt, proto: proto }")
+            .yaml(),
+    );
+    // (source, destination, destination port, protocol name, number)
+    let records = [
+        ("10.7.0.1", "10.8.0.1", 443, "tcp", 6),
+        ("10.7.0.2", "10.8.0.2", 53, "udp", 17),
+        ("10.7.0.3", "10.8.0.3", 8080, "tcp", 6),
+        ("10.7.0.4", "10.8.0.4", 51000, "udp", 17),
+        ("10.7.0.5", "10.8.0.5", 3000, "tcp", 6),
+        ("10.7.0.6", "10.8.0.6", 22, "tcp", 6),
+    ];
+    let line = |r: &(&str, &str, u16, &str, u8)| {
+        format!(
+            "fw01 traffic src={} dst={} dpt={} proto={}",
+            r.0, r.1, r.2, r.3
+        )
+    };
+    let (over_tcp, over_udp) = records.split_at(3);
+    logger(
+        &["-n", "127.0.0.1", "-P", &tcp.to_string(), "-T"],
+        &over_tcp.iter().map(line).collect::<Vec<_>>(),
+    );
+    logger(
+        &["-n", "127.0.0.1", "-P", &udp.to_string(), "-d"],
+        &over_udp.iter().map(line).collect::<Vec<_>>(),
+    );
+    let mut expected = flowlink_e2e::process::Totals::new();
+    for (src, dst, port, _, protocol) in records {
+        // One connection each; the lines carry no packet or byte counts.
+        expected.insert((src.to_owned(), dst.to_owned(), port, protocol), (1, 0, 0));
+    }
+    assert_totals(&emulator, &daemon, &expected, "no source port");
+    assert!(daemon.terminate().success());
+}

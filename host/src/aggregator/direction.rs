@@ -13,6 +13,10 @@
 //!    is; else the one in the service-port list if only one is; else the
 //!    lower one. A record sent from the service port is a reply. Equal
 //!    ports: as reported.
+//! 4. Port 0 is "not carried" (FlowLink text configs without `src_port`,
+//!    VPC `-` ports, a parser's default): it is never a service, and a
+//!    record with either port unknown is keyed as reported — there is
+//!    nothing to compare the known port against.
 //!
 //! `off` keys every record as reported.
 
@@ -84,6 +88,9 @@ impl DirectionInference {
     }
 
     fn by_ports(&self, src: u16, dst: u16) -> Orientation {
+        if src == 0 || dst == 0 {
+            return Orientation::Forward;
+        }
         let src_is_service = match (src < 1024, dst < 1024) {
             (true, false) => true,
             (false, true) => false,
@@ -188,5 +195,76 @@ mod tests {
                 service_port: 30000
             }
         );
+    }
+
+    /// The documented rule as a table: every pair of port classes, every
+    /// L4 protocol with ports, and the TCP flags that matter. `R` = reply
+    /// (keyed `dst → src:sport`), `F` = as reported. Written from the rule
+    /// in the module doc, not from the code.
+    #[test]
+    fn direction_table() {
+        // Classes: unknown (0), well-known, registered service, registered
+        // non-service, ephemeral.
+        const PORTS: [u16; 5] = [0, 443, 5432, 3000, 51000];
+        const BY_PORTS: [&str; 5] = [
+            // dst:  0   443  5432 3000 51000
+            "FFFFF", // src 0
+            "FFRRR", // src 443
+            "FFFRR", // src 5432
+            "FFFFR", // src 3000
+            "FFFFF", // src 51000
+        ];
+        let syn_only = ["FFFFF"; 5];
+        let cases: [(DirectionRule, u8, u8, &[&str; 5]); 11] = [
+            (DirectionRule::Auto, 6, 0x00, &BY_PORTS),
+            (DirectionRule::Auto, 6, 0x02, &syn_only),
+            (DirectionRule::Auto, 6, 0x12, &BY_PORTS),
+            (DirectionRule::Auto, 6, 0x18, &BY_PORTS),
+            (DirectionRule::Auto, 17, 0x00, &BY_PORTS),
+            (DirectionRule::Auto, 132, 0x00, &BY_PORTS),
+            (DirectionRule::Auto, 47, 0x00, &syn_only),
+            (DirectionRule::Ports, 6, 0x02, &BY_PORTS),
+            (DirectionRule::Ports, 17, 0x00, &BY_PORTS),
+            (DirectionRule::Off, 6, 0x12, &syn_only),
+            (DirectionRule::Off, 17, 0x00, &syn_only),
+        ];
+        for (rule, protocol, flags, table) in cases {
+            let inference = DirectionInference::new(rule, &[]);
+            for (row, &sport) in PORTS.iter().enumerate() {
+                for (col, &dport) in PORTS.iter().enumerate() {
+                    let want = match table[row].as_bytes()[col] {
+                        b'R' => Orientation::Reply {
+                            service_port: sport,
+                        },
+                        _ => Orientation::Forward,
+                    };
+                    assert_eq!(
+                        inference.orientation(&flow(protocol, sport, dport, flags, 0)),
+                        want,
+                        "{rule:?} proto {protocol} flags {flags:#04x} {sport} -> {dport}"
+                    );
+                }
+            }
+        }
+        // ICMP: only an echo reply of a format that carries the type.
+        let auto = DirectionInference::new(DirectionRule::Auto, &[]);
+        let icmp = [
+            (1, 0, false, Some(8 << 8)),
+            (1, 8, false, None),
+            (1, 3, false, None),
+            (1, 0, true, None),
+            (58, 129, false, Some(128 << 8)),
+            (58, 128, false, None),
+        ];
+        for (protocol, icmp_type, icmp_unknown, reply) in icmp {
+            let record = Flow {
+                icmp_unknown,
+                ..flow(protocol, 0, 0, 0, icmp_type)
+            };
+            let want = reply.map_or(Orientation::Forward, |service_port| Orientation::Reply {
+                service_port,
+            });
+            assert_eq!(auto.orientation(&record), want, "{protocol}/{icmp_type}");
+        }
     }
 }

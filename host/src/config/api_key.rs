@@ -57,12 +57,12 @@ impl ApiKey {
         match raw {
             RawApiKey::Combined(text) => {
                 let text = expand_cat(&text, base)?;
-                let (key, secret) = text.trim().split_once(':').ok_or_else(|| {
-                    "must be KEY:SECRET, `$cat FILE` with KEY:SECRET in the file, or a mapping \
-                     with `key` and `secret`"
+                let (key, secret) = split_key_secret(&text).ok_or_else(|| {
+                    "must be KEY:SECRET, KEY SECRET, or key and secret on two lines — inline or \
+                     in the file of `$cat FILE` — or a mapping with `key` and `secret`"
                         .to_owned()
                 })?;
-                Self::checked(key.trim(), secret.trim())
+                Self::checked(key, secret)
             }
             RawApiKey::Split { key, secret } => {
                 let key = expand_cat(&key, base)?;
@@ -77,6 +77,18 @@ impl ApiKey {
             return Err("key and secret must both be non-empty".to_owned());
         }
         Ok(ApiKey::new(key, secret))
+    }
+}
+
+/// The forms FlowLink users write: `KEY:SECRET`, `KEY SECRET` (any
+/// whitespace, so also key and secret on two lines), trailing newline or
+/// not. API keys and secrets contain no whitespace; a secret may contain `:`.
+fn split_key_secret(text: &str) -> Option<(&str, &str)> {
+    let mut words = text.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some(one), None, None) => one.split_once(':'),
+        (Some(key), Some(secret), None) => Some((key.strip_suffix(':').unwrap_or(key), secret)),
+        _ => None,
     }
 }
 
@@ -126,6 +138,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!((split.key.as_str(), split.secret()), ("k2", "s2"));
+        for (file, text) in [
+            ("space", "k3 s3"),
+            ("tab", "k3\t s3\n"),
+            ("lines", "k3\ns3\n"),
+            ("crlf", "k3\r\ns3"),
+            ("colon-space", "k3: s3\n"),
+            ("colon-nl", "k3:s3"),
+        ] {
+            std::fs::write(dir.join(file), text).unwrap();
+            let got = ApiKey::resolve(RawApiKey::Combined(format!("$cat {file}")), &dir).unwrap();
+            assert_eq!((got.key.as_str(), got.secret()), ("k3", "s3"), "{file}");
+        }
+        std::fs::write(dir.join("colons"), "k4:s:4\n").unwrap();
+        let colons = ApiKey::resolve(RawApiKey::Combined("$cat colons".into()), &dir).unwrap();
+        assert_eq!(colons.secret(), "s:4");
+        std::fs::write(dir.join("three"), "k5 hunter2-secret extra\n").unwrap();
+        let bad = ApiKey::resolve(RawApiKey::Combined("$cat three".into()), &dir).unwrap_err();
+        assert!(
+            bad.contains("KEY SECRET") && bad.contains("two lines"),
+            "{bad}"
+        );
+        assert!(!bad.contains("hunter2"), "never echoes the secret: {bad}");
         let missing = ApiKey::resolve(RawApiKey::Combined("$cat nope".into()), &dir).unwrap_err();
         assert!(missing.contains("cannot read"), "{missing}");
     }

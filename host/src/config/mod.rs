@@ -3,12 +3,15 @@
 //! reports every problem with its key path and the file.
 
 mod api_key;
+mod describe;
 mod model;
+mod suggest;
 mod validate;
 
 use std::path::{Path, PathBuf};
 
 pub use api_key::ApiKey;
+pub use describe::describe;
 pub use model::*;
 
 impl Config {
@@ -61,7 +64,7 @@ pub fn load(file: &Path) -> Result<Config, ConfigError> {
 pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let raw: RawConfig = serde_yaml_ng::from_str(text).map_err(|e| {
         let (path, message) = split_serde_path(&e.to_string());
-        ConfigError::one(file, path, message)
+        ConfigError::one(file, path, suggest::with_suggestion(&message))
     })?;
     let base = file.parent().map(Path::to_owned).unwrap_or_default();
     validate::resolve(raw, file, &base)

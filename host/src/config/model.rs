@@ -29,9 +29,9 @@ pub struct RawConfig {
     pub direction_service_ports: Option<Vec<u16>>,
     pub file_retention_hours: Option<u64>,
     pub metrics_print_seconds: Option<u64>,
-    /// FlowLink's older configs call this `destinations`.
-    #[serde(alias = "destinations")]
-    pub consumers: Vec<RawConsumer>,
+    pub consumers: Option<Vec<RawConsumer>>,
+    /// FlowLink's name for `consumers`; one of the two.
+    pub destinations: Option<Vec<RawConsumer>>,
 
     pub plugin_dir: Option<PathBuf>,
     pub plugin_cache_dir: Option<PathBuf>,
@@ -52,7 +52,9 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawConsumer {
     pub name: String,
-    pub connectors: Vec<ConnectorSpec>,
+    pub connectors: Option<Vec<ConnectorSpec>>,
+    /// FlowLink's form: one connector, a mapping. One of the two.
+    pub connector: Option<ConnectorSpec>,
     pub parser: RawParser,
 }
 
@@ -267,8 +269,13 @@ pub enum DirectionRule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum UploadFormat {
+    /// Protobuf first; a 404 or 415 switches to `bulk_csv` for the rest of
+    /// the run (a stock PCE serves only the Bulk Traffic Loader).
     #[default]
+    Auto,
+    /// `flowlink.v1.FlowBatch`: the emulator, or a receiver of your own.
     Protobuf,
+    /// Illumio's Bulk Traffic Loader, what a stock PCE takes.
     BulkCsv,
 }
 
@@ -287,7 +294,9 @@ pub struct Config {
     pub spool_retry: Duration,
     pub direction: DirectionRule,
     pub direction_service_ports: Vec<u16>,
-    pub plugin_dir: PathBuf,
+    /// Plugins that add to or override the built-in ones (by name), and the
+    /// folder watched for hot swap; `None`: the built-in plugins only.
+    pub plugin_dir: Option<PathBuf>,
     pub plugin_cache_dir: PathBuf,
     pub parser_workers: usize,
     pub queue_capacity: usize,

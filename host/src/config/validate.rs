@@ -128,14 +128,30 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         1_000_000,
     ) as usize;
 
-    if raw.consumers.is_empty() {
-        p.add("consumers", "at least one consumer is needed");
+    let (section, raw_consumers) = match (raw.consumers, raw.destinations) {
+        (Some(list), None) => ("consumers", list),
+        (None, Some(list)) => ("destinations", list),
+        (Some(list), Some(_)) => {
+            p.add(
+                "destinations",
+                "`consumers` and `destinations` are the same list (FlowLink calls it \
+                 `destinations`): use one",
+            );
+            ("consumers", list)
+        }
+        (None, None) => ("consumers", Vec::new()),
+    };
+    if raw_consumers.is_empty() {
+        p.add(
+            section,
+            "at least one consumer is needed (`consumers:` or FlowLink's `destinations:`)",
+        );
     }
     let mut names = HashSet::new();
     let mut ports_in_use = HashSet::new();
     let mut consumers = Vec::new();
-    for (i, consumer) in raw.consumers.into_iter().enumerate() {
-        let at = format!("consumers[{i}]");
+    for (i, consumer) in raw_consumers.into_iter().enumerate() {
+        let at = format!("{section}[{i}]");
         let name_chars = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
         if consumer.name.trim().is_empty() {
             p.add(format!("{at}.name"), "must not be empty");
@@ -154,15 +170,32 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
                 format!("{:?} is used by another consumer", consumer.name),
             );
         }
-        if consumer.connectors.is_empty() {
+        let single = consumer.connector.is_some() && consumer.connectors.is_none();
+        let mut connectors = match (consumer.connectors, consumer.connector) {
+            (Some(list), None) => list,
+            (None, Some(one)) => vec![one],
+            (Some(list), Some(_)) => {
+                p.add(
+                    at.clone(),
+                    "has both `connector` and `connectors`: use `connector:` for one \
+                     connector or `connectors:` for a list",
+                );
+                list
+            }
+            (None, None) => Vec::new(),
+        };
+        if connectors.is_empty() {
             p.add(
                 format!("{at}.connectors"),
-                "at least one connector is needed",
+                "at least one connector is needed (`connector:` or `connectors:`)",
             );
         }
-        let mut connectors = consumer.connectors;
         for (j, connector) in connectors.iter_mut().enumerate() {
-            let at_props = format!("{at}.connectors[{j}].properties");
+            let at_props = if single {
+                format!("{at}.connector.properties")
+            } else {
+                format!("{at}.connectors[{j}].properties")
+            };
             let (transport, ports, max_connections) = match connector {
                 ConnectorSpec::Udp(udp) => ("UDP", &udp.ports, None),
                 ConnectorSpec::Tcp(tcp) => ("TCP", &tcp.ports, tcp.max_connections),
@@ -276,7 +309,7 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         metrics_print: Duration::from_secs(metrics_print_seconds),
         metrics_listen: raw.metrics_listen,
         spool_retry: Duration::from_secs(spool_retry_seconds),
-        plugin_dir: base.join(raw.plugin_dir.unwrap_or_else(|| "plugins".into())),
+        plugin_dir: raw.plugin_dir.map(|dir| base.join(dir)),
         plugin_cache_dir: raw
             .plugin_cache_dir
             .map_or_else(|| data_directory.join("plugin-cache"), |dir| base.join(dir)),

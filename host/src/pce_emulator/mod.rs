@@ -25,7 +25,7 @@ use prost::Message;
 use crate::config::ApiKey;
 use crate::pipeline::now_ms;
 use crate::proto::FlowBatch;
-use crate::uploader::BULK_CSV_MAX_LINES;
+use crate::uploader::{BULK_CSV_MAX_LINES, BULK_CSV_VERSION_HEADER};
 use fault::{FaultyListener, SharedFault};
 
 #[derive(Clone)]
@@ -42,6 +42,9 @@ pub struct EmulatorOptions {
     pub fault: Fault,
     /// Serve HTTPS with a fresh self-signed certificate, written here (PEM).
     pub tls_cert_out: Option<PathBuf>,
+    /// Behave like a stock PCE: the Bulk Traffic Loader only, no protobuf
+    /// endpoint (its path answers 404 as any unknown API path does).
+    pub stock: bool,
 }
 
 /// Serves until the process is stopped. Prints `listening on http://ADDR`
@@ -53,10 +56,15 @@ pub async fn serve(options: EmulatorOptions) -> Result<()> {
         received: Arc::new(Mutex::new(received)),
         fault: Arc::new(Mutex::new(options.fault)),
     };
+    let protobuf_endpoint = if options.stock {
+        post(not_served)
+    } else {
+        post(flow_batches)
+    };
     let app = Router::new()
         .route(
             "/api/v2/orgs/{org}/flowlink/flow_batches",
-            post(flow_batches),
+            protobuf_endpoint,
         )
         .route(
             "/api/v2/orgs/{org}/agents/bulk_traffic_flows",
@@ -203,6 +211,20 @@ async fn flow_batches(
         .into_response()
 }
 
+/// What a stock PCE answers on a path it does not serve (logged, so tests
+/// can see the probe).
+async fn not_served(State(state): State<Emulator>, headers: HeaderMap) -> Response {
+    if let Some(answer) = gate(&state, &headers, "flow_batches", None).await {
+        return answer;
+    }
+    state
+        .received
+        .lock()
+        .expect("emulator state")
+        .log_request(now_ms(), "flow_batches", 404, None);
+    (StatusCode::NOT_FOUND, "{\"error\":\"not_found\"}").into_response()
+}
+
 async fn bulk_traffic_flows(
     State(state): State<Emulator>,
     Path(org): Path<u32>,
@@ -211,6 +233,15 @@ async fn bulk_traffic_flows(
 ) -> Response {
     if let Some(answer) = gate(&state, &headers, "bulk_traffic_flows", None).await {
         return answer;
+    }
+    if let Some(why) = bulk_headers_problem(&headers) {
+        state.received.lock().expect("emulator state").log_request(
+            now_ms(),
+            "bulk_traffic_flows",
+            400,
+            None,
+        );
+        return (StatusCode::BAD_REQUEST, format!("{{\"error\":\"{why}\"}}")).into_response();
     }
     let lines: Vec<&str> = body.lines().filter(|l| !l.trim().is_empty()).collect();
     let mut received = state.received.lock().expect("emulator state");
@@ -235,6 +266,23 @@ async fn bulk_traffic_flows(
         "failed_flows": failed,
     }))
     .into_response()
+}
+
+/// The Bulk Traffic Loader takes `Content-Type: text/csv` with
+/// `X-Bulk-Traffic-Load-CSV-Version: 1`, as the PCE's own clients send.
+fn bulk_headers_problem(headers: &HeaderMap) -> Option<String> {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let content_type = value(header::CONTENT_TYPE.as_str()).unwrap_or("");
+    if !content_type.trim().starts_with("text/csv") {
+        return Some(format!(
+            "Content-Type must be text/csv, got {content_type:?}"
+        ));
+    }
+    match value(BULK_CSV_VERSION_HEADER) {
+        Some(v) if v.trim() == "1" => None,
+        Some(v) => Some(format!("{BULK_CSV_VERSION_HEADER} must be 1, got {v:?}")),
+        None => Some(format!("{BULK_CSV_VERSION_HEADER}: 1 is missing")),
+    }
 }
 
 async fn set_fault(

@@ -3,6 +3,7 @@
 
 mod address;
 mod bindings;
+mod builtin;
 mod engine;
 mod instance;
 mod registry;
@@ -11,6 +12,7 @@ mod watcher;
 
 pub use address::ip_to_wit;
 pub use bindings::{IpAddr, Message, Origin};
+pub use builtin::{builtin_plugin_candidates, builtin_plugin_dir};
 pub use engine::PluginEngine;
 pub use instance::{ParseFailure, ParserInstance, StreamId};
 pub use registry::{LoadedPlugin, PluginRegistry};

@@ -131,6 +131,38 @@ impl PluginRegistry {
         Ok(registry)
     }
 
+    /// The built-in plugins (see [`super::builtin_plugin_dir`]), then
+    /// `plugin_dir`'s, which override built-in ones of the same name.
+    pub fn load_with_builtin(
+        engine: &Arc<PluginEngine>,
+        builtin: Option<&Path>,
+        plugin_dir: Option<&Path>,
+    ) -> Result<PluginRegistry> {
+        let registry = match builtin {
+            Some(dir) => PluginRegistry::load_dir(engine, dir)?,
+            None => PluginRegistry::default(),
+        };
+        if let Some(dir) = plugin_dir {
+            let configured = PluginRegistry::load_dir(engine, dir)?;
+            for plugin in configured.all() {
+                if let Some(old) = registry.get(&plugin.name) {
+                    tracing::info!(
+                        plugin = %plugin.name,
+                        path = %plugin.path.display(),
+                        built_in = %old.path.display(),
+                        "plugin_dir overrides the built-in plugin"
+                    );
+                }
+                registry
+                    .plugins
+                    .write()
+                    .expect("plugin registry")
+                    .insert(plugin.name.clone(), plugin);
+            }
+        }
+        Ok(registry)
+    }
+
     fn insert(&self, plugin: Arc<LoadedPlugin>) -> Result<()> {
         let mut plugins = self.plugins.write().expect("plugin registry");
         if let Some(existing) = plugins.get(&plugin.name) {

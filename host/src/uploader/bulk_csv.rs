@@ -4,6 +4,8 @@ use crate::proto::{FlowBatch, ip_from_bytes};
 
 /// The PCE refuses more lines than this in one request.
 pub const BULK_CSV_MAX_LINES: usize = 1000;
+/// Sent by the PCE's own Bulk Traffic Loader clients beside `text/csv`.
+pub const BULK_CSV_VERSION_HEADER: &str = "X-Bulk-Traffic-Load-CSV-Version";
 
 /// The batch as CSV bodies of at most [`BULK_CSV_MAX_LINES`] lines each.
 pub fn bulk_csv_chunks(batch: &FlowBatch) -> Vec<String> {

@@ -6,7 +6,7 @@
 mod bulk_csv;
 mod pce_client;
 
-pub use bulk_csv::{BULK_CSV_MAX_LINES, bulk_csv_chunks};
+pub use bulk_csv::{BULK_CSV_MAX_LINES, BULK_CSV_VERSION_HEADER, bulk_csv_chunks};
 pub use pce_client::PceClient;
 
 use std::sync::Arc;

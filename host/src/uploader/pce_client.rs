@@ -1,6 +1,8 @@
 //! HTTP(S) to the PCE: Basic auth, timeouts, TLS roots, and a verdict on
 //! every failure (retry or not).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -8,7 +10,7 @@ use prost::Message;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 
-use super::bulk_csv_chunks;
+use super::{BULK_CSV_VERSION_HEADER, bulk_csv_chunks};
 use crate::config::{PceConfig, UploadFormat};
 use crate::proto::FlowBatch;
 
@@ -43,6 +45,30 @@ impl UploadError {
         }
     }
 
+    /// 404 or 415 on the protobuf path: the receiver has no such endpoint
+    /// (a stock PCE), not a problem with this batch.
+    fn is_protobuf_not_served(&self) -> bool {
+        matches!(self, UploadError::Status { status, .. }
+            if *status == StatusCode::NOT_FOUND || *status == StatusCode::UNSUPPORTED_MEDIA_TYPE)
+    }
+
+    fn with_hint(self, hint: &'static str) -> Self {
+        match self {
+            UploadError::Status {
+                status,
+                body,
+                retry_after,
+                ..
+            } => UploadError::Status {
+                status,
+                body,
+                retry_after,
+                hint,
+            },
+            other => other,
+        }
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             UploadError::Status { retry_after, .. } => *retry_after,
@@ -51,11 +77,18 @@ impl UploadError {
     }
 }
 
+/// Said with a 404/415 under an explicit `upload_format: protobuf`.
+const PROTOBUF_NOT_SERVED: &str = " (this PCE does not serve flowlink's protobuf endpoint; a stock \
+     PCE takes only the Bulk Traffic Loader: set upload_format: bulk_csv, or auto)";
+
 #[derive(Clone)]
 pub struct PceClient {
     http: reqwest::Client,
     config: PceConfig,
     auth: String,
+    /// `upload_format: auto` met a PCE without the protobuf endpoint: CSV
+    /// for the rest of the run (shared by clones).
+    auto_chose_csv: Arc<AtomicBool>,
 }
 
 impl PceClient {
@@ -80,6 +113,7 @@ impl PceClient {
             http: builder.build().context("building the HTTP client")?,
             auth: config.api_key.basic_auth_header(),
             config: config.clone(),
+            auto_chose_csv: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -92,22 +126,58 @@ impl PceClient {
 
     pub async fn upload(&self, batch: &FlowBatch) -> Result<(), UploadError> {
         match self.config.upload_format {
-            UploadFormat::Protobuf => {
-                self.post(
-                    PROTOBUF_PATH,
-                    "application/x-protobuf",
-                    batch.encode_to_vec(),
-                )
-                .await?;
-            }
-            UploadFormat::BulkCsv => {
-                for body in bulk_csv_chunks(batch) {
-                    let reply = self
-                        .post(BULK_CSV_PATH, "text/csv", body.into_bytes())
-                        .await?;
-                    check_bulk_reply(&reply);
+            UploadFormat::Protobuf => self.upload_protobuf(batch).await.map_err(|e| {
+                if e.is_protobuf_not_served() {
+                    e.with_hint(PROTOBUF_NOT_SERVED)
+                } else {
+                    e
+                }
+            }),
+            UploadFormat::BulkCsv => self.upload_bulk_csv(batch).await,
+            UploadFormat::Auto => {
+                if self.auto_chose_csv.load(Ordering::Acquire) {
+                    return self.upload_bulk_csv(batch).await;
+                }
+                match self.upload_protobuf(batch).await {
+                    Err(e) if e.is_protobuf_not_served() => {
+                        if !self.auto_chose_csv.swap(true, Ordering::AcqRel) {
+                            tracing::warn!(
+                                "the PCE does not serve flowlink's protobuf endpoint ({e}); \
+                                 uploading as CSV to the Bulk Traffic Loader from now on, this \
+                                 batch included. Set upload_format: bulk_csv to skip the probe \
+                                 at start, or upload_format: protobuf to insist on protobuf"
+                            );
+                        }
+                        self.upload_bulk_csv(batch).await
+                    }
+                    other => other,
                 }
             }
+        }
+    }
+
+    async fn upload_protobuf(&self, batch: &FlowBatch) -> Result<(), UploadError> {
+        self.post(
+            PROTOBUF_PATH,
+            "application/x-protobuf",
+            &[],
+            batch.encode_to_vec(),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn upload_bulk_csv(&self, batch: &FlowBatch) -> Result<(), UploadError> {
+        for body in bulk_csv_chunks(batch) {
+            let reply = self
+                .post(
+                    BULK_CSV_PATH,
+                    "text/csv",
+                    &[(BULK_CSV_VERSION_HEADER, "1")],
+                    body.into_bytes(),
+                )
+                .await?;
+            check_bulk_reply(&reply);
         }
         Ok(())
     }
@@ -116,13 +186,18 @@ impl PceClient {
         &self,
         path: &str,
         content_type: &str,
+        extra_headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<String, UploadError> {
-        let response = self
+        let mut request = self
             .http
             .post(self.url(path))
             .header(AUTHORIZATION, &self.auth)
-            .header(CONTENT_TYPE, content_type)
+            .header(CONTENT_TYPE, content_type);
+        for (name, value) in extra_headers {
+            request = request.header(*name, *value);
+        }
+        let response = request
             .body(body)
             .send()
             .await

@@ -7,8 +7,10 @@
 //!
 //! [`Batch`]: flowlink_plugin_sdk::Batch
 
+pub mod icmp;
 pub mod ipfix;
 pub mod netflow;
+pub mod packet_header;
 mod reader;
 pub mod sflow;
 pub mod template;

@@ -107,18 +107,18 @@ fn be16(b: &[u8], at: usize) -> u16 {
 /// `record` is at least 48 bytes, so fixed offsets cannot fail.
 fn decode_record(header: &Header, record: &[u8]) -> Flow {
     let protocol = record[38];
+    let src_port = be16(record, 32);
     let dst_port = be16(record, 34);
     let first = be32(record, 24);
     let last = be32(record, 28);
-    // softflowd and pmacct put ICMP type*256+code in the destination port.
     let (icmp_type, icmp_code) = match protocol {
-        1 | 58 => ((dst_port >> 8) as u8, dst_port as u8),
+        1 | 58 => crate::icmp::icmp_from_ports(src_port, dst_port),
         _ => (0, 0),
     };
     Flow {
         src: IpAddr::V4(be32(record, 0)),
         dst: IpAddr::V4(be32(record, 4)),
-        src_port: be16(record, 32),
+        src_port,
         dst_port,
         protocol,
         packets: u64::from(be32(record, 16)),

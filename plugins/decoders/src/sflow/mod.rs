@@ -2,7 +2,11 @@
 //! flows, one per sample, carrying the sampling rate; counter samples are
 //! counted, not turned into flows.
 
-pub mod packet_header;
 pub mod v5;
+
+/// The header walker moved to [`crate::packet_header`] (it serves IPFIX
+/// packet sections too); re-exported here for existing users such as the
+/// sFlow fuzz target.
+pub use crate::packet_header;
 
 pub use v5::{SflowDecoder, SflowStats};

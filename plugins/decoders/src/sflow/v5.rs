@@ -5,9 +5,9 @@ use std::net::IpAddr;
 
 use flowlink_plugin_sdk::{Action, Batch, Flow, ip_from_std};
 
-use super::packet_header::{self, PacketSummary};
 use crate::ByteReader;
 use crate::netflow::DatagramError;
+use crate::packet_header::{self, PacketSummary};
 
 /// Samples in one datagram beyond this mean a corrupt header (a 64 KiB
 /// datagram cannot hold more than a few hundred).

@@ -60,6 +60,15 @@ pub enum FieldAction {
     ReverseOctets,
     ReversePackets,
     ReverseTcpFlags,
+    /// PSAMP packet sections (RFC 5477, RFC 7133), any length (variable
+    /// length too): the leading octets of the observed frame (IE 315,
+    /// from its MAC header) or of its IP packet (IE 313).
+    DataLinkFrameSection,
+    IpHeaderPacketSection,
+    /// IE 312: the length of the whole frame a section was taken from.
+    DataLinkFrameSize,
+    /// IE 410: how many of a section's octets are real; the rest is padding.
+    SectionExportedOctets,
     Ignore,
 }
 
@@ -107,9 +116,16 @@ impl FieldAction {
             (REVERSE_PEN, 1) | (REVERSE_PEN, 85) => ReverseOctets,
             (REVERSE_PEN, 2) | (REVERSE_PEN, 86) => ReversePackets,
             (REVERSE_PEN, 6) => ReverseTcpFlags,
+            (0, 315) => DataLinkFrameSection,
+            (0, 313) => IpHeaderPacketSection,
+            (0, 312) => DataLinkFrameSize,
+            (0, 410) => SectionExportedOctets,
             _ => Ignore,
         };
-        let needs_unsigned = !matches!(action, SrcV4 | DstV4 | SrcV6 | DstV6 | Ignore);
+        let needs_unsigned = !matches!(
+            action,
+            SrcV4 | DstV4 | SrcV6 | DstV6 | DataLinkFrameSection | IpHeaderPacketSection | Ignore
+        );
         if needs_unsigned && !unsigned {
             Ignore
         } else {
@@ -170,6 +186,42 @@ mod tests {
         assert_eq!(
             FieldAction::of(spec(0, 1, VARIABLE_LENGTH)),
             FieldAction::Ignore
+        );
+    }
+
+    #[test]
+    fn packet_sections_take_any_length_their_sizes_are_unsigned() {
+        for len in [0, 1, 128, 1390, VARIABLE_LENGTH] {
+            assert_eq!(
+                FieldAction::of(spec(0, 315, len)),
+                FieldAction::DataLinkFrameSection
+            );
+            assert_eq!(
+                FieldAction::of(spec(0, 313, len)),
+                FieldAction::IpHeaderPacketSection
+            );
+        }
+        assert_eq!(
+            FieldAction::of(spec(0, 410, 2)),
+            FieldAction::SectionExportedOctets
+        );
+        assert_eq!(
+            FieldAction::of(spec(0, 312, 4)),
+            FieldAction::DataLinkFrameSize
+        );
+        assert_eq!(
+            FieldAction::of(spec(0, 410, VARIABLE_LENGTH)),
+            FieldAction::Ignore
+        );
+        assert_eq!(
+            FieldAction::of(spec(0, 316, VARIABLE_LENGTH)),
+            FieldAction::Ignore,
+            "mplsLabelStackSection"
+        );
+        assert_eq!(
+            FieldAction::of(spec(9, 315, 64)),
+            FieldAction::Ignore,
+            "other enterprises"
         );
     }
 

@@ -6,6 +6,8 @@
 pub mod field;
 mod pending;
 pub mod record;
+#[cfg(test)]
+mod section_tests;
 pub mod sets;
 mod state;
 #[cfg(test)]

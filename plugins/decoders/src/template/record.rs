@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use flowlink_plugin_sdk::{Action, Flow, ip_from_std};
 
 use super::field::{FieldAction, read_uint};
+use crate::packet_header::{self, PacketSummary};
 
 /// How the message header anchors relative times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,11 +29,42 @@ fn ntp_to_unix_ms(value: u64) -> u64 {
     seconds * 1000 + fraction_ms
 }
 
+/// The addresses of one family a record carries. Exporters that put IPv4
+/// and IPv6 elements in one template (MPLS/SRv6 templates, traffic
+/// shapers) fill one family and zero the other; tunnels repeat an element
+/// for the outer and the inner header.
+#[derive(Debug, Default, Clone, Copy)]
+struct AddressPair {
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    /// Field position of the last specified address written, so the pair
+    /// of the later (inner) header wins between families (RFC 7011 §8).
+    last_specified: Option<u16>,
+}
+
+impl AddressPair {
+    /// A repeated element takes the later value, except that an
+    /// unspecified address (`0.0.0.0`, `::`) never replaces a real one.
+    fn set(slot: &mut Option<IpAddr>, value: IpAddr) -> bool {
+        let specified = !value.is_unspecified();
+        if specified || slot.is_none() {
+            *slot = Some(value);
+        }
+        specified
+    }
+
+    fn complete(&self) -> Option<(IpAddr, IpAddr)> {
+        Some((self.src?, self.dst?))
+    }
+}
+
 /// Everything a record may say; absent fields stay `None`.
 #[derive(Debug, Default, Clone)]
 pub struct RecordFields {
-    src: Option<IpAddr>,
-    dst: Option<IpAddr>,
+    v4: AddressPair,
+    v6: AddressPair,
+    /// Fields applied so far: the position of the next one.
+    position: u16,
     src_port: u16,
     dst_port: u16,
     protocol: u8,
@@ -59,6 +91,10 @@ pub struct RecordFields {
     reverse_octets: Option<u64>,
     reverse_packets: Option<u64>,
     reverse_tcp_flags: u8,
+    /// RFC 7133 packet section: set only in records that carry one.
+    section: Option<Section>,
+    section_exported_octets: Option<u64>,
+    data_link_frame_size: Option<u64>,
 }
 
 impl RecordFields {
@@ -67,18 +103,32 @@ impl RecordFields {
     #[inline]
     pub fn apply(&mut self, action: FieldAction, bytes: &[u8]) {
         use FieldAction::*;
+        let position = self.position;
+        self.position = self.position.wrapping_add(1);
         match action {
-            SrcV4 => self.src = Some(IpAddr::from(<[u8; 4]>::try_from(bytes).unwrap_or_default())),
-            DstV4 => self.dst = Some(IpAddr::from(<[u8; 4]>::try_from(bytes).unwrap_or_default())),
-            SrcV6 => {
-                self.src = Some(IpAddr::from(
-                    <[u8; 16]>::try_from(bytes).unwrap_or_default(),
-                ))
+            SrcV4 | DstV4 => {
+                let value = IpAddr::from(<[u8; 4]>::try_from(bytes).unwrap_or_default());
+                let pair = &mut self.v4;
+                let slot = if action == SrcV4 {
+                    &mut pair.src
+                } else {
+                    &mut pair.dst
+                };
+                if AddressPair::set(slot, value) {
+                    pair.last_specified = Some(position);
+                }
             }
-            DstV6 => {
-                self.dst = Some(IpAddr::from(
-                    <[u8; 16]>::try_from(bytes).unwrap_or_default(),
-                ))
+            SrcV6 | DstV6 => {
+                let value = IpAddr::from(<[u8; 16]>::try_from(bytes).unwrap_or_default());
+                let pair = &mut self.v6;
+                let slot = if action == SrcV6 {
+                    &mut pair.src
+                } else {
+                    &mut pair.dst
+                };
+                if AddressPair::set(slot, value) {
+                    pair.last_specified = Some(position);
+                }
             }
             SrcPort => self.src_port = read_uint(bytes) as u16,
             DstPort => self.dst_port = read_uint(bytes) as u16,
@@ -111,6 +161,14 @@ impl RecordFields {
             ReverseOctets => self.reverse_octets = Some(read_uint(bytes)),
             ReversePackets => self.reverse_packets = Some(read_uint(bytes)),
             ReverseTcpFlags => self.reverse_tcp_flags = read_uint(bytes) as u8,
+            DataLinkFrameSection => {
+                self.section = Some(Section::new(SectionKind::DataLinkFrame, bytes));
+            }
+            IpHeaderPacketSection => {
+                self.section = Some(Section::new(SectionKind::IpHeaderPacket, bytes));
+            }
+            DataLinkFrameSize => self.data_link_frame_size = Some(read_uint(bytes)),
+            SectionExportedOctets => self.section_exported_octets = Some(read_uint(bytes)),
             Ignore => {}
         }
     }
@@ -128,16 +186,68 @@ impl RecordFields {
         Some(((selected + space) / selected).clamp(1, u64::from(u32::MAX)) as u32)
     }
 
+    /// RFC 7133 packet sections (PSAMP packet reports, e.g. softflowd's
+    /// `-v psamp`): a record without an address pair of its own that
+    /// carries the packet is described by the packet's headers, as if it
+    /// had carried their elements — one packet of the IP header's length,
+    /// unless the record counts packets or octets itself. A section the
+    /// walker cannot read is the record's reject.
+    fn fill_from_section(&mut self) -> Result<(), &'static str> {
+        use FieldAction::*;
+        if self.addresses().is_some() {
+            return Ok(());
+        }
+        let Some(section) = self.section.take() else {
+            return Ok(());
+        };
+        let packet = section.decode(self.section_exported_octets, self.data_link_frame_size)?;
+        for (address, v4, v6) in [(packet.src, SrcV4, SrcV6), (packet.dst, DstV4, DstV6)] {
+            match address {
+                IpAddr::V4(a) => self.apply(v4, &a.octets()),
+                IpAddr::V6(a) => self.apply(v6, &a.octets()),
+            }
+        }
+        self.apply(SrcPort, &packet.src_port.to_be_bytes());
+        self.apply(DstPort, &packet.dst_port.to_be_bytes());
+        self.apply(Protocol, &[packet.protocol]);
+        self.apply(TcpFlags, &[packet.tcp_flags]);
+        if matches!(packet.protocol, 1 | 58) {
+            self.apply(IcmpTypeCode, &[packet.icmp_type, packet.icmp_code]);
+            self.apply(IcmpType, &[packet.icmp_type]);
+            self.apply(IcmpCode, &[packet.icmp_code]);
+        }
+        let packet_counters = [
+            self.packet_delta,
+            self.packet_total,
+            self.initiator_packets,
+            self.out_packets,
+        ];
+        if packet_counters.iter().all(Option::is_none) {
+            self.apply(PacketDelta, &[1]);
+        }
+        let octet_counters = [
+            self.octet_delta,
+            self.octet_total,
+            self.initiator_octets,
+            self.out_octets,
+        ];
+        if octet_counters.iter().all(Option::is_none) {
+            self.apply(OctetDelta, &packet.ip_length.to_be_bytes());
+        }
+        Ok(())
+    }
+
     /// The flows of this record: one, or with RFC 5103 reverse counters one
     /// per direction that saw packets. `Err` says why there is none.
     pub fn into_flows(
-        self,
+        mut self,
         clock: ExportClock,
         sampling_interval: u32,
         biflow: bool,
         out: &mut Vec<Flow>,
     ) -> Result<(), &'static str> {
-        let (Some(src), Some(dst)) = (self.src, self.dst) else {
+        self.fill_from_section()?;
+        let Some((src, dst)) = self.addresses() else {
             return Err("record has no source and destination IP address");
         };
         let packets = self
@@ -195,6 +305,28 @@ impl RecordFields {
         Ok(())
     }
 
+    /// The address pair of the record: the only complete one; of two, the
+    /// one that is not all-unspecified; of two real ones, the one written
+    /// later — the same last-occurrence rule as ports and protocol, so
+    /// addresses and ports come from the same (inner) header.
+    fn addresses(&self) -> Option<(IpAddr, IpAddr)> {
+        match (self.v4.complete(), self.v6.complete()) {
+            (Some(v4), None) => Some(v4),
+            (None, Some(v6)) => Some(v6),
+            (None, None) => None,
+            (Some(v4), Some(v6)) => {
+                let v4_later = match (self.v4.last_specified, self.v6.last_specified) {
+                    (Some(a), Some(b)) => a > b,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    // Both all-zero: v6 was the newer format's choice.
+                    (None, None) => false,
+                };
+                Some(if v4_later { v4 } else { v6 })
+            }
+        }
+    }
+
     fn times(&self, clock: ExportClock) -> (u64, u64) {
         let relative = |uptime: Option<u32>| -> Option<u64> {
             let value = uptime?;
@@ -233,14 +365,178 @@ impl RecordFields {
         if self.icmp_type.is_some() || self.icmp_code.is_some() {
             return (self.icmp_type.unwrap_or(0), self.icmp_code.unwrap_or(0));
         }
-        // pmacct puts type * 256 + code in the destination port.
-        ((self.dst_port >> 8) as u8, self.dst_port as u8)
+        crate::icmp::icmp_from_ports(self.src_port, self.dst_port)
     }
 }
+
+/// Which RFC 7133 packet section a record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SectionKind {
+    /// dataLinkFrameSection (IE 315): the frame from its MAC header on.
+    DataLinkFrame,
+    /// ipHeaderPacketSection (IE 313): the packet from its IP header on.
+    IpHeaderPacket,
+}
+
+/// A record's packet section, copied out of the message (records without
+/// one allocate nothing).
+#[derive(Debug, Clone)]
+struct Section {
+    kind: SectionKind,
+    bytes: Vec<u8>,
+}
+
+impl Section {
+    fn new(kind: SectionKind, bytes: &[u8]) -> Self {
+        Section {
+            kind,
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    /// The packet in the section. Only the real octets are walked:
+    /// `exported` (sectionExportedOctets, IE 410) and, for a frame,
+    /// `frame_size` (dataLinkFrameSize, IE 312) bound them, since
+    /// exporters pad fixed-length sections (softflowd: 1390 bytes of
+    /// zeros after the frame). 0 is taken as "not given".
+    fn decode(
+        &self,
+        exported: Option<u64>,
+        frame_size: Option<u64>,
+    ) -> Result<PacketSummary, &'static str> {
+        let frame_size = frame_size.filter(|_| self.kind == SectionKind::DataLinkFrame);
+        let len = [exported, frame_size]
+            .into_iter()
+            .flatten()
+            .filter(|bound| *bound > 0)
+            .fold(self.bytes.len(), |len, bound| {
+                len.min(usize::try_from(bound).unwrap_or(usize::MAX))
+            });
+        let real = &self.bytes[..len];
+        let walked = match self.kind {
+            SectionKind::DataLinkFrame => packet_header::from_ethernet(real),
+            SectionKind::IpHeaderPacket => packet_header::from_ip(real),
+        };
+        walked.map_err(|why| section_reject(self.kind, why))
+    }
+}
+
+/// Defines `section_reject`: the reject of a section the walker cannot
+/// read, `"<element name>: <walker's reason>"`. Rejects here are
+/// `&'static str`, so the messages are put together at compile time from
+/// the walker's list of reasons.
+macro_rules! section_rejects {
+    ($($reason:literal),* $(,)?) => {
+        fn section_reject(kind: SectionKind, why: &'static str) -> &'static str {
+            match (kind, why) {
+                $((SectionKind::DataLinkFrame, $reason) => {
+                    concat!("dataLinkFrameSection: ", $reason)
+                })*
+                $((SectionKind::IpHeaderPacket, $reason) => {
+                    concat!("ipHeaderPacketSection: ", $reason)
+                })*
+                (SectionKind::DataLinkFrame, _) => "dataLinkFrameSection: cannot be decoded",
+                (SectionKind::IpHeaderPacket, _) => "ipHeaderPacketSection: cannot be decoded",
+            }
+        }
+    };
+}
+crate::packet_header::walker_reasons!(section_rejects);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn v4_pair(src: &str, dst: &str) -> AddressPair {
+        AddressPair {
+            src: Some(src.parse().unwrap()),
+            dst: Some(dst.parse().unwrap()),
+            last_specified: Some(0),
+        }
+    }
+
+    /// A record as a template lays it out: (action, bytes) in field order.
+    fn record(fields: &[(FieldAction, &[u8])]) -> RecordFields {
+        let mut r = RecordFields::default();
+        for (action, bytes) in fields {
+            r.apply(*action, bytes);
+        }
+        r
+    }
+
+    const V4_A: [u8; 4] = [192, 0, 2, 1];
+    const V4_B: [u8; 4] = [198, 51, 100, 7];
+    const V6_A: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    const V6_B: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
+    fn addresses(r: &RecordFields) -> (String, String) {
+        let (s, d) = r.addresses().expect("an address pair");
+        (s.to_string(), d.to_string())
+    }
+
+    #[test]
+    fn unspecified_family_never_replaces_the_real_one() {
+        use FieldAction::*;
+        // IPv4 real, IPv6 pair all-zero and written last (Cisco MPLS templates).
+        let r = record(&[
+            (SrcV4, &V4_A),
+            (DstV4, &V4_B),
+            (SrcV6, &[0; 16]),
+            (DstV6, &[0; 16]),
+        ]);
+        assert_eq!(addresses(&r), ("192.0.2.1".into(), "198.51.100.7".into()));
+        // IPv6 real, IPv4 pair all-zero and written last.
+        let r = record(&[
+            (SrcV6, &V6_A),
+            (DstV6, &V6_B),
+            (SrcV4, &[0; 4]),
+            (DstV4, &[0; 4]),
+        ]);
+        assert_eq!(addresses(&r), ("2001:db8::1".into(), "2001:db8::2".into()));
+    }
+
+    #[test]
+    fn two_real_families_take_the_later_header_like_ports() {
+        use FieldAction::*;
+        // Outer IPv6, inner IPv4 (e.g. SRv6 carrying IPv4): the later pair.
+        let r = record(&[
+            (SrcV6, &V6_A),
+            (DstV6, &V6_B),
+            (SrcV4, &V4_A),
+            (DstV4, &V4_B),
+        ]);
+        assert_eq!(addresses(&r).0, "192.0.2.1");
+        let r = record(&[
+            (SrcV4, &V4_A),
+            (DstV4, &V4_B),
+            (SrcV6, &V6_A),
+            (DstV6, &V6_B),
+        ]);
+        assert_eq!(addresses(&r).0, "2001:db8::1");
+        // A repeated IPv4 element: the inner (later) one, unless it is zero.
+        let r = record(&[
+            (SrcV4, &V4_A),
+            (DstV4, &V4_B),
+            (SrcV4, &V4_B),
+            (DstV4, &V4_A),
+        ]);
+        assert_eq!(addresses(&r), ("198.51.100.7".into(), "192.0.2.1".into()));
+        let r = record(&[
+            (SrcV4, &V4_A),
+            (DstV4, &V4_B),
+            (SrcV4, &[0; 4]),
+            (DstV4, &[0; 4]),
+        ]);
+        assert_eq!(addresses(&r), ("192.0.2.1".into(), "198.51.100.7".into()));
+    }
+
+    #[test]
+    fn all_zero_addresses_are_kept_when_nothing_else_is_there() {
+        use FieldAction::*;
+        let r = record(&[(SrcV4, &[0; 4]), (DstV4, &[0; 4])]);
+        assert_eq!(addresses(&r), ("0.0.0.0".into(), "0.0.0.0".into()));
+        assert!(record(&[(SrcV4, &V4_A)]).addresses().is_none());
+    }
 
     #[test]
     fn ntp_timestamps_convert_to_unix_ms() {
@@ -253,8 +549,7 @@ mod tests {
     #[test]
     fn counters_prefer_delta_then_total_then_initiator() {
         let mut r = RecordFields {
-            src: Some("10.0.0.1".parse().unwrap()),
-            dst: Some("10.0.0.2".parse().unwrap()),
+            v4: v4_pair("10.0.0.1", "10.0.0.2"),
             initiator_octets: Some(7),
             octet_total: Some(9),
             ..Default::default()
@@ -273,8 +568,7 @@ mod tests {
     #[test]
     fn biflow_emits_each_direction_that_saw_traffic() {
         let r = RecordFields {
-            src: Some("10.0.0.1".parse().unwrap()),
-            dst: Some("10.0.0.2".parse().unwrap()),
+            v4: v4_pair("10.0.0.1", "10.0.0.2"),
             src_port: 1000,
             dst_port: 53,
             protocol: 17,
