@@ -132,15 +132,17 @@ fn init_tracing(json: bool) {
 
 fn execute(command: Command) -> Result<()> {
     match command {
-        Command::Run { config } => {
-            let config = config::load(&config)?;
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("flowlink-io")
-                .build()
-                .context("starting the async runtime")?
-                .block_on(daemon::run(config))
-        }
+        Command::Run { config } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("flowlink-io")
+            .build()
+            .context("starting the async runtime")?
+            .block_on(async {
+                // First, so no signal meets its default action during start-up.
+                let signals = daemon::Signals::arm()?;
+                let config = config::load(&config)?;
+                daemon::run(config, signals).await
+            }),
         Command::CheckConfig { config: path } => {
             let config = config::load(&path)?;
             let (engine, registry) = daemon::load_plugins(&config)?;

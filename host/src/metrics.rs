@@ -3,8 +3,8 @@
 //! `metrics_listen` is set.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 macro_rules! counters {
     ($name:ident { $($field:ident: $help:literal,)* }) => {
@@ -63,32 +63,84 @@ pub fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
+/// Outcomes of a SIGHUP reload, for `config_reloads_total{result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// The new file was applied (something changed).
+    Applied,
+    /// Valid, and the same as what runs.
+    Unchanged,
+    /// Invalid, or could not be applied: the old configuration runs on.
+    Failed,
+}
+
+impl ReloadResult {
+    const ALL: [ReloadResult; 3] = [
+        ReloadResult::Applied,
+        ReloadResult::Unchanged,
+        ReloadResult::Failed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ReloadResult::Applied => "applied",
+            ReloadResult::Unchanged => "unchanged",
+            ReloadResult::Failed => "failed",
+        }
+    }
+}
+
 /// All counters of the daemon.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    pub consumers: Vec<(String, Arc<ConsumerCounters>)>,
+    /// By consumer slot (`RawMessage::consumer`). A reload appends slots; a
+    /// consumer that comes back under its name shares its old counters.
+    consumers: RwLock<Vec<(String, Arc<ConsumerCounters>)>>,
     pub upload: Arc<UploadCounters>,
+    reloads: [AtomicU64; 3],
 }
 
 impl Metrics {
     pub fn new(consumer_names: impl IntoIterator<Item = String>) -> Arc<Self> {
-        Arc::new(Metrics {
-            consumers: consumer_names
-                .into_iter()
-                .map(|n| (n, Arc::default()))
-                .collect(),
-            upload: Arc::default(),
-        })
+        let metrics = Metrics::default();
+        for name in consumer_names {
+            metrics.register(&name);
+        }
+        Arc::new(metrics)
     }
 
-    pub fn consumer(&self, index: usize) -> &Arc<ConsumerCounters> {
-        &self.consumers[index].1
+    /// A new slot for consumer `name`; returns it.
+    pub fn register(&self, name: &str) -> usize {
+        let mut consumers = self.consumers.write().expect("metrics");
+        let counters = consumers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or_else(Arc::default, |(_, c)| c.clone());
+        consumers.push((name.to_owned(), counters));
+        consumers.len() - 1
+    }
+
+    pub fn consumer(&self, slot: usize) -> Arc<ConsumerCounters> {
+        self.consumers.read().expect("metrics")[slot].1.clone()
+    }
+
+    pub fn count_reload(&self, result: ReloadResult) {
+        add(&self.reloads[result as usize], 1);
+    }
+
+    /// Each consumer once (slots of one name share their counters), by name.
+    fn by_name(&self) -> Vec<(String, Arc<ConsumerCounters>)> {
+        let mut seen = std::collections::BTreeMap::new();
+        for (name, counters) in self.consumers.read().expect("metrics").iter() {
+            seen.entry(name.clone()).or_insert_with(|| counters.clone());
+        }
+        seen.into_iter().collect()
     }
 
     /// One line per consumer plus one for the uploader: `name=value …`.
     pub fn log_lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        for (name, counters) in &self.consumers {
+        for (name, counters) in &self.by_name() {
             let mut line = format!("consumer={name}");
             for (key, _, value) in counters.snapshot() {
                 let _ = write!(line, " {key}={value}");
@@ -106,11 +158,12 @@ impl Metrics {
     /// Prometheus text exposition format.
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
-        if let Some((_, first)) = self.consumers.first() {
+        let consumers = self.by_name();
+        if let Some((_, first)) = consumers.first() {
             for (i, (key, help, _)) in first.snapshot().into_iter().enumerate() {
                 let _ = writeln!(out, "# HELP flowlink_{key}_total {help}");
                 let _ = writeln!(out, "# TYPE flowlink_{key}_total counter");
-                for (name, counters) in &self.consumers {
+                for (name, counters) in &consumers {
                     let value = counters.snapshot()[i].2;
                     let _ = writeln!(out, "flowlink_{key}_total{{consumer=\"{name}\"}} {value}");
                 }
@@ -125,6 +178,19 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {value}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP flowlink_config_reloads_total SIGHUP reloads of the configuration file, by outcome"
+        );
+        let _ = writeln!(out, "# TYPE flowlink_config_reloads_total counter");
+        for result in ReloadResult::ALL {
+            let value = self.reloads[result as usize].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "flowlink_config_reloads_total{{result=\"{}\"}} {value}",
+                result.label()
+            );
         }
         out
     }

@@ -308,6 +308,50 @@ impl Daemon {
         scrape(metrics_addr).get(name).copied().unwrap_or(0)
     }
 
+    /// Writes `config_yaml` to `DIR/flowlink.yaml` and spawns the daemon
+    /// without waiting for it to run (for tests of the start-up itself).
+    pub fn spawn_in(dir: &Path, config_yaml: &str) -> Daemon {
+        let config = dir.join("flowlink.yaml");
+        std::fs::write(&config, config_yaml).unwrap();
+        Daemon::spawn(dir, &config, None, &[])
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGHUP`).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    /// Waits (up to 30 s) for the process to exit on its own.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        let status = wait_for(Duration::from_secs(30), || child.try_wait().ok().flatten());
+        status.unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("daemon did not exit within 30 s")
+        })
+    }
+
+    /// Waits (up to 30 s) until the log has `count` lines containing `text`.
+    pub fn wait_log(&self, text: &str, count: usize) {
+        let ok = wait_for(Duration::from_secs(30), || {
+            (self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains(text))
+                .count()
+                >= count)
+                .then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "{count}× {text:?} not in the log:\n{}",
+            self.log()
+        );
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("daemon running");

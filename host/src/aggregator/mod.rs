@@ -16,12 +16,13 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::metrics::{self, Metrics};
-use crate::pipeline::{ParsedFlows, now_ms};
+use crate::pipeline::{AggregatorInput, ParsedFlows, now_ms};
 use crate::proto::FlowBatch;
 
 pub struct Aggregator {
+    /// By consumer slot; a removed consumer's slot stays, empty.
     consumer_names: Vec<String>,
-    windows: Vec<Window>,
+    windows: Vec<Option<Window>>,
     window_len: Duration,
     max_keys: usize,
     direction: DirectionInference,
@@ -39,7 +40,10 @@ impl Aggregator {
         output: mpsc::Sender<FlowBatch>,
     ) -> Self {
         let start = window_start(now_ms(), window_len);
-        let windows = consumer_names.iter().map(|_| Window::new(start)).collect();
+        let windows = consumer_names
+            .iter()
+            .map(|_| Some(Window::new(start)))
+            .collect();
         Aggregator {
             consumer_names,
             windows,
@@ -53,12 +57,21 @@ impl Aggregator {
 
     /// Runs until `input` closes (every worker has stopped), then flushes the
     /// open windows so a shutdown loses nothing.
-    pub async fn run(mut self, mut input: mpsc::Receiver<ParsedFlows>) {
+    pub async fn run(mut self, mut input: mpsc::Receiver<AggregatorInput>) {
         loop {
             let boundary = self.next_boundary();
             tokio::select! {
                 message = input.recv() => match message {
-                    Some(parsed) => self.add(parsed).await,
+                    Some(AggregatorInput::Flows(parsed)) => self.add(parsed).await,
+                    Some(AggregatorInput::ConsumerAdded { consumer, name }) => {
+                        self.open(consumer, name)
+                    }
+                    Some(AggregatorInput::ConsumerRemoved { consumer }) => {
+                        self.flush(consumer).await;
+                        if let Some(window) = self.windows.get_mut(consumer) {
+                            *window = None;
+                        }
+                    }
                     None => break,
                 },
                 () = sleep_until(boundary) => self.flush_all().await,
@@ -76,10 +89,27 @@ impl Aggregator {
         Instant::now() + Duration::from_millis(end.saturating_sub(now))
     }
 
+    /// A consumer added by a reload: its window starts now.
+    fn open(&mut self, consumer: usize, name: String) {
+        if self.windows.len() <= consumer {
+            self.windows.resize_with(consumer + 1, || None);
+            self.consumer_names.resize(consumer + 1, String::new());
+        }
+        self.windows[consumer] = Some(Window::new(window_start(now_ms(), self.window_len)));
+        self.consumer_names[consumer] = name;
+    }
+
     async fn add(&mut self, parsed: ParsedFlows) {
         let counters = self.metrics.consumer(parsed.consumer);
         metrics::add(&counters.flows_aggregated, parsed.flows.len() as u64);
-        let window = &mut self.windows[parsed.consumer];
+        let Some(Some(window)) = self.windows.get_mut(parsed.consumer) else {
+            tracing::error!(
+                slot = parsed.consumer,
+                flows = parsed.flows.len(),
+                "flows for a consumer without a window (a bug): dropped"
+            );
+            return;
+        };
         for flow in &parsed.flows {
             window.add(flow, parsed.exporter.ip(), &self.direction);
         }
@@ -102,8 +132,10 @@ impl Aggregator {
 
     async fn flush(&mut self, consumer: usize) {
         let now = now_ms();
-        let next = Window::new(window_start(now, self.window_len));
-        let window = std::mem::replace(&mut self.windows[consumer], next);
+        let Some(Some(open)) = self.windows.get_mut(consumer) else {
+            return;
+        };
+        let window = std::mem::replace(open, Window::new(window_start(now, self.window_len)));
         if window.is_empty() {
             return;
         }

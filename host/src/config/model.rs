@@ -315,14 +315,14 @@ pub struct PceConfig {
     pub upload_format: UploadFormat,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConsumerConfig {
     pub name: String,
     pub connectors: Vec<ConnectorSpec>,
     pub parser: ParserSpec,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ParserSpec {
     pub plugin: String,
     /// `parser.properties` as a JSON object, as the plugin receives it.

@@ -18,7 +18,7 @@ use crate::plugin::{
     LoadedPlugin, Origin, ParserInstance, PluginEngine, PluginRegistry, SandboxLimits, ip_to_wit,
 };
 
-pub use capture::read_messages;
+pub use capture::{FileMessages, read_messages};
 
 pub struct DecodeArgs {
     pub plugin: String,
@@ -79,10 +79,18 @@ fn decode_all(engine: Arc<PluginEngine>, args: DecodeArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let (mut messages, mut flows, mut rejected, mut failed) = (0u64, 0u64, 0u64, 0u64);
+    // Captures that held frames but no datagram: the run fails after the rest.
+    let mut nothing_decoded = Vec::new();
     for file in &args.files {
-        let captured = read_messages(file, args.exporter)
+        let read = read_messages(file, args.exporter)
             .with_context(|| format!("reading {}", file.display()))?;
-        for (index, message) in captured.into_iter().enumerate() {
+        for (reason, count) in &read.skipped {
+            eprintln!("{}: {} skipped: {reason}", file.display(), frames(*count));
+        }
+        if read.frames > 0 && read.messages.is_empty() {
+            nothing_decoded.push(no_datagrams(file, &read));
+        }
+        for (index, message) in read.messages.into_iter().enumerate() {
             messages += 1;
             let origin = Origin {
                 exporter: ip_to_wit(message.exporter.ip()),
@@ -118,7 +126,29 @@ fn decode_all(engine: Arc<PluginEngine>, args: DecodeArgs) -> Result<()> {
     eprintln!(
         "decoded {messages} messages: {flows} flows, {rejected} records rejected, {failed} messages failed"
     );
+    if !nothing_decoded.is_empty() {
+        bail!("{}", nothing_decoded.join("; "));
+    }
     Ok(())
+}
+
+fn frames(count: u64) -> String {
+    format!("{count} frame{}", if count == 1 { "" } else { "s" })
+}
+
+/// Why a capture with frames gave nothing to decode: each reason, with its count.
+fn no_datagrams(file: &Path, read: &FileMessages) -> String {
+    let reasons: Vec<String> = read
+        .skipped
+        .iter()
+        .map(|(reason, count)| format!("{reason}: {}", frames(*count)))
+        .collect();
+    format!(
+        "{}: no UDP datagram to decode in {} ({})",
+        file.display(),
+        frames(read.frames),
+        reasons.join("; ")
+    )
 }
 
 pub fn default_exporter() -> SocketAddr {

@@ -6,7 +6,9 @@ use flowlink_plugin_sdk::Flow;
 
 use tokio::sync::oneshot;
 
-use crate::plugin::StreamId;
+use std::sync::Arc;
+
+use crate::plugin::{ParserInstance, StreamId};
 
 /// Bytes as a connector received them. Connectors never parse.
 #[derive(Debug)]
@@ -43,14 +45,71 @@ impl Ack {
     }
 }
 
-/// What parser workers receive.
-#[derive(Debug)]
+/// What parser workers receive. Control items travel in the same queue as
+/// messages, so they take effect after every message queued before them.
 pub enum WorkerInput {
     Message(RawMessage),
     /// A connection closed: its parser session (and templates) go too.
     StreamClosed {
         consumer: usize,
         stream: StreamId,
+    },
+    /// A consumer added by a reload: its session on this worker.
+    OpenConsumer {
+        consumer: usize,
+        name: Arc<str>,
+        session: Box<ParserInstance>,
+    },
+    /// A consumer's parser changed on reload: move to `session`, carrying
+    /// the old session's state over when `carry_state` (same plugin).
+    ReplaceSession {
+        consumer: usize,
+        session: Box<ParserInstance>,
+        carry_state: bool,
+    },
+    /// A consumer removed by a reload: its session goes; `done` fires once
+    /// every flow of its earlier messages is with the aggregator.
+    CloseConsumer {
+        consumer: usize,
+        done: oneshot::Sender<()>,
+    },
+}
+
+impl std::fmt::Debug for WorkerInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkerInput::Message(m) => f.debug_tuple("Message").field(m).finish(),
+            WorkerInput::StreamClosed { consumer, stream } => f
+                .debug_struct("StreamClosed")
+                .field("consumer", consumer)
+                .field("stream", stream)
+                .finish(),
+            WorkerInput::OpenConsumer { consumer, .. } => {
+                write!(f, "OpenConsumer({consumer})")
+            }
+            WorkerInput::ReplaceSession { consumer, .. } => {
+                write!(f, "ReplaceSession({consumer})")
+            }
+            WorkerInput::CloseConsumer { consumer, .. } => {
+                write!(f, "CloseConsumer({consumer})")
+            }
+        }
+    }
+}
+
+/// What the aggregator receives: flows, and the consumer set changing on a
+/// reload (in the same queue, so a removal comes after the last flows).
+#[derive(Debug)]
+pub enum AggregatorInput {
+    Flows(ParsedFlows),
+    /// A new consumer slot: a window opens for it.
+    ConsumerAdded {
+        consumer: usize,
+        name: String,
+    },
+    /// A consumer is gone: its open window is flushed and closed.
+    ConsumerRemoved {
+        consumer: usize,
     },
 }
 

@@ -6,6 +6,6 @@ pub mod message;
 mod shard_router;
 mod worker;
 
-pub use message::{Ack, ParsedFlows, RawMessage, WorkerInput, now_ms};
+pub use message::{Ack, AggregatorInput, ParsedFlows, RawMessage, WorkerInput, now_ms};
 pub use shard_router::ShardRouter;
-pub use worker::{ParserWorkerPool, WorkerSetup};
+pub use worker::{ParserWorkerPool, WorkerSetup, open_session};

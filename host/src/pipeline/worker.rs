@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
-use super::{Ack, ParsedFlows, RawMessage, WorkerInput};
+use super::{Ack, AggregatorInput, ParsedFlows, RawMessage, WorkerInput};
 use crate::config::ConsumerConfig;
 use crate::metrics::{self, ConsumerCounters, Metrics};
 use crate::plugin::{
@@ -37,7 +37,7 @@ impl ParserWorkerPool {
         setup: Arc<WorkerSetup>,
         count: usize,
         queue_capacity: usize,
-        output: mpsc::Sender<ParsedFlows>,
+        output: mpsc::Sender<AggregatorInput>,
     ) -> Result<(Self, Vec<mpsc::Sender<WorkerInput>>)> {
         let mut threads = Vec::new();
         let mut inputs = Vec::new();
@@ -68,37 +68,45 @@ fn open_sessions(setup: &WorkerSetup, worker: usize) -> Result<Vec<ParserInstanc
     setup
         .consumers
         .iter()
-        .map(|consumer| {
-            let plugin = setup
-                .registry
-                .get(&consumer.parser.plugin)
-                .with_context(|| {
-                    format!(
-                        "consumer {:?}: no parser plugin named {:?}",
-                        consumer.name, consumer.parser.plugin
-                    )
-                })?;
-            let tag: Arc<str> = format!(
-                "plugin={} consumer={} worker={worker}",
-                plugin.name, consumer.name
-            )
-            .into();
-            ParserInstance::new(
-                setup.engine.clone(),
-                plugin.clone(),
-                consumer.parser.properties_json.clone(),
-                consumer.parser.limits,
-                tag,
-            )
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "consumer {:?}: parser {:?} refused to start: {e}",
-                    consumer.name,
-                    plugin.name
-                )
-            })
-        })
+        .map(|consumer| open_session(setup, consumer, worker))
         .collect()
+}
+
+/// A parser session for `consumer` on worker `worker`; the error names the
+/// consumer and carries the plugin's own word on its properties.
+pub fn open_session(
+    setup: &WorkerSetup,
+    consumer: &ConsumerConfig,
+    worker: usize,
+) -> Result<ParserInstance> {
+    let plugin = setup
+        .registry
+        .get(&consumer.parser.plugin)
+        .with_context(|| {
+            format!(
+                "consumer {:?}: no parser plugin named {:?}",
+                consumer.name, consumer.parser.plugin
+            )
+        })?;
+    let tag: Arc<str> = format!(
+        "plugin={} consumer={} worker={worker}",
+        plugin.name, consumer.name
+    )
+    .into();
+    ParserInstance::new(
+        setup.engine.clone(),
+        plugin.clone(),
+        consumer.parser.properties_json.clone(),
+        consumer.parser.limits,
+        tag,
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "consumer {:?}: parser {:?} refused to start: {e}",
+            consumer.name,
+            plugin.name
+        )
+    })
 }
 
 /// Messages handed to a plugin in one call, at most: enough to amortise
@@ -106,12 +114,29 @@ fn open_sessions(setup: &WorkerSetup, worker: usize) -> Result<Vec<ParserInstanc
 const MAX_BATCH_MESSAGES: usize = 64;
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
+/// A consumer's session on this worker, by slot.
+struct Slot {
+    name: Arc<str>,
+    session: ParserInstance,
+}
+
 fn run_worker(
     setup: Arc<WorkerSetup>,
-    mut sessions: Vec<ParserInstance>,
+    sessions: Vec<ParserInstance>,
     mut input: mpsc::Receiver<WorkerInput>,
-    output: mpsc::Sender<ParsedFlows>,
+    output: mpsc::Sender<AggregatorInput>,
 ) {
+    let mut slots: Vec<Option<Slot>> = setup
+        .consumers
+        .iter()
+        .zip(sessions)
+        .map(|(consumer, session)| {
+            Some(Slot {
+                name: consumer.name.as_str().into(),
+                session,
+            })
+        })
+        .collect();
     let mut batch: Vec<RawMessage> = Vec::with_capacity(MAX_BATCH_MESSAGES);
     let mut reject_log = RejectLog::default();
     let mut generation = setup.registry.generation();
@@ -119,11 +144,12 @@ fn run_worker(
         // A new plugin build was published: move to it between batches.
         if setup.registry.generation() != generation {
             generation = setup.registry.generation();
-            adopt_new_builds(&setup, &mut sessions);
+            adopt_new_builds(&setup, &mut slots);
         }
         // Take what is already queued; never wait for more. A closed stream
-        // ends the batch, so its last messages are parsed before it goes.
-        let mut closed = None;
+        // or a control item ends the batch, so the messages before it are
+        // parsed first.
+        let mut control = None;
         let mut bytes = 0;
         let mut next = Some(first);
         while let Some(item) = next.take() {
@@ -132,8 +158,8 @@ fn run_worker(
                     bytes += message.payload.len();
                     batch.push(message);
                 }
-                WorkerInput::StreamClosed { consumer, stream } => {
-                    closed = Some((consumer, stream));
+                other => {
+                    control = Some(other);
                     break;
                 }
             }
@@ -150,20 +176,68 @@ fn run_worker(
                 .take_while(|m| (m.consumer, m.stream) == key)
                 .count();
             let group: Vec<RawMessage> = batch.drain(..same).collect();
-            let session = &mut sessions[key.0];
-            if !parse_group(&setup, session, key, group, &output, &mut reject_log) {
+            // A consumer closed by a reload stops its connectors first, so
+            // no message of it can follow; dropping is a safe fallback.
+            let Some(slot) = slots.get_mut(key.0).and_then(Option::as_mut) else {
+                continue;
+            };
+            if !parse_group(&setup, slot, key, group, &output, &mut reject_log) {
                 return;
             }
         }
-        if let Some((consumer, stream)) = closed {
-            sessions[consumer].close_stream(stream);
+        if let Some(control) = control {
+            apply_control(&mut slots, control);
         }
     }
 }
 
-fn adopt_new_builds(setup: &WorkerSetup, sessions: &mut [ParserInstance]) {
-    for (consumer, session) in setup.consumers.iter().zip(sessions.iter_mut()) {
-        if let Some(current) = setup.registry.get(&consumer.parser.plugin)
+fn apply_control(slots: &mut Vec<Option<Slot>>, control: WorkerInput) {
+    match control {
+        WorkerInput::Message(_) => unreachable!("messages are batched"),
+        WorkerInput::StreamClosed { consumer, stream } => {
+            if let Some(Some(slot)) = slots.get_mut(consumer) {
+                slot.session.close_stream(stream);
+            }
+        }
+        WorkerInput::OpenConsumer {
+            consumer,
+            name,
+            session,
+        } => {
+            if slots.len() <= consumer {
+                slots.resize_with(consumer + 1, || None);
+            }
+            slots[consumer] = Some(Slot {
+                name,
+                session: *session,
+            });
+        }
+        WorkerInput::ReplaceSession {
+            consumer,
+            session,
+            carry_state,
+        } => {
+            if let Some(Some(slot)) = slots.get_mut(consumer) {
+                let mut session = *session;
+                if carry_state {
+                    session.adopt_state(&mut slot.session);
+                }
+                slot.session = session;
+            }
+        }
+        WorkerInput::CloseConsumer { consumer, done } => {
+            if let Some(slot) = slots.get_mut(consumer) {
+                *slot = None;
+            }
+            let _ = done.send(());
+        }
+    }
+}
+
+fn adopt_new_builds(setup: &WorkerSetup, slots: &mut [Option<Slot>]) {
+    for slot in slots.iter_mut().flatten() {
+        let session = &mut slot.session;
+        if let Some(current) = setup.registry.get(&session.plugin().name)
             && !Arc::ptr_eq(&current, session.plugin())
         {
             session.swap_plugin(current);
@@ -175,14 +249,16 @@ fn adopt_new_builds(setup: &WorkerSetup, sessions: &mut [ParserInstance]) {
 /// flows. Returns false once the aggregator is gone.
 fn parse_group(
     setup: &WorkerSetup,
-    session: &mut ParserInstance,
+    slot: &mut Slot,
     (consumer, stream): (usize, Option<StreamId>),
     group: Vec<RawMessage>,
-    output: &mpsc::Sender<ParsedFlows>,
+    output: &mpsc::Sender<AggregatorInput>,
     reject_log: &mut RejectLog,
 ) -> bool {
     let counters = setup.metrics.consumer(consumer);
-    let name = &setup.consumers[consumer].name;
+    let counters = &*counters;
+    let name = &*slot.name;
+    let session = &mut slot.session;
     let exporters: Vec<SocketAddr> = group.iter().map(|m| m.exporter).collect();
     let mut acks = Vec::new();
     let messages: Vec<Message> = group
@@ -220,11 +296,11 @@ fn parse_group(
                 // Blocking: the aggregator's backpressure reaches the worker
                 // queues, which the connectors count as drops.
                 if output
-                    .blocking_send(ParsedFlows {
+                    .blocking_send(AggregatorInput::Flows(ParsedFlows {
                         consumer,
                         exporter,
                         flows: parsed.flows,
-                    })
+                    }))
                     .is_err()
                 {
                     return false;

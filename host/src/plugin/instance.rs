@@ -75,6 +75,12 @@ fn open_session(
     opened.map_err(ParseFailure::Unavailable)
 }
 
+/// Every session's saved state: the datagram session and each stream's.
+struct SavedSessions {
+    datagrams: Option<Vec<u8>>,
+    streams: Vec<(StreamId, Option<Vec<u8>>)>,
+}
+
 /// A parser session of one consumer on one worker thread.
 pub struct ParserInstance {
     engine: Arc<PluginEngine>,
@@ -190,17 +196,7 @@ impl ParserInstance {
     /// into new ones. If the old instance is faulted its state is gone; if
     /// the new one refuses the state it starts empty (logged).
     pub fn swap_plugin(&mut self, plugin: Arc<LoadedPlugin>) {
-        let saved = self.live.take().map(|mut live| {
-            let session = live.datagrams;
-            let datagrams = save_session(&mut live, session);
-            let streams: Vec<(StreamId, Option<Vec<u8>>)> = live
-                .streams
-                .clone()
-                .into_iter()
-                .map(|(id, session)| (id, save_session(&mut live, session)))
-                .collect();
-            (datagrams, streams)
-        });
+        let saved = self.save_all();
         self.plugin = plugin;
         let mut live = match self.start() {
             Ok(live) => live,
@@ -209,22 +205,58 @@ impl ParserInstance {
                 return;
             }
         };
-        if let Some((datagrams, streams)) = saved {
+        if let Some(saved) = saved {
+            self.restore_into(&mut live, saved);
+        }
+        self.live = Some(live);
+    }
+
+    /// Takes over `old`'s session state (templates) on a reload that
+    /// changed the consumer's parser properties; `self` is the new session.
+    /// State the new session refuses is dropped (logged), as on hot swap.
+    pub fn adopt_state(&mut self, old: &mut ParserInstance) {
+        let Some(saved) = old.save_all() else { return };
+        let mut live = match self.live.take().map_or_else(|| self.start(), Ok) {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::error!("{}: the new session does not start: {e}", self.tag);
+                return;
+            }
+        };
+        self.restore_into(&mut live, saved);
+        self.live = Some(live);
+    }
+
+    /// Saves every session's state and ends the instance; `None` when it
+    /// is faulted (its state is gone).
+    fn save_all(&mut self) -> Option<SavedSessions> {
+        self.live.take().map(|mut live| {
             let session = live.datagrams;
-            restore_session(&mut live, session, datagrams, &self.tag);
-            for (id, state) in streams {
-                match open_session(&live.bindings, &mut live.store, &self.config_json) {
-                    Ok(session) => {
-                        restore_session(&mut live, session, state, &self.tag);
-                        live.streams.insert(id, session);
-                    }
-                    Err(e) => {
-                        tracing::warn!("{}: stream {id} could not be reopened: {e}", self.tag)
-                    }
+            let datagrams = save_session(&mut live, session);
+            let streams: Vec<(StreamId, Option<Vec<u8>>)> = live
+                .streams
+                .clone()
+                .into_iter()
+                .map(|(id, session)| (id, save_session(&mut live, session)))
+                .collect();
+            SavedSessions { datagrams, streams }
+        })
+    }
+
+    fn restore_into(&self, live: &mut Live, saved: SavedSessions) {
+        let session = live.datagrams;
+        restore_session(live, session, saved.datagrams, &self.tag);
+        for (id, state) in saved.streams {
+            match open_session(&live.bindings, &mut live.store, &self.config_json) {
+                Ok(session) => {
+                    restore_session(live, session, state, &self.tag);
+                    live.streams.insert(id, session);
+                }
+                Err(e) => {
+                    tracing::warn!("{}: stream {id} could not be reopened: {e}", self.tag)
                 }
             }
         }
-        self.live = Some(live);
     }
 
     /// Ends a stream's parser session (its connection closed).

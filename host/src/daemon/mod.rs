@@ -1,5 +1,11 @@
 //! `flowlink run`: wires connectors → parser workers → aggregator →
-//! uploader, and shuts them down in that order so nothing in flight is lost.
+//! uploader, reloads the consumers on SIGHUP, and shuts the stages down in
+//! that order so nothing in flight is lost.
+
+mod reload;
+mod signals;
+
+pub use signals::Signals;
 
 use std::sync::Arc;
 
@@ -7,10 +13,10 @@ use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
 use crate::aggregator::{Aggregator, DirectionInference};
-use crate::config::Config;
+use crate::config::{Config, ConsumerConfig};
 use crate::connector::{self, ConnectorContext, ConnectorHandle};
 use crate::metrics::Metrics;
-use crate::pipeline::{ParserWorkerPool, ShardRouter, WorkerSetup};
+use crate::pipeline::{AggregatorInput, ParserWorkerPool, ShardRouter, WorkerInput, WorkerSetup};
 use crate::plugin::{PluginEngine, PluginRegistry, PluginUse, PluginWatcher};
 use crate::spool::Spool;
 use crate::uploader::{PceClient, Uploader};
@@ -74,14 +80,51 @@ pub fn load_plugins(config: &Config) -> Result<(Arc<PluginEngine>, Arc<PluginReg
     Ok((engine, Arc::new(registry)))
 }
 
-pub async fn run(config: Config) -> Result<()> {
+/// A consumer as it runs: its slot in the pipeline and its connectors.
+struct RunningConsumer {
+    slot: usize,
+    config: ConsumerConfig,
+    connectors: Vec<ConnectorHandle>,
+}
+
+/// What a reload needs to change the running consumers.
+struct Running {
+    config: Config,
+    consumers: Vec<RunningConsumer>,
+    setup: Arc<WorkerSetup>,
+    worker_inputs: Vec<mpsc::Sender<WorkerInput>>,
+    router: ShardRouter,
+    aggregator_input: mpsc::Sender<AggregatorInput>,
+    metrics: Arc<Metrics>,
+}
+
+/// Runs until SIGTERM or SIGINT. `signals` were armed before the
+/// configuration was read.
+pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
     std::fs::create_dir_all(&config.data_directory).with_context(|| {
         format!(
             "creating data_directory {}",
             config.data_directory.display()
         )
     })?;
-    let (engine, registry) = load_plugins(&config)?;
+    // Compiling plugins takes a while on a cold cache: a stop request then
+    // waits for the compilation under way (so no cache file is left half
+    // written) and ends the start before anything else is opened.
+    tracing::info!("loading plugins");
+    let loading = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || load_plugins(&config))
+    };
+    tokio::pin!(loading);
+    let (engine, registry) = tokio::select! {
+        loaded = &mut loading => loaded.context("plugin loading task")??,
+        name = signals::stop_requested(&mut signals.term, &mut signals.int) => {
+            tracing::info!("{name} during start-up: stopping once plugin compilation finishes");
+            let _ = loading.await;
+            tracing::info!("stopped before start-up completed; nothing was opened");
+            return Ok(());
+        }
+    };
     let metrics = Metrics::new(config.consumers.iter().map(|c| c.name.clone()));
     let metrics_task = crate::metrics_reporter::start(
         metrics.clone(),
@@ -140,35 +183,34 @@ pub async fn run(config: Config) -> Result<()> {
         metrics: metrics.clone(),
     });
     let (workers, worker_inputs) = ParserWorkerPool::start(
-        setup,
+        setup.clone(),
         config.parser_workers,
         config.queue_capacity,
-        parsed_tx,
+        parsed_tx.clone(),
     )
     .with_context(|| format!("invalid configuration {}", config.file.display()))?;
-    let router = ShardRouter::new(worker_inputs, metrics.clone());
+    let router = ShardRouter::new(worker_inputs.clone(), metrics.clone());
 
-    let mut connectors = Vec::new();
-    for (consumer_index, consumer) in config.consumers.iter().enumerate() {
-        for (index, spec) in consumer.connectors.iter().enumerate() {
-            let ctx = ConnectorContext {
-                consumer: consumer_index,
-                consumer_name: consumer.name.as_str().into(),
-                index,
-                router: router.clone(),
-                metrics: metrics.clone(),
-                checkpoint_dir: config.data_directory.join("checkpoints"),
-            };
-            let handle = connector::start(ctx, spec).await.with_context(|| {
-                format!(
-                    "consumers[{consumer_index}].connectors[{index}] ({:?})",
-                    consumer.name
-                )
-            })?;
-            connectors.push(handle);
-        }
+    let mut running = Running {
+        consumers: Vec::new(),
+        setup,
+        worker_inputs,
+        router,
+        aggregator_input: parsed_tx,
+        metrics: metrics.clone(),
+        config: config.clone(),
+    };
+    for (slot, consumer) in config.consumers.iter().enumerate() {
+        let connectors = running
+            .start_connectors(slot, consumer)
+            .await
+            .with_context(|| format!("consumers[{slot}] ({:?})", consumer.name))?;
+        running.consumers.push(RunningConsumer {
+            slot,
+            config: consumer.clone(),
+            connectors,
+        });
     }
-    drop(router);
 
     tracing::info!(
         consumers = config.consumers.len(),
@@ -178,7 +220,15 @@ pub async fn run(config: Config) -> Result<()> {
         "flowlink running"
     );
 
-    wait_for_shutdown_signal().await?;
+    loop {
+        tokio::select! {
+            name = signals::stop_requested(&mut signals.term, &mut signals.int) => {
+                tracing::info!("{name} received");
+                break;
+            }
+            _ = signals.hup.recv() => running.reload().await,
+        }
+    }
     tracing::info!("shutting down: draining parsers, flushing the open window, finishing uploads");
 
     // Order matters: stop intake, let workers drain their queues, then the
@@ -186,8 +236,18 @@ pub async fn run(config: Config) -> Result<()> {
     // the uploader sends what it was handed.
     // Replayable sources (Kafka, CloudWatch, files) stay up until the
     // workers acknowledged what they sent, then record their resume point.
+    let Running {
+        consumers,
+        worker_inputs,
+        router,
+        aggregator_input,
+        ..
+    } = running;
+    let connectors: Vec<ConnectorHandle> =
+        consumers.into_iter().flat_map(|c| c.connectors).collect();
     connectors.iter().for_each(ConnectorHandle::stop);
     drop(watcher);
+    drop((worker_inputs, router, aggregator_input));
     let workers = tokio::task::spawn_blocking(move || workers.join());
     for connector in connectors {
         connector.finished().await;
@@ -202,13 +262,35 @@ pub async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_shutdown_signal() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+impl Running {
+    /// Starts `consumer`'s connectors feeding pipeline slot `slot`.
+    async fn start_connectors(
+        &self,
+        slot: usize,
+        consumer: &ConsumerConfig,
+    ) -> Result<Vec<ConnectorHandle>> {
+        let mut handles = Vec::new();
+        for (index, spec) in consumer.connectors.iter().enumerate() {
+            let ctx = ConnectorContext {
+                consumer: slot,
+                consumer_name: consumer.name.as_str().into(),
+                index,
+                router: self.router.clone(),
+                metrics: self.metrics.clone(),
+                checkpoint_dir: self.config.data_directory.join("checkpoints"),
+            };
+            match connector::start(ctx, spec).await {
+                Ok(handle) => handles.push(handle),
+                Err(e) => {
+                    // Those already started stop again: all or nothing.
+                    for handle in handles {
+                        handle.stop();
+                        handle.finished().await;
+                    }
+                    return Err(e.context(format!("connectors[{index}]")));
+                }
+            }
+        }
+        Ok(handles)
     }
-    Ok(())
 }
