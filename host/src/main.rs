@@ -9,6 +9,7 @@ mod daemon;
 mod decode;
 mod metrics;
 mod metrics_reporter;
+mod parser_state;
 mod pce_emulator;
 mod pipeline;
 mod plugin;

@@ -23,6 +23,11 @@ pub struct WindowTotals {
 
 pub struct Window {
     start_ms: u64,
+    /// Fixed when the window opens: its checkpoints and its final upload
+    /// carry the same id, so a receiver that dedupes sees it once.
+    batch_id: String,
+    /// Flows added since the last checkpoint.
+    dirty: bool,
     // foldhash: faster than SipHash on these keys, still seeded per process,
     // so traffic cannot be shaped into collisions.
     keys: HashMap<FlowKey, WindowTotals, RandomState>,
@@ -32,6 +37,8 @@ impl Window {
     pub fn new(start_ms: u64) -> Self {
         Window {
             start_ms,
+            batch_id: new_batch_id(),
+            dirty: false,
             keys: HashMap::default(),
         }
     }
@@ -46,7 +53,17 @@ impl Window {
 
     /// Folds one record in. Counters are scaled by the record's sampling
     /// interval here, once, whatever the format.
+    /// Whether flows came in since the last [`Window::checkpointed`].
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    pub fn checkpointed(&mut self) {
+        self.dirty = false;
+    }
+
     pub fn add(&mut self, flow: &Flow, exporter: IpAddr, direction: &DirectionInference) {
+        self.dirty = true;
         let scale = u64::from(flow.sampling_interval.max(1));
         let key = FlowKey::folded(flow, direction);
         let totals = self.keys.entry(key).or_insert(WindowTotals {
@@ -76,9 +93,14 @@ impl Window {
     }
 
     pub fn into_batch(self, consumer: &str, end_ms: u64) -> FlowBatch {
+        self.to_batch(consumer, end_ms)
+    }
+
+    /// The window so far as a batch (for a checkpoint), under its own id.
+    pub fn to_batch(&self, consumer: &str, end_ms: u64) -> FlowBatch {
         let flows = self
             .keys
-            .into_iter()
+            .iter()
             .map(|(key, totals)| AggregatedFlow {
                 src_ip: ip_to_bytes(key.src),
                 dst_ip: ip_to_bytes(key.dst),
@@ -98,7 +120,7 @@ impl Window {
             })
             .collect();
         FlowBatch {
-            batch_id: new_batch_id(),
+            batch_id: self.batch_id.clone(),
             consumer: consumer.to_owned(),
             window_start_ms: self.start_ms,
             window_end_ms: end_ms,

@@ -46,6 +46,12 @@ pub struct RawConfig {
     pub parser_workers: Option<usize>,
     pub queue_capacity: Option<usize>,
     pub aggregation_max_keys: Option<usize>,
+    /// How often parser state (templates) is snapshotted when it changed.
+    pub state_snapshot_seconds: Option<u64>,
+    /// How often open windows are written to disk when they changed.
+    pub checkpoint_seconds: Option<u64>,
+    /// How long a stop waits for the PCE before spooling the last windows.
+    pub shutdown_upload_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -301,6 +307,9 @@ pub struct Config {
     pub parser_workers: usize,
     pub queue_capacity: usize,
     pub aggregation_max_keys: usize,
+    pub state_snapshot: Duration,
+    pub checkpoint: Duration,
+    pub shutdown_upload: Duration,
     pub consumers: Vec<ConsumerConfig>,
 }
 

@@ -128,6 +128,21 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         1_000_000,
     ) as usize;
 
+    let state_snapshot_seconds = p.ranged(
+        "state_snapshot_seconds",
+        raw.state_snapshot_seconds,
+        1,
+        3600,
+        10,
+    );
+    let checkpoint_seconds = p.ranged("checkpoint_seconds", raw.checkpoint_seconds, 1, 3600, 10);
+    let shutdown_upload_seconds = p.ranged(
+        "shutdown_upload_seconds",
+        raw.shutdown_upload_seconds,
+        1,
+        600,
+        5,
+    );
     let (section, raw_consumers) = match (raw.consumers, raw.destinations) {
         (Some(list), None) => ("consumers", list),
         (None, Some(list)) => ("destinations", list),
@@ -317,6 +332,9 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         parser_workers,
         queue_capacity,
         aggregation_max_keys,
+        state_snapshot: Duration::from_secs(state_snapshot_seconds),
+        checkpoint: Duration::from_secs(checkpoint_seconds),
+        shutdown_upload: Duration::from_secs(shutdown_upload_seconds),
         consumers,
     })
 }

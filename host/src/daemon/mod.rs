@@ -12,14 +12,15 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
-use crate::aggregator::{Aggregator, DirectionInference};
+use crate::aggregator::{Aggregator, DirectionInference, WindowCheckpoints, WindowSettings};
 use crate::config::{Config, ConsumerConfig};
 use crate::connector::{self, ConnectorContext, ConnectorHandle};
 use crate::metrics::Metrics;
+use crate::parser_state::ParserStateStore;
 use crate::pipeline::{AggregatorInput, ParserWorkerPool, ShardRouter, WorkerInput, WorkerSetup};
 use crate::plugin::{PluginEngine, PluginRegistry, PluginUse, PluginWatcher};
 use crate::spool::Spool;
-use crate::uploader::{PceClient, Uploader};
+use crate::uploader::{PceClient, UploadJob, Uploader};
 
 /// Windows waiting for the uploader. Small: each may hold many flows.
 const UPLOAD_QUEUE: usize = 16;
@@ -140,15 +141,44 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
     )?;
 
     let (upload_tx, upload_rx) = mpsc::channel(UPLOAD_QUEUE);
-    let uploader = Uploader::new(client, metrics.clone(), spool, config.spool_retry);
+    let uploader = Uploader::new(
+        client,
+        metrics.clone(),
+        spool,
+        config.spool_retry,
+        config.shutdown_upload,
+    );
     let uploader = tokio::spawn(uploader.run(upload_rx));
+    // Windows a crash left open go first, under their own batch ids.
+    let checkpoints = WindowCheckpoints::new(&config.data_directory);
+    let leftovers = {
+        let checkpoints = checkpoints.clone();
+        tokio::task::spawn_blocking(move || checkpoints.leftovers()).await?
+    };
+    for (path, batch) in leftovers {
+        tracing::info!(
+            consumer = %batch.consumer,
+            flows = batch.flows.len(),
+            batch_id = %batch.batch_id,
+            "uploading a window an earlier run left open"
+        );
+        let job = UploadJob {
+            checkpoint: Some(path),
+            ..UploadJob::new(batch)
+        };
+        upload_tx.send(job).await.ok();
+    }
 
     let (parsed_tx, parsed_rx) = mpsc::channel(AGGREGATOR_QUEUE);
     let aggregator = Aggregator::new(
         config.consumers.iter().map(|c| c.name.clone()).collect(),
-        config.window,
-        config.aggregation_max_keys,
-        DirectionInference::new(config.direction, &config.direction_service_ports),
+        WindowSettings {
+            window_len: config.window,
+            max_keys: config.aggregation_max_keys,
+            direction: DirectionInference::new(config.direction, &config.direction_service_ports),
+            checkpoints,
+            checkpoint_every: config.checkpoint,
+        },
         metrics.clone(),
         upload_tx,
     );
@@ -181,6 +211,9 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
         registry,
         consumers: config.consumers.clone(),
         metrics: metrics.clone(),
+        state_store: ParserStateStore::new(&config.data_directory),
+        snapshot_every: config.state_snapshot,
+        workers: config.parser_workers,
     });
     let (workers, worker_inputs) = ParserWorkerPool::start(
         setup.clone(),

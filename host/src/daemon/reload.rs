@@ -320,5 +320,14 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         "aggregation_max_keys",
         old.aggregation_max_keys == new.aggregation_max_keys,
     );
+    check(
+        "state_snapshot_seconds",
+        old.state_snapshot == new.state_snapshot,
+    );
+    check("checkpoint_seconds", old.checkpoint == new.checkpoint);
+    check(
+        "shutdown_upload_seconds",
+        old.shutdown_upload == new.shutdown_upload,
+    );
     changed
 }

@@ -111,6 +111,13 @@ pub enum AggregatorInput {
     ConsumerRemoved {
         consumer: usize,
     },
+    /// Receipts of messages whose flows came before them in this queue:
+    /// they fire once those flows are on disk (a window checkpoint, the
+    /// spool) or at the PCE.
+    Acks {
+        consumer: usize,
+        acks: Vec<Ack>,
+    },
 }
 
 /// What a parser made of one message, on its way to the aggregator.

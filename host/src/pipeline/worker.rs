@@ -5,13 +5,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
-use super::{Ack, AggregatorInput, ParsedFlows, RawMessage, WorkerInput};
+use super::{AggregatorInput, ParsedFlows, RawMessage, WorkerInput};
 use crate::config::ConsumerConfig;
 use crate::metrics::{self, ConsumerCounters, Metrics};
+use crate::parser_state::ParserStateStore;
 use crate::plugin::{
     Message, Origin, ParseFailure, ParserInstance, PluginEngine, PluginRegistry, StreamId,
     ip_to_wit,
@@ -23,6 +25,12 @@ pub struct WorkerSetup {
     pub registry: Arc<PluginRegistry>,
     pub consumers: Vec<ConsumerConfig>,
     pub metrics: Arc<Metrics>,
+    /// Where sessions' state (templates) is snapshotted and restored from.
+    pub state_store: ParserStateStore,
+    /// How often a worker snapshots sessions whose state changed.
+    pub snapshot_every: Duration,
+    /// The number of workers: snapshots of another count are all merged.
+    pub workers: usize,
 }
 
 pub struct ParserWorkerPool {
@@ -48,7 +56,7 @@ impl ParserWorkerPool {
             let output = output.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("parser-{index}"))
-                .spawn(move || run_worker(setup, sessions, rx, output))
+                .spawn(move || run_worker(setup, index, sessions, rx, output))
                 .context("starting a parser worker thread")?;
             threads.push(thread);
             inputs.push(tx);
@@ -93,7 +101,7 @@ pub fn open_session(
         plugin.name, consumer.name
     )
     .into();
-    ParserInstance::new(
+    let mut session = ParserInstance::new(
         setup.engine.clone(),
         plugin.clone(),
         consumer.parser.properties_json.clone(),
@@ -106,7 +114,44 @@ pub fn open_session(
             consumer.name,
             plugin.name
         )
-    })
+    })?;
+    restore_snapshots(setup, consumer, worker, &mut session);
+    Ok(session)
+}
+
+/// Restores what an earlier run saved: this worker's own snapshot when the
+/// number of workers is the same, else every worker's (the exporters were
+/// spread differently; the parser merges them).
+fn restore_snapshots(
+    setup: &WorkerSetup,
+    consumer: &ConsumerConfig,
+    worker: usize,
+    session: &mut ParserInstance,
+) {
+    let snapshots = setup
+        .state_store
+        .load(&consumer.name, &consumer.parser.plugin);
+    if snapshots.is_empty() {
+        return;
+    }
+    let same_layout = snapshots.len() == setup.workers
+        && snapshots.iter().enumerate().all(|(i, s)| s.worker == i);
+    let mut restored = 0;
+    for snapshot in &snapshots {
+        if same_layout && snapshot.worker != worker {
+            continue;
+        }
+        match session.restore(&snapshot.state) {
+            Ok(()) => restored += 1,
+            Err(why) => setup.state_store.set_aside(snapshot, &why),
+        }
+    }
+    tracing::info!(
+        consumer = %consumer.name,
+        worker,
+        snapshots = restored,
+        "parser state restored"
+    );
 }
 
 /// Messages handed to a plugin in one call, at most: enough to amortise
@@ -122,6 +167,7 @@ struct Slot {
 
 fn run_worker(
     setup: Arc<WorkerSetup>,
+    worker: usize,
     sessions: Vec<ParserInstance>,
     mut input: mpsc::Receiver<WorkerInput>,
     output: mpsc::Sender<AggregatorInput>,
@@ -140,6 +186,7 @@ fn run_worker(
     let mut batch: Vec<RawMessage> = Vec::with_capacity(MAX_BATCH_MESSAGES);
     let mut reject_log = RejectLog::default();
     let mut generation = setup.registry.generation();
+    let mut snapshots = Snapshots::new(worker, setup.snapshot_every);
     while let Some(first) = input.blocking_recv() {
         // A new plugin build was published: move to it between batches.
         if setup.registry.generation() != generation {
@@ -186,7 +233,73 @@ fn run_worker(
             }
         }
         if let Some(control) = control {
+            if let WorkerInput::CloseConsumer { consumer, .. } = &control
+                && let Some(Some(slot)) = slots.get_mut(*consumer)
+            {
+                snapshots.write(&setup.state_store, *consumer, slot);
+            }
             apply_control(&mut slots, control);
+        }
+        if snapshots.due() {
+            snapshots.write_all(&setup.state_store, &mut slots);
+        }
+    }
+    // Input closed: the daemon is stopping. What the sessions know now is
+    // what the next start begins with.
+    snapshots.write_all(&setup.state_store, &mut slots);
+}
+
+/// A worker's periodic snapshots: every `every`, of the sessions whose
+/// state changed since their last snapshot; the first due at once, so the
+/// first templates after a start are on disk within a batch.
+struct Snapshots {
+    worker: usize,
+    every: Duration,
+    last: Option<Instant>,
+    written: Vec<Option<Vec<u8>>>,
+}
+
+impl Snapshots {
+    fn new(worker: usize, every: Duration) -> Self {
+        Snapshots {
+            worker,
+            every,
+            last: None,
+            written: Vec::new(),
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.last.is_none_or(|last| last.elapsed() >= self.every)
+    }
+
+    fn write_all(&mut self, store: &ParserStateStore, slots: &mut [Option<Slot>]) {
+        self.last = Some(Instant::now());
+        for (consumer, slot) in slots.iter_mut().enumerate() {
+            if let Some(slot) = slot {
+                self.write(store, consumer, slot);
+            }
+        }
+    }
+
+    fn write(&mut self, store: &ParserStateStore, consumer: usize, slot: &mut Slot) {
+        let Some(state) = slot.session.snapshot() else {
+            return;
+        };
+        if self.written.len() <= consumer {
+            self.written.resize(consumer + 1, None);
+        }
+        if self.written[consumer].as_ref() == Some(&state) {
+            return;
+        }
+        let plugin = slot.session.plugin().name.clone();
+        match store.write(&slot.name, self.worker, &plugin, &state) {
+            Ok(()) => self.written[consumer] = Some(state),
+            Err(e) => tracing::error!(
+                consumer = %slot.name,
+                worker = self.worker,
+                "cannot write the parser state snapshot: {e}"
+            ),
         }
     }
 }
@@ -321,8 +434,17 @@ fn parse_group(
             }
         }
     }
-    // Every flow of these messages is with the aggregator now.
-    acks.into_iter().for_each(Ack::done);
+    // Every flow of these messages is with the aggregator now; their
+    // receipts follow in the same queue and fire once the flows are durable.
+    // A message that failed is acknowledged too: replaying a poison message
+    // forever would stop its source (it is counted as failed).
+    if !acks.is_empty()
+        && output
+            .blocking_send(AggregatorInput::Acks { consumer, acks })
+            .is_err()
+    {
+        return false;
+    }
     true
 }
 

@@ -92,7 +92,15 @@ pub struct ParserInstance {
     live: Option<Live>,
     /// Instances thrown away after a fault.
     pub restarts: u64,
+    /// The datagram session's state at the last snapshot: a faulted
+    /// instance is rebuilt from it, so one bad message costs no templates.
+    last_good: Option<Vec<u8>>,
 }
+
+/// Faults a batch may cost before its remaining messages are refused
+/// without a try: each fault may take a whole call timeout, and a burst of
+/// bad input must not stall the worker for seconds.
+const MAX_FAULTS_PER_BATCH: usize = 4;
 
 pub(super) fn new_store(
     engine: &PluginEngine,
@@ -131,6 +139,7 @@ impl ParserInstance {
             tag,
             live: None,
             restarts: 0,
+            last_good: None,
         };
         instance.live = Some(instance.start()?);
         Ok(instance)
@@ -180,10 +189,60 @@ impl ParserInstance {
         match self.call(stream, messages) {
             Ok(parsed) => self.split(parsed, messages.len()),
             Err(fault) if messages.len() == 1 => vec![Err(fault)],
-            Err(_) => messages
-                .iter()
-                .flat_map(|m| self.parse_batch(stream, std::slice::from_ref(m)))
-                .collect(),
+            Err(_) => {
+                let mut faults = 1;
+                messages
+                    .iter()
+                    .map(|m| {
+                        if faults > MAX_FAULTS_PER_BATCH {
+                            return Err(ParseFailure::Unavailable(format!(
+                                "not tried: the plugin faulted {MAX_FAULTS_PER_BATCH} times on this batch"
+                            )));
+                        }
+                        let result = self
+                            .parse_batch(stream, std::slice::from_ref(m))
+                            .pop()
+                            .expect("one result per message");
+                        if result.as_ref().is_err_and(ParseFailure::is_plugin_fault) {
+                            faults += 1;
+                        }
+                        result
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The datagram session's state (templates) for a snapshot, remembered
+    /// as the state a faulted instance is rebuilt from. `None` when the
+    /// instance is faulted or the plugin cannot save.
+    pub fn snapshot(&mut self) -> Option<Vec<u8>> {
+        let live = self.live.as_mut()?;
+        let session = live.datagrams;
+        let state = save_session(live, session)?;
+        self.last_good = Some(state.clone());
+        Some(state)
+    }
+
+    /// Restores a snapshot into the datagram session, adding to what it
+    /// knows; the plugin's refusal is returned for the caller to set the
+    /// snapshot aside.
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), String> {
+        let live = self.live.as_mut().ok_or("the session is not running")?;
+        live.store.set_epoch_deadline(1_000);
+        let session = live.datagrams;
+        match live
+            .bindings
+            .flowlink_parser_parser()
+            .session()
+            .call_restore_state(&mut live.store, session, state)
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(why),
+            Err(e) => {
+                self.live = None;
+                Err(format!("restore-state trapped: {e:#}"))
+            }
         }
     }
 
@@ -197,12 +256,23 @@ impl ParserInstance {
     /// the new one refuses the state it starts empty (logged).
     pub fn swap_plugin(&mut self, plugin: Arc<LoadedPlugin>) {
         let saved = self.save_all();
-        self.plugin = plugin;
+        let old = std::mem::replace(&mut self.plugin, plugin);
         let mut live = match self.start() {
             Ok(live) => live,
             Err(e) => {
-                tracing::error!("{}: the new plugin build does not start: {e}", self.tag);
-                return;
+                // The old build keeps serving, with its state.
+                tracing::error!(
+                    "{}: the new plugin build does not start, keeping the old one: {e}",
+                    self.tag
+                );
+                self.plugin = old;
+                match self.start() {
+                    Ok(live) => live,
+                    Err(e) => {
+                        tracing::error!("{}: the old build does not restart: {e}", self.tag);
+                        return;
+                    }
+                }
             }
         };
         if let Some(saved) = saved {
@@ -280,7 +350,12 @@ impl ParserInstance {
             Some(live) => live,
             None => {
                 self.restarts += 1;
-                self.live.insert(self.start()?)
+                let mut live = self.start()?;
+                if let Some(state) = &self.last_good {
+                    let session = live.datagrams;
+                    restore_session(&mut live, session, Some(state.clone()), &self.tag);
+                }
+                self.live.insert(live)
             }
         };
         live.store.data_mut().begin_call();

@@ -57,8 +57,9 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Writes `bytes` as `dir/name` so that a crash leaves either nothing or the
-/// whole file: temp file, fsync, rename, fsync of the directory.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+/// whole file: temp file, fsync, rename, fsync of the directory. Blocking:
+/// call it from a blocking thread, never on the async runtime's.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     file.write_all(bytes)

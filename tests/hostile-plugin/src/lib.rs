@@ -11,11 +11,18 @@
 //! - `ESCAPE`: tries the file system, the environment, the arguments and
 //!   the network, and refuses the message with what it got (the sandbox
 //!   must have granted nothing)
+//!
+//! Anything else goes to the real NetFlow decoder (v5, v9, IPFIX) with its
+//! templates, saved and restored like the `netflow` plugin's: so a test can
+//! show that a fault on one exporter costs no other exporter's templates.
 
-use flowlink_decoders::netflow;
-use flowlink_plugin_sdk::{Batch, Flow, IpAddr, Origin, Parser, ParserInfo};
+use flowlink_decoders::netflow::NetflowDecoder;
+use flowlink_decoders::template::TemplateConfig;
+use flowlink_plugin_sdk::{Batch, Flow, IpAddr, Origin, Parser, ParserInfo, ip_to_std};
 
-pub struct HostileParser;
+pub struct HostileParser {
+    decoder: NetflowDecoder,
+}
 
 impl Parser for HostileParser {
     fn info() -> ParserInfo {
@@ -27,10 +34,20 @@ impl Parser for HostileParser {
     }
 
     fn open(_config: &str) -> Result<Self, String> {
-        Ok(HostileParser)
+        Ok(HostileParser {
+            decoder: NetflowDecoder::new(TemplateConfig::from_properties("{}")?),
+        })
     }
 
-    fn parse(&mut self, _origin: &Origin, payload: &[u8], out: &mut Batch) -> Result<(), String> {
+    fn save_state(&self) -> Vec<u8> {
+        self.decoder.templates.save_state()
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), String> {
+        self.decoder.templates.restore_state(state)
+    }
+
+    fn parse(&mut self, origin: &Origin, payload: &[u8], out: &mut Batch) -> Result<(), String> {
         if payload.starts_with(b"SPIN") {
             let mut x: u64 = 0;
             loop {
@@ -71,7 +88,9 @@ impl Parser for HostileParser {
             out.flows = vec![flow; count as usize];
             return Ok(());
         }
-        netflow::decode(payload, out).map_err(|e| e.to_string())
+        self.decoder
+            .decode(ip_to_std(origin.exporter), origin.received_ms, payload, out)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -63,7 +63,10 @@ impl TemplateSession {
         out
     }
 
-    /// Replaces templates and options with the saved ones. All or nothing.
+    /// Adds the saved templates and options to what is known (a template
+    /// both know: the more recently learned one). All or nothing. Merging
+    /// lets the host restore several workers' snapshots into one session
+    /// when the number of workers changed between runs.
     pub fn restore_state(&mut self, state: &[u8]) -> Result<(), String> {
         if state.is_empty() {
             return Ok(());
@@ -103,17 +106,28 @@ impl TemplateSession {
                 },
             ));
         }
-        if templates.len() > self.config.max_templates {
+        let added = templates
+            .iter()
+            .filter(|(scope, t)| !self.templates.contains_key(&(*scope, t.id)))
+            .count();
+        if self.templates.len() + added > self.config.max_templates {
             return Err(format!(
-                "saved state holds {} templates, over max_templates",
-                templates.len()
+                "saved state holds {} more templates, over max_templates",
+                added
             ));
         }
-        self.templates = templates
-            .into_iter()
-            .map(|(scope, t)| ((scope, t.id), t))
-            .collect();
-        self.options = options.into_iter().collect();
+        for (scope, t) in templates {
+            match self.templates.get(&(scope, t.id)) {
+                // Two snapshots know the template: the newer one wins.
+                Some(known) if known.learned_ms > t.learned_ms => {}
+                _ => {
+                    self.templates.insert((scope, t.id), t);
+                }
+            }
+        }
+        for (scope, o) in options {
+            self.options.entry(scope).or_insert(o);
+        }
         Ok(())
     }
 }
