@@ -314,7 +314,7 @@ impl TemplateSession {
 fn for_each_record(
     template: &Template,
     body: &[u8],
-    mut record: impl FnMut(RecordFields),
+    mut record: impl FnMut(&mut RecordFields),
 ) -> Result<(), String> {
     let mut pos = 0usize;
     // Fewer bytes left than the shortest record: padding (RFC 7011 §3.3.1).
@@ -347,7 +347,7 @@ fn for_each_record(
             fields.apply(*action, value);
             pos += len;
         }
-        record(fields);
+        record(&mut fields);
     }
     Ok(())
 }

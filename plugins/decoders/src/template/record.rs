@@ -33,38 +33,61 @@ fn ntp_to_unix_ms(value: u64) -> u64 {
 /// and IPv6 elements in one template (MPLS/SRv6 templates, traffic
 /// shapers) fill one family and zero the other; tunnels repeat an element
 /// for the outer and the inner header.
-#[derive(Debug, Default, Clone, Copy)]
-struct AddressPair {
-    src: Option<IpAddr>,
-    dst: Option<IpAddr>,
-    /// Field position of the last specified address written, so the pair
-    /// of the later (inner) header wins between families (RFC 7011 §8).
-    last_specified: Option<u16>,
+#[derive(Debug, Clone, Copy)]
+struct AddressPair<const N: usize> {
+    src: Option<[u8; N]>,
+    dst: Option<[u8; N]>,
+    /// Order of the last specified address written (among address
+    /// fields), so the pair of the later (inner) header wins between
+    /// families (RFC 7011 §8).
+    last_specified: Option<u8>,
 }
 
-impl AddressPair {
+impl<const N: usize> Default for AddressPair<N> {
+    fn default() -> Self {
+        AddressPair {
+            src: None,
+            dst: None,
+            last_specified: None,
+        }
+    }
+}
+
+impl<const N: usize> AddressPair<N>
+where
+    IpAddr: From<[u8; N]>,
+{
     /// A repeated element takes the later value, except that an
     /// unspecified address (`0.0.0.0`, `::`) never replaces a real one.
-    fn set(slot: &mut Option<IpAddr>, value: IpAddr) -> bool {
-        let specified = !value.is_unspecified();
+    #[inline]
+    fn set(&mut self, dst: bool, bytes: &[u8], order: u8) {
+        let value = <[u8; N]>::try_from(bytes).unwrap_or([0; N]);
+        let specified = value != [0; N];
+        let slot = if dst { &mut self.dst } else { &mut self.src };
         if specified || slot.is_none() {
             *slot = Some(value);
         }
-        specified
+        if specified {
+            self.last_specified = Some(order);
+        }
     }
 
+    #[inline]
     fn complete(&self) -> Option<(IpAddr, IpAddr)> {
-        Some((self.src?, self.dst?))
+        Some((IpAddr::from(self.src?), IpAddr::from(self.dst?)))
     }
 }
 
 /// Everything a record may say; absent fields stay `None`.
-#[derive(Debug, Default, Clone)]
-pub struct RecordFields {
-    v4: AddressPair,
-    v6: AddressPair,
-    /// Fields applied so far: the position of the next one.
-    position: u16,
+///
+/// Borrows the message for the packet section only, so a record costs no
+/// allocation and no drop.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecordFields<'a> {
+    v4: AddressPair<4>,
+    v6: AddressPair<16>,
+    /// Address fields applied so far: the order of the next one.
+    address_writes: u8,
     src_port: u16,
     dst_port: u16,
     protocol: u8,
@@ -92,43 +115,37 @@ pub struct RecordFields {
     reverse_packets: Option<u64>,
     reverse_tcp_flags: u8,
     /// RFC 7133 packet section: set only in records that carry one.
-    section: Option<Section>,
-    section_exported_octets: Option<u64>,
-    data_link_frame_size: Option<u64>,
+    section: Option<Section<'a>>,
+    /// IE 410 and IE 312 (both unsigned16 in RFC 7133); 0 = not given.
+    section_exported_octets: u16,
+    data_link_frame_size: u16,
 }
 
-impl RecordFields {
+impl<'a> RecordFields<'a> {
     /// `bytes` has the width the template gave; `FieldAction::of` already
     /// refused widths an action cannot take.
     #[inline]
-    pub fn apply(&mut self, action: FieldAction, bytes: &[u8]) {
+    pub fn apply(&mut self, action: FieldAction, bytes: &'a [u8]) {
         use FieldAction::*;
-        let position = self.position;
-        self.position = self.position.wrapping_add(1);
+        match action {
+            DataLinkFrameSection => self.set_section(SectionKind::DataLinkFrame, bytes),
+            IpHeaderPacketSection => self.set_section(SectionKind::IpHeaderPacket, bytes),
+            _ => self.apply_value(action, bytes),
+        }
+    }
+
+    /// Every action but the packet sections (which borrow the message).
+    #[inline]
+    fn apply_value(&mut self, action: FieldAction, bytes: &[u8]) {
+        use FieldAction::*;
         match action {
             SrcV4 | DstV4 => {
-                let value = IpAddr::from(<[u8; 4]>::try_from(bytes).unwrap_or_default());
-                let pair = &mut self.v4;
-                let slot = if action == SrcV4 {
-                    &mut pair.src
-                } else {
-                    &mut pair.dst
-                };
-                if AddressPair::set(slot, value) {
-                    pair.last_specified = Some(position);
-                }
+                self.address_writes = self.address_writes.wrapping_add(1);
+                self.v4.set(action == DstV4, bytes, self.address_writes);
             }
             SrcV6 | DstV6 => {
-                let value = IpAddr::from(<[u8; 16]>::try_from(bytes).unwrap_or_default());
-                let pair = &mut self.v6;
-                let slot = if action == SrcV6 {
-                    &mut pair.src
-                } else {
-                    &mut pair.dst
-                };
-                if AddressPair::set(slot, value) {
-                    pair.last_specified = Some(position);
-                }
+                self.address_writes = self.address_writes.wrapping_add(1);
+                self.v6.set(action == DstV6, bytes, self.address_writes);
             }
             SrcPort => self.src_port = read_uint(bytes) as u16,
             DstPort => self.dst_port = read_uint(bytes) as u16,
@@ -161,14 +178,9 @@ impl RecordFields {
             ReverseOctets => self.reverse_octets = Some(read_uint(bytes)),
             ReversePackets => self.reverse_packets = Some(read_uint(bytes)),
             ReverseTcpFlags => self.reverse_tcp_flags = read_uint(bytes) as u8,
-            DataLinkFrameSection => {
-                self.section = Some(Section::new(SectionKind::DataLinkFrame, bytes));
-            }
-            IpHeaderPacketSection => {
-                self.section = Some(Section::new(SectionKind::IpHeaderPacket, bytes));
-            }
-            DataLinkFrameSize => self.data_link_frame_size = Some(read_uint(bytes)),
-            SectionExportedOctets => self.section_exported_octets = Some(read_uint(bytes)),
+            DataLinkFrameSection | IpHeaderPacketSection => {}
+            DataLinkFrameSize => self.data_link_frame_size = read_uint(bytes) as u16,
+            SectionExportedOctets => self.section_exported_octets = read_uint(bytes) as u16,
             Ignore => {}
         }
     }
@@ -192,6 +204,18 @@ impl RecordFields {
     /// had carried their elements — one packet of the IP header's length,
     /// unless the record counts packets or octets itself. A section the
     /// walker cannot read is the record's reject.
+    /// Copies a packet section out of the message. Out of line, so the
+    /// allocation does not keep `apply` from being inlined into the loop
+    /// over every field of every record.
+    #[cold]
+    #[inline(never)]
+    fn set_section(&mut self, kind: SectionKind, bytes: &'a [u8]) {
+        self.section = Some(Section { kind, bytes });
+    }
+
+    // Out of the hot path: most records carry no section.
+    #[cold]
+    #[inline(never)]
     fn fill_from_section(&mut self) -> Result<(), &'static str> {
         use FieldAction::*;
         if self.addresses().is_some() {
@@ -200,21 +224,25 @@ impl RecordFields {
         let Some(section) = self.section.take() else {
             return Ok(());
         };
-        let packet = section.decode(self.section_exported_octets, self.data_link_frame_size)?;
+        let given = |v: u16| (v > 0).then_some(u64::from(v));
+        let packet = section.decode(
+            given(self.section_exported_octets),
+            given(self.data_link_frame_size),
+        )?;
         for (address, v4, v6) in [(packet.src, SrcV4, SrcV6), (packet.dst, DstV4, DstV6)] {
             match address {
-                IpAddr::V4(a) => self.apply(v4, &a.octets()),
-                IpAddr::V6(a) => self.apply(v6, &a.octets()),
+                IpAddr::V4(a) => self.apply_value(v4, &a.octets()),
+                IpAddr::V6(a) => self.apply_value(v6, &a.octets()),
             }
         }
-        self.apply(SrcPort, &packet.src_port.to_be_bytes());
-        self.apply(DstPort, &packet.dst_port.to_be_bytes());
-        self.apply(Protocol, &[packet.protocol]);
-        self.apply(TcpFlags, &[packet.tcp_flags]);
+        self.apply_value(SrcPort, &packet.src_port.to_be_bytes());
+        self.apply_value(DstPort, &packet.dst_port.to_be_bytes());
+        self.apply_value(Protocol, &[packet.protocol]);
+        self.apply_value(TcpFlags, &[packet.tcp_flags]);
         if matches!(packet.protocol, 1 | 58) {
-            self.apply(IcmpTypeCode, &[packet.icmp_type, packet.icmp_code]);
-            self.apply(IcmpType, &[packet.icmp_type]);
-            self.apply(IcmpCode, &[packet.icmp_code]);
+            self.apply_value(IcmpTypeCode, &[packet.icmp_type, packet.icmp_code]);
+            self.apply_value(IcmpType, &[packet.icmp_type]);
+            self.apply_value(IcmpCode, &[packet.icmp_code]);
         }
         let packet_counters = [
             self.packet_delta,
@@ -223,7 +251,7 @@ impl RecordFields {
             self.out_packets,
         ];
         if packet_counters.iter().all(Option::is_none) {
-            self.apply(PacketDelta, &[1]);
+            self.apply_value(PacketDelta, &[1]);
         }
         let octet_counters = [
             self.octet_delta,
@@ -232,21 +260,25 @@ impl RecordFields {
             self.out_octets,
         ];
         if octet_counters.iter().all(Option::is_none) {
-            self.apply(OctetDelta, &packet.ip_length.to_be_bytes());
+            self.apply_value(OctetDelta, &packet.ip_length.to_be_bytes());
         }
         Ok(())
     }
 
     /// The flows of this record: one, or with RFC 5103 reverse counters one
     /// per direction that saw packets. `Err` says why there is none.
+    /// By reference: a record is a few hundred bytes, and moving it costs
+    /// a copy per record (in wasm, a call to memcpy).
     pub fn into_flows(
-        mut self,
+        &mut self,
         clock: ExportClock,
         sampling_interval: u32,
         biflow: bool,
         out: &mut Vec<Flow>,
     ) -> Result<(), &'static str> {
-        self.fill_from_section()?;
+        if self.section.is_some() {
+            self.fill_from_section()?;
+        }
         let Some((src, dst)) = self.addresses() else {
             return Err("record has no source and destination IP address");
         };
@@ -309,7 +341,15 @@ impl RecordFields {
     /// one that is not all-unspecified; of two real ones, the one written
     /// later — the same last-occurrence rule as ports and protocol, so
     /// addresses and ports come from the same (inner) header.
+    #[inline]
     fn addresses(&self) -> Option<(IpAddr, IpAddr)> {
+        // The usual record carries one family: no comparison needed.
+        if self.v6.last_specified.is_none() && self.v6.src.is_none() {
+            return self.v4.complete();
+        }
+        if self.v4.last_specified.is_none() && self.v4.src.is_none() {
+            return self.v6.complete();
+        }
         match (self.v4.complete(), self.v6.complete()) {
             (Some(v4), None) => Some(v4),
             (None, Some(v6)) => Some(v6),
@@ -378,22 +418,14 @@ enum SectionKind {
     IpHeaderPacket,
 }
 
-/// A record's packet section, copied out of the message (records without
-/// one allocate nothing).
-#[derive(Debug, Clone)]
-struct Section {
+/// A record's packet section, borrowed from the message.
+#[derive(Debug, Clone, Copy)]
+struct Section<'a> {
     kind: SectionKind,
-    bytes: Vec<u8>,
+    bytes: &'a [u8],
 }
 
-impl Section {
-    fn new(kind: SectionKind, bytes: &[u8]) -> Self {
-        Section {
-            kind,
-            bytes: bytes.to_vec(),
-        }
-    }
-
+impl Section<'_> {
     /// The packet in the section. Only the real octets are walked:
     /// `exported` (sectionExportedOctets, IE 410) and, for a frame,
     /// `frame_size` (dataLinkFrameSize, IE 312) bound them, since
@@ -447,16 +479,17 @@ crate::packet_header::walker_reasons!(section_rejects);
 mod tests {
     use super::*;
 
-    fn v4_pair(src: &str, dst: &str) -> AddressPair {
+    fn v4_pair(src: &str, dst: &str) -> AddressPair<4> {
+        let octets = |a: &str| a.parse::<std::net::Ipv4Addr>().unwrap().octets();
         AddressPair {
-            src: Some(src.parse().unwrap()),
-            dst: Some(dst.parse().unwrap()),
+            src: Some(octets(src)),
+            dst: Some(octets(dst)),
             last_specified: Some(0),
         }
     }
 
     /// A record as a template lays it out: (action, bytes) in field order.
-    fn record(fields: &[(FieldAction, &[u8])]) -> RecordFields {
+    fn record<'a>(fields: &[(FieldAction, &'a [u8])]) -> RecordFields<'a> {
         let mut r = RecordFields::default();
         for (action, bytes) in fields {
             r.apply(*action, bytes);
@@ -558,7 +591,7 @@ mod tests {
             system_init_ms: None,
         };
         let mut out = Vec::new();
-        r.clone().into_flows(clock, 1, false, &mut out).unwrap();
+        r.into_flows(clock, 1, false, &mut out).unwrap();
         assert_eq!(out[0].bytes, 9);
         r.octet_total = None;
         r.into_flows(clock, 1, false, &mut out).unwrap();
@@ -567,7 +600,7 @@ mod tests {
 
     #[test]
     fn biflow_emits_each_direction_that_saw_traffic() {
-        let r = RecordFields {
+        let mut r = RecordFields {
             v4: v4_pair("10.0.0.1", "10.0.0.2"),
             src_port: 1000,
             dst_port: 53,
