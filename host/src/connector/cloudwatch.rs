@@ -16,6 +16,7 @@ use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::config::Region;
 use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{CheckpointStore, ConnectorContext, ConnectorHandle};
@@ -41,7 +42,7 @@ struct StreamPosition {
     ids: Vec<String>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Checkpoint {
     log_group: String,
     streams: BTreeMap<String, StreamPosition>,
@@ -59,6 +60,8 @@ pub async fn start(ctx: ConnectorContext, props: &AwsProperties) -> Result<Conne
         }
         None => None,
     };
+    let (saves, saves_rx) = mpsc::channel(IN_FLIGHT);
+    let saver = tokio::spawn(save_positions(store, saves_rx, name.clone()));
     let source = LogGroupSource {
         ctx,
         client,
@@ -68,7 +71,7 @@ pub async fn start(ctx: ConnectorContext, props: &AwsProperties) -> Result<Conne
             log_group: props.log_group.clone(),
             streams: BTreeMap::new(),
         }),
-        store,
+        saves,
     };
     // A wrong group, region or key is a configuration error: say so at
     // start. An unreachable endpoint is not: the connector keeps trying.
@@ -94,7 +97,7 @@ pub async fn start(ctx: ConnectorContext, props: &AwsProperties) -> Result<Conne
         let stop = stop.clone();
         async move { source.run(stop).await }
     });
-    Ok(ConnectorHandle::new(stop, vec![task]))
+    Ok(ConnectorHandle::new(stop, vec![task, saver]))
 }
 
 /// The SDK client: the default credential chain (environment, profile,
@@ -151,9 +154,41 @@ struct LogGroupSource {
     props: AwsProperties,
     /// No checkpoint existed: streams seen now start at `start_position`.
     first_start: bool,
+    /// Where reading goes on from (ahead of what is saved).
     checkpoint: Checkpoint,
-    store: CheckpointStore,
+    /// Positions to save once the events before them are durable, in order.
+    saves: mpsc::Sender<PendingSave>,
 }
+
+/// A position, and the receipt of the events it moves past.
+type PendingSave = (Checkpoint, Option<oneshot::Receiver<()>>);
+
+/// Saves each position once the receipt of the events before it fired, in
+/// order (receipts fire when the events' aggregate is on disk, seconds
+/// later: reading does not wait for them). Stops saving at the first
+/// receipt that fails: those events are read again after a restart.
+async fn save_positions(
+    store: CheckpointStore,
+    mut saves: mpsc::Receiver<PendingSave>,
+    consumer: std::sync::Arc<str>,
+) {
+    while let Some((checkpoint, receipt)) = saves.recv().await {
+        if let Some(receipt) = receipt
+            && receipt.await.is_err()
+        {
+            saves.close();
+            while saves.recv().await.is_some() {}
+            return;
+        }
+        // An fsync: off the runtime's scheduling.
+        if let Err(e) = tokio::task::block_in_place(|| store.save(&checkpoint)) {
+            tracing::warn!(consumer = &*consumer, "{e:#}");
+        }
+    }
+}
+
+/// Pages handed on whose positions are not saved yet.
+const IN_FLIGHT: usize = 1024;
 
 /// Why a poll ended early.
 enum PollError {
@@ -226,7 +261,7 @@ impl LogGroupSource {
         }
         if self.first_start {
             self.first_start = false;
-            self.save();
+            self.save(None).await;
         }
         for stream in streams {
             if stop.is_cancelled() {
@@ -342,12 +377,14 @@ impl LogGroupSource {
                 empty_pages += 1;
             }
             let done = next == position || empty_pages >= 10;
-            if !lines.is_empty() && !self.deliver(stream, lines).await {
-                return Err(PollError::Stopped);
-            }
-            if next != position {
+            let receipt = if lines.is_empty() {
+                None
+            } else {
+                Some(self.deliver(stream, lines).await)
+            };
+            if next != position || receipt.is_some() {
                 self.checkpoint.streams.insert(stream.to_owned(), next);
-                self.save();
+                self.save(receipt).await;
             }
             if done {
                 return Ok(());
@@ -450,8 +487,9 @@ impl LogGroupSource {
         Ok((lines, next))
     }
 
-    /// Hands the events to the parsers and waits until they took them.
-    async fn deliver(&self, stream: &str, lines: Vec<u8>) -> bool {
+    /// Hands the events to the parsers; the receipt fires once their
+    /// aggregate is durable.
+    async fn deliver(&self, stream: &str, lines: Vec<u8>) -> oneshot::Receiver<()> {
         let (ack, receipt) = Ack::new();
         self.ctx
             .router
@@ -464,12 +502,12 @@ impl LogGroupSource {
                 ack: Some(ack),
             })
             .await;
-        receipt.await.is_ok()
+        receipt
     }
 
-    fn save(&self) {
-        if let Err(e) = self.store.save(&self.checkpoint) {
-            tracing::warn!(consumer = &*self.ctx.consumer_name, "{e:#}");
-        }
+    /// Queues the current position for saving after `receipt` (waits when
+    /// [`IN_FLIGHT`] pages are unsaved: backpressure on reading).
+    async fn save(&self, receipt: Option<oneshot::Receiver<()>>) {
+        let _ = self.saves.send((self.checkpoint.clone(), receipt)).await;
     }
 }

@@ -31,6 +31,9 @@ struct Position {
     offset: u64,
 }
 
+/// Reads handed on whose position is not saved yet.
+const IN_FLIGHT: usize = 65_536;
+
 pub fn start(ctx: ConnectorContext, props: &FileProperties) -> Result<ConnectorHandle> {
     let store = CheckpointStore::new(&ctx.checkpoint_dir, &format!("file-{}", ctx.label()))?;
     let saved: Option<Position> = store.load()?;
@@ -43,7 +46,9 @@ pub fn start(ctx: ConnectorContext, props: &FileProperties) -> Result<ConnectorH
             props.path.display()
         )
     })?;
-    let (acks_tx, acks_rx) = mpsc::channel(1024);
+    // Receipts fire once the lines' aggregate is on disk (a window
+    // checkpoint, every checkpoint_seconds): room for that many reads.
+    let (acks_tx, acks_rx) = mpsc::channel(IN_FLIGHT);
     tracing::info!(consumer = &*ctx.consumer_name, path = %props.path.display(), "file connector tailing");
     let tail = FileTail {
         ctx: ctx.clone(),
@@ -256,7 +261,8 @@ async fn record_positions(
         // Save when caught up, and every 256 messages under steady load.
         if acks.is_empty() || unsaved >= 256 {
             unsaved = 0;
-            if let Err(e) = store.save(&position) {
+            // An fsync: off the runtime's scheduling.
+            if let Err(e) = tokio::task::block_in_place(|| store.save(&position)) {
                 tracing::warn!(connector = %label, "{e:#}");
             }
         }

@@ -23,8 +23,15 @@ use super::{ConnectorContext, ConnectorHandle};
 use crate::config::{KafkaProperties, KafkaStartOffset};
 use crate::pipeline::{Ack, RawMessage, now_ms};
 
-/// Messages handed to the workers whose offsets are not stored yet.
+/// Groups of messages handed to the workers whose offsets are not stored
+/// yet. Receipts fire once a group's records are on disk (a window
+/// checkpoint, every `checkpoint_seconds`), so this must cover that long:
+/// 4096 groups of up to [`GROUP`] messages.
 const IN_FLIGHT: usize = 4096;
+/// Messages sharing one receipt, at most; a group also closes when the
+/// broker has nothing more for [`GROUP_WAIT`].
+const GROUP: usize = 1024;
+const GROUP_WAIT: Duration = Duration::from_millis(20);
 
 /// Routes librdkafka's log and rebalance events into ours. While a broker
 /// is away librdkafka repeats the same complaint several times a second;
@@ -183,11 +190,51 @@ fn exporter_of(key: Option<&[u8]>, partition: i32) -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], partition as u16))
 }
 
+/// A group of consecutive messages and the offsets to store once their
+/// one receipt fires: the highest of each partition.
 struct Pending {
-    topic: String,
-    partition: i32,
-    offset: i64,
+    offsets: Vec<(String, i32, i64)>,
     receipt: oneshot::Receiver<()>,
+}
+
+/// The group being filled.
+struct Group {
+    ack: Ack,
+    receipt: oneshot::Receiver<()>,
+    offsets: Vec<(String, i32, i64)>,
+    messages: usize,
+}
+
+impl Group {
+    fn new() -> Group {
+        let (ack, receipt) = Ack::new();
+        Group {
+            ack,
+            receipt,
+            offsets: Vec::new(),
+            messages: 0,
+        }
+    }
+
+    fn note(&mut self, topic: &str, partition: i32, offset: i64) {
+        match self
+            .offsets
+            .iter_mut()
+            .find(|(t, p, _)| *p == partition && t == topic)
+        {
+            Some(entry) => entry.2 = entry.2.max(offset),
+            None => self.offsets.push((topic.to_owned(), partition, offset)),
+        }
+        self.messages += 1;
+    }
+
+    fn close(self) -> Pending {
+        self.ack.done();
+        Pending {
+            offsets: self.offsets,
+            receipt: self.receipt,
+        }
+    }
 }
 
 async fn consume(
@@ -197,10 +244,37 @@ async fn consume(
     stop: CancellationToken,
 ) {
     let mut last_error: Option<String> = None;
+    let mut group: Option<Group> = None;
     loop {
+        // An open group waits only briefly for more: then it closes, so a
+        // quiet topic's offsets still move on.
+        let wait = async {
+            if group.is_some() {
+                tokio::time::timeout(GROUP_WAIT, consumer.recv()).await.ok()
+            } else {
+                Some(consumer.recv().await)
+            }
+        };
         let received = tokio::select! {
-            _ = stop.cancelled() => return,
-            received = consumer.recv() => received,
+            _ = stop.cancelled() => None,
+            received = wait => Some(received),
+        };
+        let received = match received {
+            None => {
+                if let Some(open) = group.take() {
+                    let _ = acks.send(open.close()).await;
+                }
+                return;
+            }
+            Some(None) => {
+                if let Some(open) = group.take()
+                    && acks.send(open.close()).await.is_err()
+                {
+                    return;
+                }
+                continue;
+            }
+            Some(Some(received)) => received,
         };
         let message = match received {
             Ok(message) => message,
@@ -218,36 +292,35 @@ async fn consume(
         if last_error.take().is_some() {
             tracing::info!(consumer = &*ctx.consumer_name, "kafka: receiving again");
         }
-        let Some(payload) = message.payload().filter(|p| !p.is_empty()) else {
-            // Nothing to parse (tombstone): only the offset moves on.
-            let _ = consumer.store_offset(message.topic(), message.partition(), message.offset());
-            continue;
-        };
-        let (ack, receipt) = Ack::new();
-        let pending = Pending {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-            receipt,
-        };
-        let raw = RawMessage {
-            consumer: ctx.consumer,
-            exporter: exporter_of(message.key(), message.partition()),
-            received_ms: now_ms(),
-            payload: payload.to_vec(),
-            stream: None,
-            ack: Some(ack),
-        };
+        let open = group.get_or_insert_with(Group::new);
+        open.note(message.topic(), message.partition(), message.offset());
+        // A tombstone has nothing to parse: only its offset moves on.
+        let raw = message
+            .payload()
+            .filter(|p| !p.is_empty())
+            .map(|payload| RawMessage {
+                consumer: ctx.consumer,
+                exporter: exporter_of(message.key(), message.partition()),
+                received_ms: now_ms(),
+                payload: payload.to_vec(),
+                stream: None,
+                ack: Some(open.ack.share()),
+            });
+        let full = open.messages >= GROUP;
         drop(message);
-        // Order: the pending entry first, so offsets are stored in order.
-        if acks.send(pending).await.is_err() {
+        if let Some(raw) = raw {
+            ctx.router.route_waiting(raw).await;
+        }
+        if full
+            && let Some(open) = group.take()
+            && acks.send(open.close()).await.is_err()
+        {
             return;
         }
-        ctx.router.route_waiting(raw).await;
     }
 }
 
-/// Stores each offset once its message is acknowledged, in receive order;
+/// Stores each group's offsets once its receipt fires, in receive order;
 /// at the end, commits synchronously so a restart resumes exactly there.
 async fn store_offsets(
     consumer: Arc<GroupConsumer>,
@@ -262,9 +335,11 @@ async fn store_offsets(
             while acks.recv().await.is_some() {}
             break;
         }
-        if let Err(e) = consumer.store_offset(&pending.topic, pending.partition, pending.offset) {
-            // A partition revoked meanwhile: its new owner reads it again.
-            tracing::debug!(connector = %label, "kafka: offset not stored: {e}");
+        for (topic, partition, offset) in &pending.offsets {
+            if let Err(e) = consumer.store_offset(topic, *partition, *offset) {
+                // A partition revoked meanwhile: its new owner reads it again.
+                tracing::debug!(connector = %label, "kafka: offset not stored: {e}");
+            }
         }
     }
     let consumer = consumer.clone();

@@ -7,6 +7,7 @@ use flowlink_plugin_sdk::Flow;
 use tokio::sync::oneshot;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::plugin::{ParserInstance, StreamId};
 
@@ -28,20 +29,68 @@ pub struct RawMessage {
     pub ack: Option<Ack>,
 }
 
-/// The sending half of a message's delivery receipt. Dropped without
-/// [`Ack::done`] (daemon stopped before the hand-off), the receiver sees
-/// an error and the source does not advance.
+/// The sending half of a delivery receipt. Dropped without [`Ack::done`]
+/// (daemon stopped before the hand-off), the receiver sees an error and the
+/// source does not advance. [`Ack::share`] makes one receipt cover many
+/// messages (a Kafka source acknowledges in groups): it fires once every
+/// share is done, and fails if any share is dropped undone.
 #[derive(Debug)]
-pub struct Ack(oneshot::Sender<()>);
+pub struct Ack {
+    receipt: Arc<Receipt>,
+    done: bool,
+}
+
+#[derive(Debug)]
+struct Receipt {
+    tx: Option<oneshot::Sender<()>>,
+    failed: AtomicBool,
+}
+
+impl Drop for Receipt {
+    /// The last share is gone: the receipt fires unless one failed.
+    fn drop(&mut self) {
+        if !*self.failed.get_mut()
+            && let Some(tx) = self.tx.take()
+        {
+            let _ = tx.send(());
+        }
+    }
+}
 
 impl Ack {
     pub fn new() -> (Ack, oneshot::Receiver<()>) {
         let (tx, rx) = oneshot::channel();
-        (Ack(tx), rx)
+        let receipt = Arc::new(Receipt {
+            tx: Some(tx),
+            failed: AtomicBool::new(false),
+        });
+        (
+            Ack {
+                receipt,
+                done: false,
+            },
+            rx,
+        )
     }
 
-    pub fn done(self) {
-        let _ = self.0.send(());
+    /// Another part of the same receipt.
+    pub fn share(&self) -> Ack {
+        Ack {
+            receipt: self.receipt.clone(),
+            done: false,
+        }
+    }
+
+    pub fn done(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        if !self.done {
+            self.receipt.failed.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -132,4 +181,31 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_receipt_fires_once_every_share_is_done() {
+        let (ack, mut rx) = Ack::new();
+        let parts: Vec<Ack> = (0..3).map(|_| ack.share()).collect();
+        ack.done();
+        let mut parts = parts.into_iter();
+        parts.next().unwrap().done();
+        parts.next().unwrap().done();
+        assert!(rx.try_recv().is_err(), "one share still out");
+        parts.next().unwrap().done();
+        assert!(rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn one_share_dropped_undone_fails_the_receipt() {
+        let (ack, rx) = Ack::new();
+        let part = ack.share();
+        ack.done();
+        drop(part);
+        assert!(rx.blocking_recv().is_err());
+    }
 }
