@@ -6,6 +6,7 @@ mod kafka;
 
 mod parser;
 mod spool;
+mod state;
 mod text;
 
 use std::time::{Duration, Instant};
@@ -26,6 +27,8 @@ pub enum BenchCommand {
     Text(text::TextArgs),
     /// Kafka consume rate against a running broker.
     Kafka(kafka::KafkaArgs),
+    /// Parser state snapshots: size, save, write and restore times.
+    State(state::StateArgs),
 }
 
 pub fn run(command: BenchCommand) -> Result<()> {
@@ -35,6 +38,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Spool(args) => spool::run(args),
         BenchCommand::Text(args) => text::run(args),
         BenchCommand::Kafka(args) => kafka::run(args),
+        BenchCommand::State(args) => state::run(args),
     }
 }
 

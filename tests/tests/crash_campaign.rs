@@ -1,0 +1,143 @@
+//! A crash campaign, bounded in time: a file tail with a known set of
+//! records, appended to while the daemon is SIGKILLed ten times at moments
+//! from a fixed pseudo-random sequence and restarted. Nothing may be lost.
+//! A record may be counted twice only in the narrow case docs/connectors.md
+//! describes; duplicates are counted and shown.
+//!
+//! (The same campaign against tansu does not finish: after a few SIGKILLs
+//! its group coordinator keeps assigning the partitions to the dead
+//! members, static membership included, and the next daemon gets none
+//! for minutes. The Kafka connector's restart behaviour is covered by
+//! tests/kafka.rs with SIGTERM and with a member leaving the group.)
+
+use std::time::Duration;
+
+use flowlink_e2e::process::Totals;
+use flowlink_e2e::records::vpc_record;
+use flowlink_e2e::{Daemon, DaemonConfig, Emulator, temp_dir, wait_for};
+
+const KILLS: usize = 10;
+
+/// A fixed LCG: the kill moments are the same on every run.
+struct Moments(u64);
+
+impl Moments {
+    fn next_ms(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        200 + (self.0 >> 33) % 1300
+    }
+}
+
+/// Record `n` (1-based): net n/250, host n%250+1, `n % 7 + 1` packets.
+fn record(n: u32) -> (u8, u8, u64, u64) {
+    let packets = u64::from(n % 7 + 1);
+    (
+        (n / 250) as u8 + 10,
+        (n % 250 + 1) as u8,
+        packets,
+        60 * packets,
+    )
+}
+
+fn expected(count: u32) -> Totals {
+    let mut totals = Totals::new();
+    for n in 1..=count {
+        let (net, host, packets, bytes) = record(n);
+        totals.insert(
+            (format!("10.{net}.0.{host}"), "172.16.0.10".into(), 443, 6),
+            (1, packets, bytes),
+        );
+    }
+    totals
+}
+
+/// Every key there with whole multiples of its record; the number of keys
+/// counted twice.
+fn check(got: &Totals, want: &Totals, what: &str) -> u64 {
+    let mut duplicates = 0;
+    for (key, (c, p, b)) in want {
+        let Some(&(gc, gp, gb)) = got.get(key) else {
+            panic!("{what}: {key:?} lost");
+        };
+        assert!(
+            gc >= *c && (gp, gb) == (gc * p, gc * b),
+            "{what}: {key:?} {:?}",
+            got[key]
+        );
+        duplicates += gc - c;
+    }
+    assert_eq!(got.len(), want.len(), "{what}: keys nobody sent");
+    duplicates
+}
+
+fn campaign(what: &str, config: &str, dir: &std::path::Path, mut between_kills: impl FnMut(usize)) {
+    let mut moments = Moments(20261201);
+    for cycle in 0..KILLS {
+        let mut daemon = Daemon::start_in(dir, config);
+        between_kills(cycle);
+        std::thread::sleep(Duration::from_millis(moments.next_ms()));
+        daemon.kill();
+        eprintln!("{what}: killed in cycle {cycle}");
+    }
+}
+
+#[test]
+fn file_tail_survives_ten_sigkills() {
+    let emulator = Emulator::start();
+    let dir = temp_dir("crash-file");
+    let input = dir.join("flows.log");
+    let lines = |range: std::ops::RangeInclusive<u32>| -> String {
+        range
+            .map(|n| {
+                let (net, host, p, b) = record(n);
+                vpc_record(net, host, p, b) + "\n"
+            })
+            .collect()
+    };
+    std::fs::write(&input, lines(1..=500)).unwrap();
+    let config = DaemonConfig::new(&emulator, "files", "vpc-flow")
+        .connector(&format!(
+            "{{ type: file, properties: {{ path: \"{}\", start_position: beginning }} }}",
+            input.display()
+        ))
+        .window_seconds(3600)
+        .with("checkpoint_seconds: 1")
+        .yaml();
+    let mut written = 500;
+    campaign("file", &config, &dir, |_| {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&input)
+            .unwrap();
+        std::io::Write::write_all(&mut file, lines(written + 1..=written + 150).as_bytes())
+            .unwrap();
+        written += 150;
+    });
+    let mut daemon = Daemon::start_in(&dir, &config);
+    let len = std::fs::metadata(&input).unwrap().len();
+    let caught_up = wait_for(Duration::from_secs(60), || {
+        let saved = std::fs::read_dir(dir.join("data/checkpoints")).ok()?;
+        saved.filter_map(Result::ok).find_map(|e| {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            (v["offset"] == len).then_some(())
+        })
+    });
+    assert!(caught_up.is_some(), "{}", daemon.log());
+    assert!(daemon.terminate().success());
+    let want = expected(written);
+    let settled = wait_for(Duration::from_secs(30), || {
+        let got = emulator.totals();
+        (got.len() == want.len()).then_some(got)
+    });
+    let got = settled.unwrap_or_else(|| emulator.totals());
+    let duplicates = check(&got, &want, "file");
+    eprintln!("file: {written} records, {duplicates} counted twice");
+    // The file tail saves its position right after the window checkpoint
+    // the records are in: a kill between the two is the only way to count a
+    // record twice, and it is a matter of milliseconds.
+    assert!(duplicates <= 150, "{duplicates} duplicates");
+}
