@@ -52,6 +52,14 @@ impl DaemonConfig {
         self
     }
 
+    /// A file tail of `path` from its beginning.
+    pub fn file_tail(self, path: &Path) -> Self {
+        self.connector(&format!(
+            "{{ type: file, properties: {{ path: \"{}\", start_position: beginning }} }}",
+            path.display()
+        ))
+    }
+
     /// Any connector, as a YAML flow mapping (`{ type: file, properties: {...} }`).
     pub fn connector(mut self, yaml: &str) -> Self {
         self.connectors.push(yaml.to_owned());

@@ -365,3 +365,34 @@ pub fn ground_truth_conversations() -> BTreeMap<TrafficKey, (u64, u64)> {
 pub fn expected_aggregation(csv: &[CsvFlow]) -> BTreeMap<TrafficKey, KeyTotals> {
     aggregate(&expected_flows(csv))
 }
+
+/// The comparable part of a record: 5-tuple, packets, bytes.
+pub type RecordTuple = (String, String, u16, u16, u8, u64, u64);
+
+impl CsvFlow {
+    /// tshark's row as a [`RecordTuple`].
+    pub fn tuple(&self) -> RecordTuple {
+        (
+            self.src.clone(),
+            self.dst.clone(),
+            self.sport,
+            self.dport,
+            self.proto,
+            self.packets,
+            self.bytes,
+        )
+    }
+}
+
+/// A `flowlink decode` JSON line as a [`RecordTuple`].
+pub fn json_tuple(v: &serde_json::Value) -> RecordTuple {
+    (
+        v["src_addr"].as_str().unwrap().to_owned(),
+        v["dst_addr"].as_str().unwrap().to_owned(),
+        v["src_port"].as_u64().unwrap() as u16,
+        v["dst_port"].as_u64().unwrap() as u16,
+        v["protocol"].as_u64().unwrap() as u8,
+        v["packets"].as_u64().unwrap(),
+        v["bytes"].as_u64().unwrap(),
+    )
+}

@@ -16,12 +16,12 @@ use std::path::PathBuf;
 
 pub use config::DaemonConfig;
 pub use fixtures::{
-    CsvFlow, ExpectedFlow, aggregate, aggregate_unfolded, capture_dir, datagram_files,
-    expected_aggregation, expected_flows, ground_truth_conversations, read_flows_csv,
+    CsvFlow, ExpectedFlow, RecordTuple, aggregate, aggregate_unfolded, capture_dir, datagram_files,
+    expected_aggregation, expected_flows, ground_truth_conversations, json_tuple, read_flows_csv,
 };
 pub use process::{
     Daemon, Emulator, assert_totals, decode_json, free_tcp_port, free_udp_port, run_flowlink,
-    scrape, temp_dir, wait_for,
+    scrape, temp_dir, wait_file_resume_point, wait_for,
 };
 pub use traffic::{distinct_key_datagrams, send_capture, send_datagrams};
 

@@ -374,6 +374,23 @@ impl Drop for Daemon {
     }
 }
 
+/// Waits (up to a minute) until a file connector's saved resume point in
+/// `data_directory` is `offset`; panics with the daemon's log if not.
+pub fn wait_file_resume_point(daemon: &Daemon, data_directory: &Path, offset: u64) {
+    let reached = wait_for(Duration::from_secs(60), || {
+        let saved = std::fs::read_dir(data_directory.join("checkpoints")).ok()?;
+        saved.filter_map(Result::ok).find_map(|e| {
+            let v: Value = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            (v["offset"] == offset).then_some(())
+        })
+    });
+    assert!(
+        reached.is_some(),
+        "the file's resume point never reached {offset}:\n{}",
+        daemon.log()
+    );
+}
+
 /// Scrapes a Prometheus endpoint into `metric{labels} -> value`.
 pub fn scrape(metrics_addr: &str) -> BTreeMap<String, u64> {
     let Ok(response) = ureq::get(&format!("http://{metrics_addr}/metrics")).call() else {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use flowlink_e2e::process::Totals;
 use flowlink_e2e::records::vpc_record;
-use flowlink_e2e::{Daemon, DaemonConfig, Emulator, temp_dir, wait_for};
+use flowlink_e2e::{Daemon, DaemonConfig, Emulator, temp_dir, wait_file_resume_point, wait_for};
 
 const KILLS: usize = 10;
 
@@ -99,10 +99,7 @@ fn file_tail_survives_ten_sigkills() {
     };
     std::fs::write(&input, lines(1..=500)).unwrap();
     let config = DaemonConfig::new(&emulator, "files", "vpc-flow")
-        .connector(&format!(
-            "{{ type: file, properties: {{ path: \"{}\", start_position: beginning }} }}",
-            input.display()
-        ))
+        .file_tail(&input)
         .window_seconds(3600)
         .with("checkpoint_seconds: 1")
         .yaml();
@@ -118,15 +115,7 @@ fn file_tail_survives_ten_sigkills() {
     });
     let mut daemon = Daemon::start_in(&dir, &config);
     let len = std::fs::metadata(&input).unwrap().len();
-    let caught_up = wait_for(Duration::from_secs(60), || {
-        let saved = std::fs::read_dir(dir.join("data/checkpoints")).ok()?;
-        saved.filter_map(Result::ok).find_map(|e| {
-            let v: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
-            (v["offset"] == len).then_some(())
-        })
-    });
-    assert!(caught_up.is_some(), "{}", daemon.log());
+    wait_file_resume_point(&daemon, &dir.join("data"), len);
     assert!(daemon.terminate().success());
     let want = expected(written);
     let settled = wait_for(Duration::from_secs(30), || {

@@ -1,35 +1,8 @@
 //! `flowlink decode` through the real `netflow` component against tshark's
 //! decoding of captures made by independent exporters (softflowd, fprobe).
 
-use flowlink_e2e::{CsvFlow, capture_dir, datagram_files, decode_json, read_flows_csv};
+use flowlink_e2e::{capture_dir, datagram_files, decode_json, json_tuple, read_flows_csv};
 use serde_json::Value;
-
-/// The comparable part of a record: 5-tuple, packets, bytes.
-type Tuple = (String, String, u16, u16, u8, u64, u64);
-
-fn csv_tuple(f: &CsvFlow) -> Tuple {
-    (
-        f.src.clone(),
-        f.dst.clone(),
-        f.sport,
-        f.dport,
-        f.proto,
-        f.packets,
-        f.bytes,
-    )
-}
-
-fn json_tuple(v: &Value) -> Tuple {
-    (
-        v["src_addr"].as_str().unwrap().to_owned(),
-        v["dst_addr"].as_str().unwrap().to_owned(),
-        v["src_port"].as_u64().unwrap() as u16,
-        v["dst_port"].as_u64().unwrap() as u16,
-        v["protocol"].as_u64().unwrap() as u8,
-        v["packets"].as_u64().unwrap(),
-        v["bytes"].as_u64().unwrap(),
-    )
-}
 
 fn decode(files: &[std::path::PathBuf]) -> (Vec<Value>, String) {
     decode_json("netflow", files)
@@ -47,7 +20,7 @@ fn assert_matches_tshark(job: &str, decoded: &[Value]) {
     for (i, (got, want)) in decoded.iter().zip(&expected).enumerate() {
         assert_eq!(
             json_tuple(got),
-            csv_tuple(want),
+            want.tuple(),
             "{job}: record {i} (frame {})",
             want.frame
         );

@@ -6,8 +6,9 @@
 
 use std::path::PathBuf;
 
-use flowlink_e2e::{CsvFlow, decode_json, plugin_dir, read_flows_csv, repo_root, run_flowlink};
-use serde_json::Value;
+use flowlink_e2e::{
+    CsvFlow, decode_json, json_tuple, plugin_dir, read_flows_csv, repo_root, run_flowlink,
+};
 
 const V4: &str = "127.0.0.1";
 const V6: &str = "::1";
@@ -20,33 +21,6 @@ fn fixture(name: &str) -> PathBuf {
     repo_root()
         .join("tests/fixtures/captures/linktypes")
         .join(name)
-}
-
-/// The comparable part of a record: 5-tuple, packets, bytes.
-type Tuple = (String, String, u16, u16, u8, u64, u64);
-
-fn csv_tuple(f: &CsvFlow) -> Tuple {
-    (
-        f.src.clone(),
-        f.dst.clone(),
-        f.sport,
-        f.dport,
-        f.proto,
-        f.packets,
-        f.bytes,
-    )
-}
-
-fn json_tuple(v: &Value) -> Tuple {
-    (
-        v["src_addr"].as_str().unwrap().to_owned(),
-        v["dst_addr"].as_str().unwrap().to_owned(),
-        v["src_port"].as_u64().unwrap() as u16,
-        v["dst_port"].as_u64().unwrap() as u16,
-        v["protocol"].as_u64().unwrap() as u8,
-        v["packets"].as_u64().unwrap(),
-        v["bytes"].as_u64().unwrap(),
-    )
 }
 
 /// Decodes `file` and checks its records are tshark's for the `sent`
@@ -70,7 +44,7 @@ fn assert_decodes_as_tshark(file: &str, sent: &[(u32, &str)]) -> String {
     for (i, (got, (want, exporter))) in decoded.iter().zip(&expected).enumerate() {
         assert_eq!(
             json_tuple(got),
-            csv_tuple(want),
+            want.tuple(),
             "{file}: record {i} (datagram {})",
             want.frame
         );

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use flowlink_e2e::{
     CsvFlow, Daemon, DaemonConfig, Emulator, datagram_files, expected_aggregation, free_tcp_port,
-    free_udp_port, read_flows_csv, scrape, temp_dir, test_plugin_dir, wait_for,
+    free_udp_port, read_flows_csv, scrape, temp_dir, test_plugin_dir, wait_file_resume_point,
+    wait_for,
 };
 
 fn send_from(source: &str, files: &[PathBuf], port: u16) {
@@ -243,10 +244,7 @@ fn file_records_survive_sigkill_exactly_once() {
     };
     std::fs::write(&input, (1..301).map(line).collect::<String>()).unwrap();
     let config = DaemonConfig::new(&emulator, "vpc", "vpc-flow")
-        .connector(&format!(
-            "{{ type: file, properties: {{ path: \"{}\", start_position: beginning }} }}",
-            input.display()
-        ))
+        .file_tail(&input)
         .window_seconds(3600)
         .with("checkpoint_seconds: 1")
         .yaml();
@@ -254,16 +252,7 @@ fn file_records_survive_sigkill_exactly_once() {
     // The file's resume point reaches the end only once the window holding
     // its records is on disk.
     let len = std::fs::metadata(&input).unwrap().len();
-    let advanced = wait_for(Duration::from_secs(30), || {
-        files_in(&dir.join("data/checkpoints"))
-            .iter()
-            .find_map(|p| {
-                let saved: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
-                (saved["offset"] == len).then_some(())
-            })
-    });
-    assert!(advanced.is_some(), "{}", daemon.log());
+    wait_file_resume_point(&daemon, &dir.join("data"), len);
     assert!(
         !files_in(&dir.join("data/windows")).is_empty(),
         "the window is on disk before the resume point moves"
