@@ -158,7 +158,7 @@ impl Running {
                         // The consumer stays, without intake, until fixed.
                         self.consumers[at].config = new;
                         return Err(e.context(format!(
-                            "consumer {name:?}: its new connectors did not start"
+                            "partly applied (the changes before this one stay): consumer {name:?}: its new connectors did not start"
                         )));
                     }
                 }
@@ -202,7 +202,7 @@ impl Running {
                         connectors: Vec::new(),
                     })
                     .await;
-                    return Err(e.context(format!("added consumer {name:?} did not start")));
+                    return Err(e.context(format!("partly applied (the changes before this one stay): added consumer {name:?} did not start")));
                 }
             };
             self.consumers.push(RunningConsumer {
