@@ -181,6 +181,8 @@ impl Aggregator {
         for flow in &parsed.flows {
             window.add(flow, parsed.exporter.ip(), &self.direction);
         }
+        // Before any early flush: the receipts belong to this window.
+        self.acks[parsed.consumer].extend(parsed.acks);
         if window.len() > self.max_keys {
             metrics::add(&counters.aggregation_early_flushes, 1);
             tracing::warn!(

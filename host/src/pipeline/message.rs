@@ -175,6 +175,10 @@ pub struct ParsedFlows {
     pub consumer: usize,
     pub exporter: SocketAddr,
     pub flows: Vec<Flow>,
+    /// Receipts of messages whose flows are in this or earlier items:
+    /// travelling with the flows, they always join the window that holds
+    /// them, even when the window closes right after.
+    pub acks: Vec<Ack>,
 }
 
 pub fn now_ms() -> u64 {

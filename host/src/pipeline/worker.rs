@@ -390,6 +390,7 @@ fn parse_group(
         .collect();
     let restarts_before = session.restarts;
     let results = session.parse_batch(stream, &messages);
+    let mut held: Option<ParsedFlows> = None;
     metrics::add(
         &counters.plugin_restarts,
         session.restarts - restarts_before,
@@ -406,15 +407,17 @@ fn parse_group(
                 if parsed.flows.is_empty() {
                     continue;
                 }
+                // Held back one step: the last item carries the receipts.
+                let ready = held.replace(ParsedFlows {
+                    consumer,
+                    exporter,
+                    flows: parsed.flows,
+                    acks: Vec::new(),
+                });
                 // Blocking: the aggregator's backpressure reaches the worker
                 // queues, which the connectors count as drops.
-                if output
-                    .blocking_send(AggregatorInput::Flows(ParsedFlows {
-                        consumer,
-                        exporter,
-                        flows: parsed.flows,
-                    }))
-                    .is_err()
+                if let Some(ready) = ready
+                    && output.blocking_send(AggregatorInput::Flows(ready)).is_err()
                 {
                     return false;
                 }
@@ -434,18 +437,19 @@ fn parse_group(
             }
         }
     }
-    // Every flow of these messages is with the aggregator now; their
-    // receipts follow in the same queue and fire once the flows are durable.
-    // A message that failed is acknowledged too: replaying a poison message
-    // forever would stop its source (it is counted as failed).
-    if !acks.is_empty()
-        && output
-            .blocking_send(AggregatorInput::Acks { consumer, acks })
-            .is_err()
-    {
-        return false;
-    }
-    true
+    // The receipts go with the last flows of these messages, so they join
+    // the window that holds them and fire once it is durable. A message that
+    // failed is acknowledged too: replaying a poison message forever would
+    // stop its source (it is counted as failed).
+    let last = match held {
+        Some(mut flows) => {
+            flows.acks = acks;
+            AggregatorInput::Flows(flows)
+        }
+        None if acks.is_empty() => return true,
+        None => AggregatorInput::Acks { consumer, acks },
+    };
+    output.blocking_send(last).is_ok()
 }
 
 /// Rejected records are logged with their reason, but at most

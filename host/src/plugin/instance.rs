@@ -95,7 +95,13 @@ pub struct ParserInstance {
     /// The datagram session's state at the last snapshot: a faulted
     /// instance is rebuilt from it, so one bad message costs no templates.
     last_good: Option<Vec<u8>>,
+    /// Faults in a row without a good call: when instances rebuilt from
+    /// `last_good` keep faulting, the state itself is suspect and goes.
+    faults_in_a_row: u32,
 }
+
+/// Faults in a row after which the remembered state is dropped.
+const POISONED_STATE_FAULTS: u32 = 3;
 
 /// Faults a batch may cost before its remaining messages are refused
 /// without a try: each fault may take a whole call timeout, and a burst of
@@ -140,6 +146,7 @@ impl ParserInstance {
             live: None,
             restarts: 0,
             last_good: None,
+            faults_in_a_row: 0,
         };
         instance.live = Some(instance.start()?);
         Ok(instance)
@@ -377,10 +384,22 @@ impl ParserInstance {
             messages,
         );
         match result {
-            Ok(parsed) => Ok(parsed),
+            Ok(parsed) => {
+                self.faults_in_a_row = 0;
+                Ok(parsed)
+            }
             Err(error) => {
                 let refused = live.store.data().memory.refused;
                 self.live = None;
+                self.faults_in_a_row += 1;
+                if self.faults_in_a_row >= POISONED_STATE_FAULTS && self.last_good.take().is_some()
+                {
+                    tracing::warn!(
+                        "{}: {} faults in a row on instances rebuilt from the saved state: starting the next one empty",
+                        self.tag,
+                        self.faults_in_a_row
+                    );
+                }
                 Err(classify_fault(&error, refused, &self.limits))
             }
         }
