@@ -138,6 +138,13 @@ impl PluginRegistry {
         builtin: Option<&Path>,
         plugin_dir: Option<&Path>,
     ) -> Result<PluginRegistry> {
+        // A plugin_dir that is the built-in folder (a build run in place)
+        // is loaded once, not compiled and logged as overriding itself.
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        let builtin = builtin.filter(|b| plugin_dir.is_none_or(|dir| !same(b, dir)));
         let registry = match builtin {
             Some(dir) => PluginRegistry::load_dir(engine, dir)?,
             None => PluginRegistry::default(),
