@@ -112,6 +112,21 @@ impl Emulator {
         Emulator::start_with(&["--listen", "127.0.0.1:0"])
     }
 
+    /// HTTPS with a fresh self-signed certificate for localhost, written
+    /// to `cert` (PEM); returns it and the port a `pce_addr: localhost:PORT`
+    /// reaches it on.
+    pub fn start_https(cert: &Path) -> (Emulator, String) {
+        let emulator = Emulator::start_with(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert-out",
+            cert.to_str().unwrap(),
+        ]);
+        assert!(emulator.url.starts_with("https://"), "{}", emulator.url);
+        let port = emulator.url.rsplit(':').next().unwrap().to_owned();
+        (emulator, port)
+    }
+
     /// With extra `pce-emulator` arguments (`--listen`, `--state-file`, `--fault` …).
     pub fn start_with(args: &[&str]) -> Emulator {
         let mut child = Command::new(flowlink_bin())

@@ -2,7 +2,7 @@
 //! `sflow` component against tshark: one flow per flow sample, bytes from
 //! the IP header, the rate in `sampling_interval`.
 
-use flowlink_e2e::{datagram_files, decode_json, read_flows_csv};
+use flowlink_e2e::{datagram_files, decode_json, json_tuple, read_flows_csv};
 
 fn check(job: &str, samples: usize, rate: u64) {
     let (flows, stderr) = decode_json("sflow", &datagram_files(job));
@@ -14,25 +14,7 @@ fn check(job: &str, samples: usize, rate: u64) {
     assert_eq!(flows.len(), samples, "{job}: one flow per sample");
     assert_eq!(flows.len(), csv.len(), "{job}: tshark's sample count");
     for (i, (f, want)) in flows.iter().zip(&csv).enumerate() {
-        let got = (
-            f["src_addr"].as_str().unwrap(),
-            f["dst_addr"].as_str().unwrap(),
-            f["src_port"].as_u64().unwrap() as u16,
-            f["dst_port"].as_u64().unwrap() as u16,
-            f["protocol"].as_u64().unwrap() as u8,
-            f["packets"].as_u64().unwrap(),
-            f["bytes"].as_u64().unwrap(),
-        );
-        let expected = (
-            want.src.as_str(),
-            want.dst.as_str(),
-            want.sport,
-            want.dport,
-            want.proto,
-            want.packets,
-            want.bytes,
-        );
-        assert_eq!(got, expected, "{job}: sample {i}");
+        assert_eq!(json_tuple(f), want.tuple(), "{job}: sample {i}");
         assert_eq!(
             f["sampling_interval"].as_u64().unwrap(),
             rate,

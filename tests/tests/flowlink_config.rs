@@ -46,13 +46,7 @@ fn a_flowlink_configuration_runs_from_another_working_directory() {
     let dir = temp_dir("flowlink-style");
     let elsewhere = temp_dir("flowlink-style-cwd");
     let cert = dir.join("pce-cert.pem");
-    let emulator = Emulator::start_with(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--tls-cert-out",
-        cert.to_str().unwrap(),
-    ]);
-    let pce_port = emulator.url.rsplit(':').next().unwrap().to_owned();
+    let (emulator, pce_port) = Emulator::start_https(&cert);
     let udp_port = free_udp_port();
     // Key and secret on two lines, as some FlowLink users keep them.
     std::fs::write(

@@ -14,14 +14,7 @@ use flowlink_e2e::{
 fn run(name: &str, tls_setting: Option<&str>) -> (Emulator, Daemon, String) {
     let dir = temp_dir(name);
     let cert = dir.join("pce-cert.pem");
-    let emulator = Emulator::start_with(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--tls-cert-out",
-        cert.to_str().unwrap(),
-    ]);
-    assert!(emulator.url.starts_with("https://"), "{}", emulator.url);
-    let port = emulator.url.rsplit(':').next().unwrap().to_owned();
+    let (emulator, port) = Emulator::start_https(&cert);
     let (udp_port, metrics) = (free_udp_port(), format!("127.0.0.1:{}", free_tcp_port()));
     let mut config = DaemonConfig::new(&emulator, "tls", "netflow")
         .udp(udp_port)
