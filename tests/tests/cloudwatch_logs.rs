@@ -220,3 +220,49 @@ fn an_unreachable_endpoint_does_not_stop_the_start() {
     );
     assert!(daemon.terminate().success());
 }
+
+/// moto (as AWS) pages FilterLogEvents at 10,000 events: a backlog larger
+/// than a page reaches the parsers one page per message, never whole.
+#[test]
+fn filter_mode_hands_a_backlog_on_page_by_page() {
+    let moto = MotoServer::start();
+    let emulator = Emulator::start();
+    let stream = "eni-0a1b2c3d-all";
+    moto.create_stream(GROUP, stream);
+    let sent: Vec<(u8, u8, u64, u64)> = (1..=48u8)
+        .flat_map(|net| (1..=250u8).map(move |host| (net, host, 1, 60)))
+        .collect();
+    let events: Vec<String> = sent
+        .iter()
+        .map(|&(net, host, _, _)| {
+            format!(
+                "2 123456789012 eni-0a1b2c3d 10.{net}.0.{host} 172.16.0.10 40000 443 6 1 60 1795867200 1795867260 REJECT OK"
+            )
+        })
+        .collect();
+    // PutLogEvents takes at most 10,000 events (and 1 MB) per call.
+    for chunk in events.chunks(4000) {
+        moto.put_events(GROUP, stream, chunk);
+    }
+    let metrics = format!("127.0.0.1:{}", free_tcp_port());
+    let config = DaemonConfig::new(&emulator, "cloudwatch", "vpc-flow")
+        .connector(&format!(
+            "{{ type: aws, properties: {{ region: {AWS_REGION}, log_group: \"{GROUP}\", endpoint_url: \"{}\", poll_seconds: 1, start_position: beginning, filter_pattern: REJECT }} }}",
+            moto.endpoint
+        ))
+        .metrics(&metrics)
+        .yaml();
+    let daemon = Daemon::start("cloudwatch-pages", &config);
+    let expected = expected_totals(&sent, "172.16.0.10", 443, 6);
+    assert_totals(
+        &emulator,
+        &daemon,
+        &expected,
+        "a filtered backlog of 12,000 events",
+    );
+    let messages = scrape(&metrics)["flowlink_messages_in_total{consumer=\"cloudwatch\"}"];
+    assert!(
+        messages >= 2,
+        "12,000 events in {messages} message(s): the pages were collected before parsing"
+    );
+}

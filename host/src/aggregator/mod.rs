@@ -181,6 +181,9 @@ impl Aggregator {
         for flow in &parsed.flows {
             window.add(flow, parsed.exporter.ip(), &self.direction);
         }
+        // Merged: the flows' room in the queue goes back to the workers.
+        drop(parsed.flows);
+        drop(parsed.bytes);
         // Before any early flush: the receipts belong to this window.
         self.acks[parsed.consumer].extend(parsed.acks);
         if window.len() > self.max_keys {

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::config::{ConnectorSpec, KafkaProperties, KafkaStartOffset, StringList};
 use crate::connector::{self, ConnectorContext};
 use crate::metrics::Metrics;
-use crate::pipeline::{ShardRouter, WorkerInput};
+use crate::pipeline::{ByteBudget, ShardRouter, WorkerInput};
 
 #[derive(clap::Args)]
 pub struct KafkaArgs {
@@ -33,6 +33,11 @@ pub struct KafkaArgs {
     /// Partitions of the bench topic.
     #[arg(long, default_value_t = 1)]
     partitions: i32,
+    /// The stand-in worker holds receipts and lets them go every this many
+    /// ms, as the aggregator does at each window checkpoint
+    /// (`checkpoint_seconds`); 0 acknowledges each message at once.
+    #[arg(long, default_value_t = 0)]
+    hold_ms: u64,
 }
 
 pub fn run(args: KafkaArgs) -> Result<()> {
@@ -127,9 +132,10 @@ async fn bench(args: KafkaArgs) -> Result<()> {
         bytes as f64 / consume.as_secs_f64() / 1e6
     );
     println!(
-        "kafka connector    : {:>10.0} messages/s ({:.1} MB/s)",
+        "kafka connector    : {:>10.0} messages/s ({:.1} MB/s), receipts held {} ms",
         args.messages as f64 / connector.as_secs_f64(),
-        bytes as f64 / connector.as_secs_f64() / 1e6
+        bytes as f64 / connector.as_secs_f64() / 1e6,
+        args.hold_ms
     );
     Ok(())
 }
@@ -145,7 +151,7 @@ async fn through_connector(args: &KafkaArgs, topic: &str) -> Result<Duration> {
         consumer: 0,
         consumer_name: "bench".into(),
         index: 0,
-        router: ShardRouter::new(vec![tx], metrics.clone()),
+        router: ShardRouter::new(vec![tx], ByteBudget::new(usize::MAX), metrics.clone()),
         metrics,
         checkpoint_dir: checkpoint_dir.clone(),
     };
@@ -160,20 +166,26 @@ async fn through_connector(args: &KafkaArgs, topic: &str) -> Result<Duration> {
     let handle = connector::start(ctx, &spec).await?;
     let mut received = 0;
     let mut started = None;
+    let hold = Duration::from_millis(args.hold_ms);
+    let mut held = Vec::new();
+    let mut released = Instant::now();
     while received < args.messages {
         let input = tokio::time::timeout(Duration::from_secs(30), rx.recv())
             .await
             .context("no message from the connector for 30 s")?;
-        if let Some(WorkerInput::Message(message)) = input {
+        if let Some(WorkerInput::Message(message, _)) = input {
             started.get_or_insert_with(Instant::now);
             std::hint::black_box(message.payload.len());
-            if let Some(ack) = message.ack {
-                ack.done();
+            held.extend(message.ack);
+            if released.elapsed() >= hold {
+                held.drain(..).for_each(|ack| ack.done());
+                released = Instant::now();
             }
             received += 1;
         }
     }
     let elapsed = started.map_or(Duration::ZERO, |s| s.elapsed());
+    held.drain(..).for_each(|ack| ack.done());
     handle.stop();
     drop(rx);
     handle.finished().await;

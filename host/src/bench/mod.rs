@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::plugin::{Message, ParserInstance};
+use crate::plugin::{FaultReplay, Message, ParserInstance};
 
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
@@ -72,7 +72,7 @@ fn measure(budget: Duration, items: u64, mut pass: impl FnMut()) -> Rate {
 fn parse_pass(session: &mut ParserInstance, messages: &[Message], batch: usize) -> u64 {
     messages
         .chunks(batch.max(1))
-        .flat_map(|chunk| session.parse_batch(None, chunk))
+        .flat_map(|chunk| session.parse_batch(None, chunk, FaultReplay::Capped))
         .map(|r| r.map_or(0, |p| p.flows.len() as u64))
         .sum()
 }

@@ -11,7 +11,9 @@ use anyhow::{Result, bail};
 
 use crate::decode::resolve_plugin;
 use crate::parser_state::ParserStateStore;
-use crate::plugin::{IpAddr, Message, Origin, ParserInstance, PluginEngine, SandboxLimits};
+use crate::plugin::{
+    FaultReplay, IpAddr, Message, Origin, ParserInstance, PluginEngine, SandboxLimits,
+};
 
 #[derive(clap::Args)]
 pub struct StateArgs {
@@ -57,7 +59,7 @@ pub fn run(args: StateArgs) -> Result<()> {
         })
         .collect();
     for chunk in messages.chunks(64) {
-        for result in learner.parse_batch(None, chunk) {
+        for result in learner.parse_batch(None, chunk, FaultReplay::Capped) {
             if let Err(e) = result {
                 bail!("the template datagram did not parse: {e}");
             }

@@ -45,6 +45,9 @@ pub struct RawConfig {
     pub plugin_max_flows_per_message: Option<usize>,
     pub parser_workers: Option<usize>,
     pub queue_capacity: Option<usize>,
+    /// Bytes waiting for the parsers, and parsed flows waiting for the
+    /// aggregator: each bounded by this many MiB.
+    pub queue_max_mb: Option<u64>,
     pub aggregation_max_keys: Option<usize>,
     /// How often parser state (templates) is snapshotted when it changed.
     pub state_snapshot_seconds: Option<u64>,
@@ -306,6 +309,8 @@ pub struct Config {
     pub plugin_cache_dir: PathBuf,
     pub parser_workers: usize,
     pub queue_capacity: usize,
+    /// Bound in bytes of each of the two queues between stages.
+    pub queue_max_bytes: usize,
     pub aggregation_max_keys: usize,
     pub state_snapshot: Duration,
     pub checkpoint: Duration,

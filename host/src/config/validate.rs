@@ -120,6 +120,7 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         1 << 24,
         8192,
     ) as usize;
+    let queue_max_bytes = (p.ranged("queue_max_mb", raw.queue_max_mb, 1, 4095, 64) << 20) as usize;
     let aggregation_max_keys = p.ranged(
         "aggregation_max_keys",
         raw.aggregation_max_keys.map(|v| v as u64),
@@ -331,6 +332,7 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         data_directory,
         parser_workers,
         queue_capacity,
+        queue_max_bytes,
         aggregation_max_keys,
         state_snapshot: Duration::from_secs(state_snapshot_seconds),
         checkpoint: Duration::from_secs(checkpoint_seconds),

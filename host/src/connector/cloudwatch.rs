@@ -190,6 +190,13 @@ async fn save_positions(
 /// Pages handed on whose positions are not saved yet.
 const IN_FLIGHT: usize = 1024;
 
+/// A FilterLogEvents query being paged through: its start time stays
+/// fixed while its token moves on.
+struct FilterQuery {
+    start_ms: Option<i64>,
+    token: Option<String>,
+}
+
 /// Why a poll ended early.
 enum PollError {
     Throttled,
@@ -362,6 +369,13 @@ impl LogGroupSource {
         // GetLogEvents may return empty pages with a new token before the
         // end; the same token back means the end. Bounded, to be safe.
         let mut empty_pages = 0;
+        // FilterLogEvents: one query per read, its pages followed by token;
+        // each page is handed on (and its position saved) by itself, so a
+        // large backlog never sits in memory whole.
+        let mut query = FilterQuery {
+            start_ms: self.checkpoint.streams.get(stream).and_then(|p| p.after_ms),
+            token: None,
+        };
         loop {
             let position = self
                 .checkpoint
@@ -369,14 +383,23 @@ impl LogGroupSource {
                 .get(stream)
                 .cloned()
                 .unwrap_or_default();
-            let (lines, next) = match &self.props.filter_pattern {
-                None => self.get_events(stream, &position).await?,
-                Some(pattern) => self.filter_events(stream, pattern, &position).await?,
+            let (lines, next, done) = match &self.props.filter_pattern {
+                None => {
+                    let (lines, next) = self.get_events(stream, &position).await?;
+                    if lines.is_empty() {
+                        empty_pages += 1;
+                    }
+                    let done = next == position || empty_pages >= 10;
+                    (lines, next, done)
+                }
+                Some(pattern) => {
+                    let pattern = pattern.clone();
+                    let (lines, next) = self
+                        .filter_page(stream, &pattern, &position, &mut query)
+                        .await?;
+                    (lines, next, query.token.is_none())
+                }
             };
-            if lines.is_empty() {
-                empty_pages += 1;
-            }
-            let done = next == position || empty_pages >= 10;
             let receipt = if lines.is_empty() {
                 None
             } else {
@@ -430,60 +453,60 @@ impl LogGroupSource {
         Ok((lines, next))
     }
 
-    async fn filter_events(
+    /// One page of a FilterLogEvents query: the events not taken yet and
+    /// the position after them; `query.token` is left `None` at the end.
+    async fn filter_page(
         &self,
         stream: &str,
         pattern: &str,
         position: &StreamPosition,
+        query: &mut FilterQuery,
     ) -> Result<(Vec<u8>, StreamPosition), PollError> {
+        let mut request = self
+            .client
+            .filter_log_events()
+            .log_group_name(&self.props.log_group)
+            .log_stream_names(stream)
+            .filter_pattern(pattern);
+        if let Some(start) = query.start_ms {
+            request = request.start_time(start);
+        }
+        if let Some(t) = &query.token {
+            request = request.next_token(t);
+        }
+        let page = request
+            .send()
+            .await
+            .map_err(|e| stream_error("FilterLogEvents", stream, &e))?;
         let mut lines = Vec::new();
         let mut next = position.clone();
-        let mut token: Option<String> = None;
-        loop {
-            let mut request = self
-                .client
-                .filter_log_events()
-                .log_group_name(&self.props.log_group)
-                .log_stream_names(stream)
-                .filter_pattern(pattern);
-            if let Some(after) = position.after_ms {
-                request = request.start_time(after);
+        for event in page.events() {
+            let (Some(ts), Some(id), Some(message)) =
+                (event.timestamp(), event.event_id(), event.message())
+            else {
+                continue;
+            };
+            let seen = position.after_ms.is_some_and(|after| {
+                ts < after || (ts == after && position.ids.iter().any(|i| i == id))
+            });
+            if seen {
+                continue;
             }
-            if let Some(t) = &token {
-                request = request.next_token(t);
-            }
-            let page = request
-                .send()
-                .await
-                .map_err(|e| stream_error("FilterLogEvents", stream, &e))?;
-            for event in page.events() {
-                let (Some(ts), Some(id), Some(message)) =
-                    (event.timestamp(), event.event_id(), event.message())
-                else {
-                    continue;
-                };
-                let seen = position.after_ms.is_some_and(|after| {
-                    ts < after || (ts == after && position.ids.iter().any(|i| i == id))
-                });
-                if seen {
-                    continue;
+            lines.extend_from_slice(message.trim_end_matches('\n').as_bytes());
+            lines.push(b'\n');
+            match next.after_ms {
+                Some(after) if ts < after => {}
+                Some(after) if ts == after => next.ids.push(id.to_owned()),
+                _ => {
+                    next.after_ms = Some(ts);
+                    next.ids = vec![id.to_owned()];
                 }
-                lines.extend_from_slice(message.trim_end_matches('\n').as_bytes());
-                lines.push(b'\n');
-                match next.after_ms {
-                    Some(after) if ts < after => {}
-                    Some(after) if ts == after => next.ids.push(id.to_owned()),
-                    _ => {
-                        next.after_ms = Some(ts);
-                        next.ids = vec![id.to_owned()];
-                    }
-                }
-            }
-            match page.next_token() {
-                Some(t) if Some(t) != token.as_deref() => token = Some(t.to_owned()),
-                _ => break,
             }
         }
+        query.token = match page.next_token() {
+            Some(t) if Some(t) != query.token.as_deref() => Some(t.to_owned()),
+            _ => None,
+        };
         Ok((lines, next))
     }
 

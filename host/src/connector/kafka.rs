@@ -126,7 +126,10 @@ pub fn start(ctx: ConnectorContext, props: &KafkaProperties) -> Result<Connector
                 KafkaStartOffset::Latest => "latest",
             },
         )
-        .set("client.id", format!("flowlink-{label}"));
+        .set("client.id", format!("flowlink-{label}"))
+        // librdkafka prefetches up to 64 MiB by default, outside the
+        // pipeline's byte bounds; the parsers' queue is the buffer.
+        .set("queued.max.messages.kbytes", "16384");
     for (key, value) in props.properties.iter().flatten() {
         let value = match value {
             serde_json::Value::String(s) => s.clone(),
@@ -340,6 +343,19 @@ async fn store_offsets(
                 // A partition revoked meanwhile: its new owner reads it again.
                 tracing::debug!(connector = %label, "kafka: offset not stored: {e}");
             }
+        }
+        // Receipts come in bursts, one per window checkpoint: commit at the
+        // end of each rather than on the auto-commit timer, so a crash
+        // right after a checkpoint replays (counts twice) as little as can
+        // be. Asynchronous: it only queues the request.
+        if acks.is_empty()
+            && let Err(e) = consumer.commit_consumer_state(CommitMode::Async)
+            && !matches!(
+                e,
+                KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)
+            )
+        {
+            tracing::debug!(connector = %label, "kafka: commit not queued: {e}");
         }
     }
     let consumer = consumer.clone();

@@ -17,7 +17,9 @@ use crate::config::{Config, ConsumerConfig};
 use crate::connector::{self, ConnectorContext, ConnectorHandle};
 use crate::metrics::Metrics;
 use crate::parser_state::ParserStateStore;
-use crate::pipeline::{AggregatorInput, ParserWorkerPool, ShardRouter, WorkerInput, WorkerSetup};
+use crate::pipeline::{
+    AggregatorInput, ByteBudget, ParserWorkerPool, ShardRouter, WorkerInput, WorkerSetup,
+};
 use crate::plugin::{PluginEngine, PluginRegistry, PluginUse, PluginWatcher};
 use crate::spool::Spool;
 use crate::uploader::{PceClient, UploadJob, Uploader};
@@ -214,6 +216,8 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
         state_store: ParserStateStore::new(&config.data_directory),
         snapshot_every: config.state_snapshot,
         workers: config.parser_workers,
+        aggregator_budget: ByteBudget::new(config.queue_max_bytes),
+        runtime: tokio::runtime::Handle::current(),
     });
     let (workers, worker_inputs) = ParserWorkerPool::start(
         setup.clone(),
@@ -222,7 +226,11 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
         parsed_tx.clone(),
     )
     .with_context(|| format!("invalid configuration {}", config.file.display()))?;
-    let router = ShardRouter::new(worker_inputs.clone(), metrics.clone());
+    let router = ShardRouter::new(
+        worker_inputs.clone(),
+        ByteBudget::new(config.queue_max_bytes),
+        metrics.clone(),
+    );
 
     let mut running = Running {
         consumers: Vec::new(),

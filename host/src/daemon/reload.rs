@@ -316,6 +316,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     );
     check("parser_workers", old.parser_workers == new.parser_workers);
     check("queue_capacity", old.queue_capacity == new.queue_capacity);
+    check("queue_max_mb", old.queue_max_bytes == new.queue_max_bytes);
     check(
         "aggregation_max_keys",
         old.aggregation_max_keys == new.aggregation_max_keys,

@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::BytePermit;
 use crate::plugin::{ParserInstance, StreamId};
 
 /// Bytes as a connector received them. Connectors never parse.
@@ -97,12 +98,10 @@ impl Drop for Ack {
 /// What parser workers receive. Control items travel in the same queue as
 /// messages, so they take effect after every message queued before them.
 pub enum WorkerInput {
-    Message(RawMessage),
+    /// A message and its room in the workers' byte budget.
+    Message(RawMessage, BytePermit),
     /// A connection closed: its parser session (and templates) go too.
-    StreamClosed {
-        consumer: usize,
-        stream: StreamId,
-    },
+    StreamClosed { consumer: usize, stream: StreamId },
     /// A consumer added by a reload: its session on this worker.
     OpenConsumer {
         consumer: usize,
@@ -127,7 +126,7 @@ pub enum WorkerInput {
 impl std::fmt::Debug for WorkerInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WorkerInput::Message(m) => f.debug_tuple("Message").field(m).finish(),
+            WorkerInput::Message(m, _) => f.debug_tuple("Message").field(m).finish(),
             WorkerInput::StreamClosed { consumer, stream } => f
                 .debug_struct("StreamClosed")
                 .field("consumer", consumer)
@@ -179,6 +178,15 @@ pub struct ParsedFlows {
     /// travelling with the flows, they always join the window that holds
     /// them, even when the window closes right after.
     pub acks: Vec<Ack>,
+    /// Room in the aggregator queue's byte budget, held until merged.
+    pub bytes: Option<BytePermit>,
+}
+
+impl ParsedFlows {
+    /// What the item holds in memory, for the byte budget.
+    pub fn size_of(flows: &[Flow]) -> usize {
+        std::mem::size_of_val(flows) + std::mem::size_of::<ParsedFlows>()
+    }
 }
 
 pub fn now_ms() -> u64 {

@@ -1,11 +1,13 @@
 //! The stages between connectors and the uploader, and what travels between
-//! them. Each stage owns a bounded channel in; a full queue is counted, never
-//! silently absorbed.
+//! them. Each stage owns a channel in, bounded by count and by bytes; a full
+//! queue is counted, never silently absorbed.
 
+mod byte_budget;
 pub mod message;
 mod shard_router;
 mod worker;
 
+pub use byte_budget::{ByteBudget, BytePermit};
 pub use message::{Ack, AggregatorInput, ParsedFlows, RawMessage, WorkerInput, now_ms};
 pub use shard_router::ShardRouter;
 pub use worker::{ParserWorkerPool, WorkerSetup, open_session};

@@ -6,20 +6,35 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use super::{RawMessage, WorkerInput};
+use super::{ByteBudget, RawMessage, WorkerInput};
 use crate::metrics::{self, Metrics};
 use crate::plugin::StreamId;
 
 #[derive(Clone)]
 pub struct ShardRouter {
     workers: Vec<mpsc::Sender<WorkerInput>>,
+    /// Bytes of every message queued for a worker or in a worker's batch.
+    budget: ByteBudget,
     metrics: Arc<Metrics>,
 }
 
 impl ShardRouter {
-    pub fn new(workers: Vec<mpsc::Sender<WorkerInput>>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        workers: Vec<mpsc::Sender<WorkerInput>>,
+        budget: ByteBudget,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         assert!(!workers.is_empty(), "at least one parser worker");
-        ShardRouter { workers, metrics }
+        ShardRouter {
+            workers,
+            budget,
+            metrics,
+        }
+    }
+
+    /// A message's size for the budget: what its buffer holds in memory.
+    fn size(message: &RawMessage) -> usize {
+        message.payload.capacity() + std::mem::size_of::<RawMessage>()
     }
 
     /// Hash of the exporter's address (not its port: some exporters change
@@ -44,12 +59,16 @@ impl ShardRouter {
     }
 
     /// Never waits: a datagram source cannot be paused, so a full queue
-    /// drops the message and counts it.
+    /// (by count or by bytes) drops the message and counts it.
     pub fn route(&self, message: RawMessage) {
         self.count_in(&message);
         let consumer = message.consumer;
+        let Some(bytes) = self.budget.try_take(Self::size(&message)) else {
+            metrics::add(&self.metrics.consumer(consumer).queue_drops, 1);
+            return;
+        };
         let worker = self.worker_of(message.exporter);
-        match worker.try_send(WorkerInput::Message(message)) {
+        match worker.try_send(WorkerInput::Message(message, bytes)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
                 metrics::add(&self.metrics.consumer(consumer).queue_drops, 1);
@@ -61,8 +80,9 @@ impl ShardRouter {
     /// sender's window closes; nothing is dropped.
     pub async fn route_waiting(&self, message: RawMessage) {
         self.count_in(&message);
+        let bytes = self.budget.take(Self::size(&message)).await;
         let worker = self.worker_of(message.exporter);
-        let _ = worker.send(WorkerInput::Message(message)).await;
+        let _ = worker.send(WorkerInput::Message(message, bytes)).await;
     }
 
     pub async fn close_stream(&self, consumer: usize, exporter: SocketAddr, stream: StreamId) {

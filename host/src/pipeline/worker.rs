@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
-use super::{AggregatorInput, ParsedFlows, RawMessage, WorkerInput};
+use super::{AggregatorInput, ByteBudget, BytePermit, ParsedFlows, RawMessage, WorkerInput};
 use crate::config::ConsumerConfig;
 use crate::metrics::{self, ConsumerCounters, Metrics};
 use crate::parser_state::ParserStateStore;
 use crate::plugin::{
-    Message, Origin, ParseFailure, ParserInstance, PluginEngine, PluginRegistry, StreamId,
-    ip_to_wit,
+    FaultReplay, Message, Origin, ParseFailure, ParserInstance, PluginEngine, PluginRegistry,
+    StreamId, ip_to_wit,
 };
 
 /// What every worker needs to start sessions.
@@ -31,6 +31,10 @@ pub struct WorkerSetup {
     pub snapshot_every: Duration,
     /// The number of workers: snapshots of another count are all merged.
     pub workers: usize,
+    /// Bytes of parsed flows on their way to the aggregator.
+    pub aggregator_budget: ByteBudget,
+    /// Where a worker waits for room in `aggregator_budget`.
+    pub runtime: tokio::runtime::Handle,
 }
 
 pub struct ParserWorkerPool {
@@ -184,6 +188,8 @@ fn run_worker(
         })
         .collect();
     let mut batch: Vec<RawMessage> = Vec::with_capacity(MAX_BATCH_MESSAGES);
+    // The batch's room in the byte budget, given back once it is parsed.
+    let mut permits: Vec<BytePermit> = Vec::with_capacity(MAX_BATCH_MESSAGES);
     let mut reject_log = RejectLog::default();
     let mut generation = setup.registry.generation();
     let mut snapshots = Snapshots::new(worker, setup.snapshot_every);
@@ -201,9 +207,10 @@ fn run_worker(
         let mut next = Some(first);
         while let Some(item) = next.take() {
             match item {
-                WorkerInput::Message(message) => {
+                WorkerInput::Message(message, permit) => {
                     bytes += message.payload.len();
                     batch.push(message);
+                    permits.push(permit);
                 }
                 other => {
                     control = Some(other);
@@ -232,6 +239,7 @@ fn run_worker(
                 return;
             }
         }
+        permits.clear();
         if let Some(control) = control {
             if let WorkerInput::CloseConsumer { consumer, .. } = &control
                 && let Some(Some(slot)) = slots.get_mut(*consumer)
@@ -306,7 +314,7 @@ impl Snapshots {
 
 fn apply_control(slots: &mut Vec<Option<Slot>>, control: WorkerInput) {
     match control {
-        WorkerInput::Message(_) => unreachable!("messages are batched"),
+        WorkerInput::Message(..) => unreachable!("messages are batched"),
         WorkerInput::StreamClosed { consumer, stream } => {
             if let Some(Some(slot)) = slots.get_mut(consumer) {
                 slot.session.close_stream(stream);
@@ -374,6 +382,13 @@ fn parse_group(
     let session = &mut slot.session;
     let exporters: Vec<SocketAddr> = group.iter().map(|m| m.exporter).collect();
     let mut acks = Vec::new();
+    // A message with a receipt comes from a source that replays: a message
+    // not tried would be acknowledged unparsed.
+    let replay = if group.iter().any(|m| m.ack.is_some()) {
+        FaultReplay::Every
+    } else {
+        FaultReplay::Capped
+    };
     let messages: Vec<Message> = group
         .into_iter()
         .map(|m| {
@@ -389,7 +404,7 @@ fn parse_group(
         })
         .collect();
     let restarts_before = session.restarts;
-    let results = session.parse_batch(stream, &messages);
+    let results = session.parse_batch(stream, &messages, replay);
     let mut held: Option<ParsedFlows> = None;
     metrics::add(
         &counters.plugin_restarts,
@@ -408,11 +423,16 @@ fn parse_group(
                     continue;
                 }
                 // Held back one step: the last item carries the receipts.
+                // Waits for room: the aggregator's pace reaches the worker.
+                let bytes = setup
+                    .aggregator_budget
+                    .take_blocking(&setup.runtime, ParsedFlows::size_of(&parsed.flows));
                 let ready = held.replace(ParsedFlows {
                     consumer,
                     exporter,
                     flows: parsed.flows,
                     acks: Vec::new(),
+                    bytes: Some(bytes),
                 });
                 // Blocking: the aggregator's backpressure reaches the worker
                 // queues, which the connectors count as drops.

@@ -50,6 +50,19 @@ impl ParseFailure {
     }
 }
 
+/// How far a faulted batch is replayed message by message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultReplay {
+    /// Datagrams: a burst of bad input must not stall the worker (each
+    /// fault may cost a whole call timeout), so after a few faults the rest
+    /// of the batch is lost, counted.
+    Capped,
+    /// A source that can be paused and replays (Kafka, files, CloudWatch):
+    /// every message is tried, as one not tried would be acknowledged
+    /// unparsed. Slow input is backpressure there, not loss.
+    Every,
+}
+
 /// A transport session (a TCP connection) whose messages get a parser
 /// session of their own: IPFIX templates over TCP are scoped to it.
 pub type StreamId = u64;
@@ -179,19 +192,21 @@ impl ParserInstance {
             origin: *origin,
             payload: payload.to_vec(),
         };
-        self.parse_batch(None, std::slice::from_ref(&message))
+        self.parse_batch(None, std::slice::from_ref(&message), FaultReplay::Capped)
             .pop()
             .expect("one result per message")
     }
 
     /// Parses a batch of messages in one call: one result per message, in
     /// order. A fault costs only the message that caused it: the batch is
-    /// replayed message by message on a fresh instance to find it. Template
-    /// state learned so far is lost with the faulted instance.
+    /// replayed message by message on a fresh instance (restored from the
+    /// last good state) to find it. With [`FaultReplay::Capped`] the replay
+    /// stops after [`MAX_FAULTS_PER_BATCH`] faults and the rest is lost.
     pub fn parse_batch(
         &mut self,
         stream: Option<StreamId>,
         messages: &[Message],
+        replay: FaultReplay,
     ) -> Vec<Result<ParsedMessage, ParseFailure>> {
         match self.call(stream, messages) {
             Ok(parsed) => self.split(parsed, messages.len()),
@@ -201,13 +216,13 @@ impl ParserInstance {
                 messages
                     .iter()
                     .map(|m| {
-                        if faults > MAX_FAULTS_PER_BATCH {
+                        if replay == FaultReplay::Capped && faults > MAX_FAULTS_PER_BATCH {
                             return Err(ParseFailure::Unavailable(format!(
                                 "not tried: the plugin faulted {MAX_FAULTS_PER_BATCH} times on this batch"
                             )));
                         }
                         let result = self
-                            .parse_batch(stream, std::slice::from_ref(m))
+                            .parse_batch(stream, std::slice::from_ref(m), replay)
                             .pop()
                             .expect("one result per message");
                         if result.as_ref().is_err_and(ParseFailure::is_plugin_fault) {

@@ -14,7 +14,7 @@ pub use address::ip_to_wit;
 pub use bindings::{IpAddr, Message, Origin};
 pub use builtin::{builtin_plugin_candidates, builtin_plugin_dir};
 pub use engine::PluginEngine;
-pub use instance::{ParseFailure, ParserInstance, StreamId};
+pub use instance::{FaultReplay, ParseFailure, ParserInstance, StreamId};
 pub use registry::{LoadedPlugin, PluginRegistry};
 pub use sandbox::SandboxLimits;
 pub use watcher::{PluginUse, PluginWatcher};

@@ -1,0 +1,143 @@
+//! Queues between stages are bounded in bytes: a flood of maximum-size
+//! messages at a parser slower than the source keeps the daemon's resident
+//! memory within the configured bound (`queue_max_mb`) plus a fixed slack,
+//! whether the source waits (a file) or drops (UDP, counted).
+//!
+//! The slow parser is the hostile test plugin: a message starting `SPIN`
+//! loops until the plugin deadline (here 10 ms), so the parser takes a few
+//! dozen messages a second while the source offers thousands.
+
+use std::io::Write;
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use flowlink_e2e::{
+    Daemon, DaemonConfig, Emulator, free_tcp_port, free_udp_port, scrape, temp_dir,
+    test_plugin_dir, wait_for,
+};
+
+const QUEUE_MB: u64 = 8;
+/// Beyond the queue bound: the framer's read buffer, plugin instances'
+/// linear memory (a 64 KiB message each), the allocator's slack.
+const SLACK_MB: u64 = 40;
+
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc status")
+}
+
+fn messages_in(metrics: &str) -> u64 {
+    scrape(metrics)
+        .get("flowlink_messages_in_total{consumer=\"flood\"}")
+        .copied()
+        .expect("messages_in is reported")
+}
+
+/// The largest RSS seen until `done`, sampled every 20 ms.
+fn peak_rss_until(daemon: &Daemon, mut done: impl FnMut() -> bool) -> u64 {
+    let mut peak = 0;
+    let finished = wait_for(Duration::from_secs(120), || {
+        peak = peak.max(rss_kib(daemon.pid()));
+        done().then_some(())
+    });
+    assert!(finished.is_some(), "flood not taken in:\n{}", daemon.log());
+    peak
+}
+
+fn config(emulator: &Emulator, metrics: &str) -> DaemonConfig {
+    DaemonConfig::new(emulator, "flood", "hostile")
+        .plugin_dir(&test_plugin_dir())
+        .metrics(metrics)
+        .with("parser_workers: 1")
+        .with("queue_capacity: 65536")
+        .with(&format!("queue_max_mb: {QUEUE_MB}"))
+        .parser_with("timeout_ms: 10")
+}
+
+/// A SPIN message of `len` bytes (padding after the tag).
+fn spin(len: usize) -> Vec<u8> {
+    let mut message = b"SPIN".to_vec();
+    message.resize(len, b'.');
+    message
+}
+
+#[test]
+fn a_file_of_maximum_size_lines_waits_for_the_parser_within_the_bound() {
+    let emulator = Emulator::start();
+    let dir = temp_dir("memory-file");
+    let path = dir.join("flood.log");
+    std::fs::File::create(&path).unwrap();
+    let metrics = format!("127.0.0.1:{}", free_tcp_port());
+    let config = config(&emulator, &metrics).connector(&format!(
+        "{{ type: file, properties: {{ path: \"{}\", start_position: beginning, max_message_bytes: 65536 }} }}",
+        path.display()
+    ));
+    let daemon = Daemon::start_in(&dir, &config.yaml());
+    let baseline = rss_kib(daemon.pid());
+
+    // 1,500 lines of 64 KiB: 94 MiB, over ten times the bound.
+    let mut line = spin(65_535);
+    line.push(b'\n');
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    for _ in 0..1500 {
+        file.write_all(&line).unwrap();
+    }
+    file.flush().unwrap();
+    // The tail hands lines on in reads of 256 KiB: 375 messages. Unbounded,
+    // the whole file would be in the queue by the 200th.
+    let peak = peak_rss_until(&daemon, || messages_in(&metrics) >= 200);
+    let grown_mib = peak.saturating_sub(baseline) / 1024;
+    assert!(
+        grown_mib <= QUEUE_MB + SLACK_MB,
+        "RSS grew by {grown_mib} MiB (bound {QUEUE_MB} MiB + {SLACK_MB} MiB slack)"
+    );
+    // Waited, not dropped: nothing counted as a queue drop.
+    let drops = scrape(&metrics)
+        .get("flowlink_queue_drops_total{consumer=\"flood\"}")
+        .copied()
+        .expect("queue_drops is reported");
+    assert_eq!(drops, 0, "a file source waits instead of dropping");
+}
+
+#[test]
+fn a_udp_flood_of_maximum_size_datagrams_is_dropped_beyond_the_bound() {
+    let emulator = Emulator::start();
+    let port = free_udp_port();
+    let metrics = format!("127.0.0.1:{}", free_tcp_port());
+    let config = config(&emulator, &metrics).udp(port);
+    let daemon = Daemon::start("memory-udp", &config.yaml());
+    let baseline = rss_kib(daemon.pid());
+
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let datagram = spin(65_000);
+    let sender = std::thread::spawn(move || {
+        for _ in 0..4000 {
+            // The kernel may drop some when the receive buffer is full.
+            let _ = socket.send_to(&datagram, ("127.0.0.1", port));
+            std::thread::yield_now();
+        }
+    });
+    // 2,000 datagrams taken in are 124 MiB.
+    let peak = peak_rss_until(&daemon, || messages_in(&metrics) >= 2000);
+    sender.join().unwrap();
+    let grown_mib = peak.saturating_sub(baseline) / 1024;
+    assert!(
+        grown_mib <= QUEUE_MB + SLACK_MB,
+        "RSS grew by {grown_mib} MiB (bound {QUEUE_MB} MiB + {SLACK_MB} MiB slack)"
+    );
+    let drops = scrape(&metrics)
+        .get("flowlink_queue_drops_total{consumer=\"flood\"}")
+        .copied()
+        .expect("queue_drops is reported");
+    assert!(
+        drops >= 1000,
+        "{drops} drops: datagrams beyond the byte bound are dropped and counted"
+    );
+}
