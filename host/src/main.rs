@@ -1,21 +1,7 @@
-//! flowlink: collects flow records, parses them in sandboxed WebAssembly
-//! plugins, aggregates them and uploads them to an Illumio PCE.
+//! `flowlink`: the command line over the `flowlink` library: run the
+//! collector, check a configuration, decode captures, list plugins.
 
-mod aggregator;
-mod bench;
-mod config;
-mod connector;
-mod daemon;
-mod decode;
-mod metrics;
-mod metrics_reporter;
-mod parser_state;
-mod pce_emulator;
-mod pipeline;
-mod plugin;
-mod proto;
-mod spool;
-mod uploader;
+mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,6 +9,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use flowlink::{config, daemon, plugin};
+
+use cli::decode;
 
 #[derive(Parser)]
 #[command(
@@ -71,37 +60,13 @@ enum Command {
         #[arg(long, env = "FLOWLINK_PLUGIN_DIR")]
         plugin_dir: Option<PathBuf>,
     },
-    /// Run a local PCE emulator that accepts flowlink's uploads.
+    /// Run a local PCE emulator (the `flowlink-pce-emulator` binary beside this one;
+    /// `flowlink pce-emulator --help` for its options).
+    #[command(disable_help_flag = true)]
     PceEmulator {
-        #[arg(long, default_value = "127.0.0.1:8443")]
-        listen: SocketAddr,
-        /// KEY:SECRET the emulator accepts.
-        #[arg(long, default_value = "flowlink-demo:flowlink-demo-secret")]
-        api_key: String,
-        /// Keep what was accepted in this file (JSON lines) and start from it.
-        #[arg(long)]
-        state_file: Option<PathBuf>,
-        /// Start misbehaving: ok, refuse, unavailable (503), too_many_requests (429),
-        /// slow, unauthorized (401). Change it later with POST /emulator/fault.
-        #[arg(long, default_value = "ok")]
-        fault: String,
-        /// Retry-After seconds sent with 429.
-        #[arg(long, default_value_t = 5)]
-        retry_after: u64,
-        /// Delay of the slow mode, milliseconds.
-        #[arg(long, default_value_t = 5000)]
-        delay_ms: u64,
-        /// Serve HTTPS with a fresh self-signed certificate for localhost,
-        /// written to this file (PEM) for clients to trust.
-        #[arg(long)]
-        tls_cert_out: Option<PathBuf>,
-        /// Behave like a stock PCE: Bulk Traffic Loader (CSV) only, no protobuf endpoint.
-        #[arg(long)]
-        stock: bool,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
-    /// Measure parsers (wasm against native), the aggregator and the spool.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -217,37 +182,7 @@ fn execute(command: Command) -> Result<()> {
             }
             Ok(())
         }
-        Command::PceEmulator {
-            listen,
-            api_key,
-            state_file,
-            fault,
-            retry_after,
-            delay_ms,
-            tls_cert_out,
-            stock,
-        } => {
-            let (key, secret) = api_key
-                .split_once(':')
-                .context("--api-key must be KEY:SECRET")?;
-            let mode: pce_emulator::FaultMode =
-                serde_json::from_value(serde_json::Value::String(fault.clone()))
-                    .with_context(|| format!("--fault {fault:?}: not a fault mode"))?;
-            let options = pce_emulator::EmulatorOptions {
-                listen,
-                api_key: config::ApiKey::new(key, secret),
-                state_file,
-                fault: pce_emulator::Fault {
-                    mode,
-                    retry_after_seconds: retry_after,
-                    delay_ms,
-                },
-                tls_cert_out,
-                stock,
-            };
-            tokio::runtime::Runtime::new()?.block_on(pce_emulator::serve(options))
-        }
-        Command::Bench(args) => bench::run(args),
+        Command::PceEmulator { args } => cli::exec_sibling("flowlink-pce-emulator", &args),
     }
 }
 

@@ -268,7 +268,10 @@ fn file_records_survive_sigkill_exactly_once() {
     )
     .unwrap();
     let mut daemon = Daemon::start_in(&dir, &config);
-    // The window the crash left open is uploaded at start; the rest at the stop.
+    // The window the crash left open is uploaded at start; the rest at the
+    // stop, once the tail has taken it.
+    let len = std::fs::metadata(&input).unwrap().len();
+    wait_file_resume_point(&daemon, &dir.join("data"), len);
     let mut all = expected(1..301);
     all.extend(expected(301..401));
     assert!(daemon.terminate().success());

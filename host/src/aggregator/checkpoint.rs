@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::durable_file;
 use crate::proto::FlowBatch;
-use crate::spool::{decode_record, encode_record, write_atomically};
+use crate::spool::{decode_record, encode_record};
 
 const EXTENSION: &str = "window";
 
@@ -43,12 +44,19 @@ impl WindowCheckpoints {
     /// Writes the window so far. Blocking.
     pub fn write(&self, batch: &FlowBatch) -> Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        write_atomically(&self.dir, &file_name(batch), &encode_record(batch))
+        Ok(durable_file::write_atomically(
+            &self.dir,
+            &file_name(batch),
+            &encode_record(batch),
+        )?)
     }
 
     /// Windows an earlier run left open, with their files; unreadable ones
     /// are moved to `windows/corrupt/`. Blocking.
     pub fn leftovers(&self) -> Vec<(PathBuf, FlowBatch)> {
+        // Called at start, before any window is written: temp files are a
+        // crash's.
+        durable_file::sweep_temp_files(&self.dir);
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
@@ -63,10 +71,8 @@ impl WindowCheckpoints {
             match read.and_then(|b| decode_record(&b).map_err(|e| e.to_string())) {
                 Ok(batch) => out.push((path, batch)),
                 Err(why) => {
-                    let corrupt = self.dir.join("corrupt");
-                    let moved = std::fs::create_dir_all(&corrupt).and_then(|()| {
-                        std::fs::rename(&path, corrupt.join(path.file_name().expect("a file")))
-                    });
+                    let name = path.file_name().expect("a file").to_string_lossy();
+                    let moved = durable_file::move_aside(&path, &self.dir.join("corrupt"), &name);
                     tracing::error!(
                         path = %path.display(),
                         moved = moved.is_ok(),

@@ -14,15 +14,6 @@ pub use api_key::ApiKey;
 pub use describe::describe;
 pub use model::*;
 
-impl Config {
-    pub fn spool_limits(&self) -> crate::spool::SpoolLimits {
-        crate::spool::SpoolLimits {
-            max_bytes: self.spool_max_bytes,
-            retention: self.file_retention,
-        }
-    }
-}
-
 /// Every problem found in one configuration file.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", render(.file, .problems))]

@@ -2,12 +2,13 @@
 //! tokens), one small JSON file per connector in `data_directory/checkpoints`,
 //! replaced atomically so a crash leaves the old or the new point, never half.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::durable_file;
 
 pub struct CheckpointStore {
     path: PathBuf,
@@ -53,16 +54,18 @@ impl CheckpointStore {
         }
     }
 
+    /// Blocking (an fsync): call it off the async runtime's threads.
     pub fn save<T: Serialize>(&self, value: &T) -> Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(value)?;
-        let mut file = std::fs::File::create(&tmp)
-            .with_context(|| format!("writing checkpoint {}", tmp.display()))?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &self.path)
-            .with_context(|| format!("replacing checkpoint {}", self.path.display()))?;
-        Ok(())
+        let (dir, name) = (
+            self.path.parent().expect("a checkpoint folder"),
+            self.path
+                .file_name()
+                .expect("a checkpoint file")
+                .to_string_lossy(),
+        );
+        durable_file::write_atomically(dir, &name, &bytes)
+            .with_context(|| format!("saving checkpoint {}", self.path.display()))
     }
 }
 

@@ -14,12 +14,11 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::text_framing::TextFramer;
+use super::text_framing::{DEFAULT_MAX_MESSAGE_BYTES, TextFramer};
 use super::{CheckpointStore, ConnectorContext, ConnectorHandle};
 use crate::config::{FileProperties, StartPosition, TcpFraming};
 use crate::pipeline::{Ack, RawMessage, now_ms};
 
-const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 10;
 const READ_CHUNK: usize = 256 << 10;
 /// Fallback when a change notification is missed (network filesystems).
 const POLL: Duration = Duration::from_secs(1);

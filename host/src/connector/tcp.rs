@@ -17,14 +17,13 @@ use tokio_util::sync::CancellationToken;
 
 use flowlink_decoders::ipfix;
 
-use super::text_framing::TextFramer;
+use super::text_framing::{DEFAULT_MAX_MESSAGE_BYTES, TextFramer};
 use super::{ConnectorContext, ConnectorHandle};
 use crate::config::{TcpFraming, TcpProperties};
 use crate::pipeline::{RawMessage, now_ms};
 use crate::plugin::StreamId;
 
 const DEFAULT_MAX_CONNECTIONS: usize = 256;
-const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 10;
 /// IPFIX message header; its length field counts it.
 const IPFIX_HEADER: usize = 16;
 /// Read size for text streams; the complete lines of one read go to the

@@ -5,6 +5,10 @@
 
 use crate::config::TcpFraming;
 
+/// A record longer than this is discarded (counted) unless a connector's
+/// `max_message_bytes` says otherwise; the same for every text source.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 10;
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct FramingError(pub String);
 

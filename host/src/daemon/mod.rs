@@ -21,7 +21,7 @@ use crate::pipeline::{
     AggregatorInput, ByteBudget, ParserWorkerPool, ShardRouter, WorkerInput, WorkerSetup,
 };
 use crate::plugin::{PluginEngine, PluginRegistry, PluginUse, PluginWatcher};
-use crate::spool::Spool;
+use crate::spool::{Spool, SpoolLimits};
 use crate::uploader::{PceClient, UploadJob, Uploader};
 
 /// Windows waiting for the uploader. Small: each may hold many flows.
@@ -138,7 +138,7 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
     let client = PceClient::new(&config.pce)?;
     let spool = Spool::open(
         &config.data_directory,
-        config.spool_limits(),
+        SpoolLimits::from_config(&config),
         metrics.upload.clone(),
     )?;
 

@@ -53,12 +53,11 @@ impl ParserStateStore {
     ) -> std::io::Result<()> {
         let dir = self.consumer_dir(consumer);
         fs::create_dir_all(&dir)?;
-        crate::spool::write_atomically(
+        crate::durable_file::write_atomically(
             &dir,
             &format!("worker-{worker}.state"),
             &encode(plugin, state),
         )
-        .map_err(std::io::Error::other)
     }
 
     /// Every sound snapshot of `consumer` made by `plugin`, by worker.
@@ -118,11 +117,9 @@ impl ParserStateStore {
             .and_then(Path::file_name)
             .map(|c| c.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let target_dir = self.dir.join(folder);
-        let target = target_dir.join(format!("{consumer}-{}", name.to_string_lossy()));
-        let moved = fs::create_dir_all(&target_dir).and_then(|()| fs::rename(path, &target));
-        match moved {
-            Ok(()) => tracing::warn!(
+        let name = format!("{consumer}-{}", name.to_string_lossy());
+        match crate::durable_file::move_aside(path, &self.dir.join(folder), &name) {
+            Ok(target) => tracing::warn!(
                 from = %path.display(),
                 to = %target.display(),
                 "parser state not restored, moved aside: {why}"

@@ -127,13 +127,12 @@ impl PluginEngine {
         format!("{}-{:016x}.cwasm", digest, engine_hash.finish())
     }
 
-    /// Atomic: a crash mid-write leaves a temp file, never a torn `.cwasm`.
+    /// Atomic: a crash mid-write never leaves a torn `.cwasm`.
     fn write_cache(&self, component: &Component, dir: &Path, target: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let bytes = component.serialize()?;
-        let tmp = target.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, target)?;
+        let name = target.file_name().context("a cache file name")?;
+        crate::durable_file::write_atomically(dir, &name.to_string_lossy(), &bytes)?;
         Ok(())
     }
 }

@@ -15,6 +15,6 @@ pub use bindings::{IpAddr, Message, Origin};
 pub use builtin::{builtin_plugin_candidates, builtin_plugin_dir};
 pub use engine::PluginEngine;
 pub use instance::{FaultReplay, ParseFailure, ParserInstance, StreamId};
-pub use registry::{LoadedPlugin, PluginRegistry};
+pub use registry::{LoadedPlugin, PluginRegistry, resolve_plugin};
 pub use sandbox::SandboxLimits;
 pub use watcher::{PluginUse, PluginWatcher};

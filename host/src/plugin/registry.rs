@@ -227,3 +227,25 @@ impl PluginRegistry {
             .collect()
     }
 }
+
+/// Finds a plugin by path (anything ending in `.wasm` or naming a file) or by
+/// name in `plugin_dir`.
+pub fn resolve_plugin(
+    engine: &Arc<PluginEngine>,
+    plugin: &str,
+    plugin_dir: &Path,
+) -> Result<Arc<LoadedPlugin>> {
+    let as_path = Path::new(plugin);
+    if plugin.ends_with(".wasm") || as_path.is_file() {
+        return LoadedPlugin::load(engine, as_path);
+    }
+    let registry = PluginRegistry::load_dir(engine, plugin_dir)?;
+    match registry.get(plugin) {
+        Some(found) => Ok(found.clone()),
+        None => anyhow::bail!(
+            "no plugin named {plugin:?} in {} (found: {})",
+            plugin_dir.display(),
+            registry.names().join(", ")
+        ),
+    }
+}

@@ -10,13 +10,13 @@ pub use record::{decode as decode_record, encode as encode_record};
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::durable_file;
 use crate::metrics::{self, UploadCounters};
 use crate::pipeline::now_ms;
 use crate::proto::FlowBatch;
@@ -28,6 +28,17 @@ const EXTENSION: &str = "batch";
 pub struct SpoolLimits {
     pub max_bytes: u64,
     pub retention: Duration,
+}
+
+impl SpoolLimits {
+    /// The spool builds its limits from the configuration, not the other
+    /// way round: `config` only describes.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        SpoolLimits {
+            max_bytes: config.spool_max_bytes,
+            retention: config.file_retention,
+        }
+    }
 }
 
 /// A batch read back from the spool.
@@ -50,23 +61,9 @@ pub struct Spool {
     _lock: File,
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
-}
-
-/// Writes `bytes` as `dir/name` so that a crash leaves either nothing or the
-/// whole file: temp file, fsync, rename, fsync of the directory. Blocking:
-/// call it from a blocking thread, never on the async runtime's.
-pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, dir.join(name)).with_context(|| format!("renaming {}", tmp.display()))?;
-    sync_dir(dir)
+/// [`durable_file::write_atomically`], with anyhow's context.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    Ok(durable_file::write_atomically(dir, name, bytes)?)
 }
 
 /// `1714521600123-000042.batch` → its creation time.
@@ -102,6 +99,9 @@ impl Spool {
                 lock_path.display()
             );
         }
+        // Only this process writes here now: a temp file is a crash's.
+        durable_file::sweep_temp_files(&dir);
+        durable_file::sweep_temp_files(&aside_dir);
         let mut spool = Spool {
             dir,
             aside_dir,
@@ -208,9 +208,8 @@ impl Spool {
     }
 
     fn quarantine(&mut self, name: &str, why: &str) {
-        let target = self.corrupt_dir.join(name);
-        match fs::rename(self.dir.join(name), &target) {
-            Ok(()) => tracing::error!(
+        match durable_file::move_aside(&self.dir.join(name), &self.corrupt_dir, name) {
+            Ok(target) => tracing::error!(
                 "spool file {name} is unreadable ({why}); moved to {}",
                 target.display()
             ),

@@ -1,0 +1,394 @@
+//! The template engine shared by NetFlow v9 and IPFIX: templates scoped by
+//! exporter, observation domain (v9 source id) and template id; options
+//! state (sampling, system init time) per scope; data that arrived before
+//! its template held in a bounded buffer.
+
+pub mod field;
+mod pending;
+pub mod record;
+#[cfg(test)]
+mod section_tests;
+mod sets;
+mod state;
+#[cfg(test)]
+mod tests;
+pub mod walker;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use foldhash::fast::RandomState;
+
+use flowlink_plugin_sdk::Batch;
+
+pub use field::{FieldAction, FieldSpec, REVERSE_PEN, VARIABLE_LENGTH};
+use pending::PendingSets;
+pub use record::{ExportClock, RecordFields};
+
+/// Where templates live: one exporter's observation domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Scope {
+    pub exporter: IpAddr,
+    /// IPFIX observation domain id, NetFlow v9 source id.
+    pub domain: u32,
+}
+
+/// Limits and timeouts; all from the parser's properties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemplateConfig {
+    /// A template not refreshed for this long is forgotten (0 = never).
+    pub template_timeout_ms: u64,
+    /// Data sets kept per scope while their template is unknown.
+    pub pending_max_sets: usize,
+    /// How long such a data set waits for its template.
+    pub pending_timeout_ms: u64,
+    /// Templates one session keeps at most, over all exporters: a bound
+    /// on the memory a stream of made-up template ids can take.
+    pub max_templates: usize,
+}
+
+impl Default for TemplateConfig {
+    fn default() -> Self {
+        TemplateConfig {
+            template_timeout_ms: 30 * 60 * 1000,
+            pending_max_sets: 64,
+            pending_timeout_ms: 60 * 1000,
+            max_templates: 10_000,
+        }
+    }
+}
+
+/// `parser.properties` of the template-based parsers (netflow, ipfix).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateProperties {
+    template_timeout_seconds: Option<u64>,
+    pending_max_sets: Option<usize>,
+    pending_timeout_seconds: Option<u64>,
+    max_templates: Option<usize>,
+}
+
+impl TemplateConfig {
+    /// From a parser's properties JSON: `template_timeout_seconds` (default
+    /// 1800, 0 = never), `pending_max_sets` (64), `pending_timeout_seconds`
+    /// (60), `max_templates` (10000).
+    pub fn from_properties(json: &str) -> Result<TemplateConfig, String> {
+        let p: TemplateProperties =
+            serde_json::from_str(json).map_err(|e| format!("parser properties: {e}"))?;
+        let defaults = TemplateConfig::default();
+        let pending_max_sets = p.pending_max_sets.unwrap_or(defaults.pending_max_sets);
+        if pending_max_sets > 100_000 {
+            return Err(format!(
+                "parser properties: pending_max_sets {pending_max_sets} is over 100000"
+            ));
+        }
+        Ok(TemplateConfig {
+            template_timeout_ms: p
+                .template_timeout_seconds
+                .map_or(defaults.template_timeout_ms, |s| s * 1000),
+            pending_max_sets,
+            pending_timeout_ms: p
+                .pending_timeout_seconds
+                .map_or(defaults.pending_timeout_ms, |s| s * 1000),
+            max_templates: p.max_templates.unwrap_or(defaults.max_templates),
+        })
+    }
+}
+
+/// A learned template, its fields already classified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub id: u16,
+    /// Scope fields of an options template; 0 for data templates.
+    pub scope_fields: u16,
+    pub fields: Vec<(FieldSpec, FieldAction)>,
+    /// Bytes of the shortest possible record (variable fields count 1).
+    pub min_record_len: usize,
+    pub has_variable_fields: bool,
+    /// Carries RFC 5103 reverse counters: one record may be two flows.
+    pub biflow: bool,
+    pub learned_ms: u64,
+}
+
+impl Template {
+    pub fn new(
+        id: u16,
+        scope_fields: u16,
+        specs: &[FieldSpec],
+        learned_ms: u64,
+    ) -> Result<Template, String> {
+        let mut min_record_len = 0usize;
+        let mut has_variable_fields = false;
+        for spec in specs {
+            if spec.length == VARIABLE_LENGTH {
+                has_variable_fields = true;
+                min_record_len += 1;
+            } else {
+                min_record_len += usize::from(spec.length);
+            }
+        }
+        if min_record_len == 0 {
+            return Err(format!("template {id} describes records of 0 bytes"));
+        }
+        let fields: Vec<(FieldSpec, FieldAction)> =
+            specs.iter().map(|s| (*s, FieldAction::of(*s))).collect();
+        let biflow = fields
+            .iter()
+            .any(|(_, a)| matches!(a, FieldAction::ReverseOctets | FieldAction::ReversePackets));
+        Ok(Template {
+            id,
+            scope_fields,
+            fields,
+            min_record_len,
+            has_variable_fields,
+            biflow,
+            learned_ms,
+        })
+    }
+
+    pub fn is_options(&self) -> bool {
+        self.scope_fields > 0
+    }
+}
+
+/// What options records told us about one scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScopeOptions {
+    pub sampling_interval: Option<u32>,
+    pub system_init_ms: Option<u64>,
+}
+
+/// Per-session template state of a v9/IPFIX parser.
+#[derive(Debug, Default)]
+pub struct TemplateSession {
+    pub config: TemplateConfig,
+    // foldhash: several times faster than SipHash on these small keys and
+    // still seeded per process, so exporters cannot aim at collisions.
+    templates: HashMap<(Scope, u16), Template, RandomState>,
+    options: HashMap<Scope, ScopeOptions, RandomState>,
+    pending: PendingSets,
+}
+
+/// A data set as it arrived: enough to decode it later.
+#[derive(Debug, Clone)]
+pub struct DataSet<'a> {
+    pub scope: Scope,
+    pub template_id: u16,
+    pub clock: ExportClock,
+    pub body: &'a [u8],
+}
+
+impl TemplateSession {
+    pub fn new(config: TemplateConfig) -> Self {
+        TemplateSession {
+            config,
+            ..Default::default()
+        }
+    }
+
+    pub fn template_count(&self) -> usize {
+        self.templates.len()
+    }
+
+    pub fn options(&self, scope: &Scope) -> ScopeOptions {
+        self.options.get(scope).copied().unwrap_or_default()
+    }
+
+    /// Adds or replaces a template, then decodes any data that waited for it.
+    pub fn learn(&mut self, scope: Scope, template: Template, now_ms: u64, out: &mut Batch) {
+        let id = template.id;
+        let known = self.templates.contains_key(&(scope, id));
+        if !known && self.templates.len() >= self.config.max_templates {
+            out.reject(
+                0,
+                format!(
+                    "template {id} from {} (domain {}) ignored: the session holds max_templates ({})",
+                    scope.exporter, scope.domain, self.config.max_templates
+                ),
+            );
+            return;
+        }
+        self.templates.insert((scope, id), template);
+        for waiting in self.pending.take(scope, id) {
+            let set = DataSet {
+                scope,
+                template_id: id,
+                clock: waiting.clock,
+                body: &waiting.body,
+            };
+            let mut index = 0;
+            self.decode(&set, now_ms, out, &mut index);
+        }
+    }
+
+    /// IPFIX template withdrawal (RFC 7011 §8.1).
+    pub fn withdraw(&mut self, scope: Scope, id: u16) {
+        self.templates.remove(&(scope, id));
+    }
+
+    /// IPFIX "withdraw all templates" of a scope.
+    pub fn withdraw_all(&mut self, scope: Scope) {
+        self.templates.retain(|(s, _), _| *s != scope);
+    }
+
+    /// Drops data that waited too long for its template, as rejects.
+    pub fn expire_pending(&mut self, now_ms: u64, out: &mut Batch) {
+        let timeout = self.config.pending_timeout_ms;
+        for dropped in self.pending.expire(now_ms, timeout) {
+            out.reject(
+                0,
+                format!(
+                    "data set for template {} from {} (domain {}) dropped: no template within {} s",
+                    dropped.template_id,
+                    dropped.scope.exporter,
+                    dropped.scope.domain,
+                    timeout / 1000
+                ),
+            );
+        }
+    }
+
+    /// Decodes a data set, or keeps it until its template arrives.
+    /// `index` numbers the records of the message, for rejects.
+    pub fn decode(&mut self, set: &DataSet<'_>, now_ms: u64, out: &mut Batch, index: &mut u32) {
+        let key = (set.scope, set.template_id);
+        let expired = match self.templates.get(&key) {
+            Some(t) => {
+                self.config.template_timeout_ms > 0
+                    && now_ms > t.learned_ms + self.config.template_timeout_ms
+            }
+            None => false,
+        };
+        if expired {
+            self.templates.remove(&key);
+        }
+        let Some(template) = self.templates.get(&key) else {
+            if let Some(dropped) = self.pending.hold(
+                set.scope,
+                set.template_id,
+                set.clock,
+                set.body,
+                now_ms,
+                self.config.pending_max_sets,
+            ) {
+                out.reject(
+                    *index,
+                    format!(
+                        "data set for template {} dropped: more than {} sets waiting for templates from {}",
+                        dropped.template_id, self.config.pending_max_sets, dropped.scope.exporter
+                    ),
+                );
+            }
+            return;
+        };
+        if template.is_options() {
+            let learned = decode_options(template, set.body);
+            let options = self.options.entry(set.scope).or_default();
+            if let Some(rate) = learned.sampling_interval {
+                options.sampling_interval = Some(rate);
+            }
+            if let Some(init) = learned.system_init_ms {
+                options.system_init_ms = Some(init);
+            }
+            return;
+        }
+        let options = self.options.get(&set.scope).copied().unwrap_or_default();
+        let clock = match set.clock {
+            ExportClock::SystemInit { system_init_ms } => ExportClock::SystemInit {
+                system_init_ms: system_init_ms.or(options.system_init_ms),
+            },
+            uptime => uptime,
+        };
+        decode_records(
+            template,
+            set.body,
+            clock,
+            options.sampling_interval,
+            out,
+            index,
+        );
+    }
+}
+
+/// Walks the records of a set; each field read is bounds-checked, so a
+/// lying length ends the set with a reject, never a panic.
+fn for_each_record(
+    template: &Template,
+    body: &[u8],
+    mut record: impl FnMut(&mut RecordFields),
+) -> Result<(), String> {
+    let mut pos = 0usize;
+    // Fewer bytes left than the shortest record: padding (RFC 7011 §3.3.1).
+    while body.len() - pos >= template.min_record_len {
+        let mut fields = RecordFields::default();
+        for (spec, action) in &template.fields {
+            let len = if spec.length == VARIABLE_LENGTH {
+                let first = *body
+                    .get(pos)
+                    .ok_or("variable-length field runs past the set")?;
+                pos += 1;
+                if first < 255 {
+                    usize::from(first)
+                } else {
+                    let long = body
+                        .get(pos..pos + 2)
+                        .ok_or("variable-length field runs past the set")?;
+                    pos += 2;
+                    usize::from(u16::from_be_bytes([long[0], long[1]]))
+                }
+            } else {
+                usize::from(spec.length)
+            };
+            let value = body.get(pos..pos + len).ok_or_else(|| {
+                format!(
+                    "field {} ({len} bytes) runs past the end of the set",
+                    spec.id
+                )
+            })?;
+            fields.apply(*action, value);
+            pos += len;
+        }
+        record(&mut fields);
+    }
+    Ok(())
+}
+
+fn decode_records(
+    template: &Template,
+    body: &[u8],
+    clock: ExportClock,
+    scope_sampling: Option<u32>,
+    out: &mut Batch,
+    index: &mut u32,
+) {
+    let mut rejects = Vec::new();
+    let walked = for_each_record(template, body, |fields| {
+        let sampling = fields.sampling_rate().or(scope_sampling).unwrap_or(1);
+        if let Err(why) = fields.into_flows(clock, sampling, template.biflow, &mut out.flows) {
+            rejects.push((*index, format!("template {}: {why}", template.id)));
+        }
+        *index += 1;
+    });
+    for (at, why) in rejects {
+        out.reject(at, why);
+    }
+    if let Err(why) = walked {
+        out.reject(
+            *index,
+            format!("template {}: record {}: {why}", template.id, *index),
+        );
+    }
+}
+
+fn decode_options(template: &Template, body: &[u8]) -> ScopeOptions {
+    let mut learned = ScopeOptions::default();
+    let _ = for_each_record(template, body, |fields| {
+        if let Some(rate) = fields.sampling_rate() {
+            learned.sampling_interval = Some(rate);
+        }
+        if let Some(init) = fields.system_init_ms {
+            learned.system_init_ms = Some(init);
+        }
+    });
+    learned
+}

@@ -1,0 +1,192 @@
+//! `flowlink-bench parser`: throughput of a parser component against the
+//! same decoder compiled natively, per-call overhead, and plugin load time.
+//!
+//! Input: a synthetic NetFlow v5 datagram, or `--datagrams FILE…` (e.g. a
+//! capture's `dgrams/*.bin`), replayed in a loop through one session after
+//! a first pass has taught it the templates.
+
+use std::net::{IpAddr as StdIp, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use flowlink_decoders::netflow::{self, NetflowDecoder};
+use flowlink_decoders::sflow::SflowDecoder;
+use flowlink_plugin_sdk::Batch;
+
+use super::{measure, parse_pass};
+use flowlink::plugin::resolve_plugin;
+use flowlink::plugin::{
+    IpAddr, LoadedPlugin, Message, Origin, ParserInstance, PluginEngine, SandboxLimits,
+};
+
+#[derive(clap::Args)]
+pub struct ParserArgs {
+    /// The plugin (name in --plugin-dir, or a .wasm path): netflow, ipfix or sflow.
+    #[arg(long, default_value = "netflow")]
+    plugin: String,
+    #[arg(long, env = "FLOWLINK_PLUGIN_DIR", default_value = "build/plugins")]
+    plugin_dir: PathBuf,
+    /// Seconds to run each throughput measurement.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Records per synthetic v5 datagram (1-30), when no --datagrams are given.
+    #[arg(long, default_value_t = 30)]
+    records: u16,
+    /// Messages per plugin call (the daemon batches up to 64 queued messages).
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Datagram files to replay instead of the synthetic v5 datagram.
+    #[arg(long, num_args = 1..)]
+    datagrams: Vec<PathBuf>,
+}
+
+/// The same decoding logic the component runs, compiled natively.
+enum NativeDecoder {
+    Netflow(NetflowDecoder),
+    Sflow(SflowDecoder),
+}
+
+impl NativeDecoder {
+    fn for_plugin(name: &str) -> Result<Self> {
+        Ok(match name {
+            "netflow" | "ipfix" => NativeDecoder::Netflow(NetflowDecoder::default()),
+            "sflow" => NativeDecoder::Sflow(SflowDecoder::default()),
+            other => bail!("no native counterpart for plugin {other:?}"),
+        })
+    }
+
+    fn decode(&mut self, payload: &[u8], out: &mut Batch) {
+        let exporter = StdIp::V4(Ipv4Addr::LOCALHOST);
+        // Errors are counted by the flow totals the bench compares.
+        match self {
+            NativeDecoder::Netflow(d) => drop(d.decode(exporter, 1, payload, out)),
+            NativeDecoder::Sflow(d) => drop(d.decode(1, payload, out)),
+        }
+    }
+}
+
+pub fn run(args: ParserArgs) -> Result<()> {
+    let budget = Duration::from_secs_f64(args.seconds);
+    let datagrams: Vec<Vec<u8>> = if args.datagrams.is_empty() {
+        vec![netflow::v5::synthetic_datagram(args.records, 0); 64]
+    } else {
+        args.datagrams
+            .iter()
+            .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+            .collect::<Result<_>>()?
+    };
+    let empty = netflow::v5::synthetic_datagram(0, 0);
+
+    // Load time: a fresh cache directory, loaded twice (cold, then cached).
+    let wasm_path = resolve_plugin(&PluginEngine::new(None)?, &args.plugin, &args.plugin_dir)?
+        .path
+        .clone();
+    let cache = std::env::temp_dir().join(format!("flowlink-bench-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let engine = PluginEngine::new(Some(cache.clone()))?;
+    let cold = LoadedPlugin::load(&engine, &wasm_path)?;
+    let cached = LoadedPlugin::load(&engine, &wasm_path)?;
+    let _ = std::fs::remove_dir_all(&cache);
+
+    let mut native = NativeDecoder::for_plugin(&cached.name)?;
+    let mut warm = Batch::default();
+    for d in &datagrams {
+        native.decode(d, &mut warm);
+    }
+    let flows_per_pass = count_flows(&datagrams, |d| {
+        let mut batch = Batch::default();
+        native.decode(d, &mut batch);
+        batch.flows.len()
+    });
+    let native_rate = measure(budget, flows_per_pass, || {
+        for d in &datagrams {
+            let mut batch = Batch::default();
+            native.decode(d, &mut batch);
+            std::hint::black_box(batch.flows.len());
+        }
+    });
+
+    let mut session = ParserInstance::new(
+        engine.clone(),
+        cached.clone(),
+        "{}".into(),
+        SandboxLimits::default(),
+        Arc::from("bench"),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let origin = Origin {
+        exporter: IpAddr::V4(0x7f00_0001),
+        port: 2055,
+        received_ms: 1,
+    };
+    // As the daemon's workers do: up to 64 queued messages per call.
+    let messages: Vec<Message> = datagrams
+        .iter()
+        .map(|d| Message {
+            origin,
+            payload: d.clone(),
+        })
+        .collect();
+    parse_pass(&mut session, &messages, args.batch);
+    let wasm_flows = parse_pass(&mut session, &messages, args.batch);
+    if wasm_flows != flows_per_pass {
+        bail!(
+            "the component decoded {wasm_flows} flows per pass, the native decoder {flows_per_pass}"
+        );
+    }
+    let wasm_rate = measure(budget, flows_per_pass, || {
+        std::hint::black_box(parse_pass(&mut session, &messages, args.batch));
+    });
+    let per_call = measure(budget, 1, || {
+        let _ = std::hint::black_box(session.parse(&origin, &empty));
+    });
+
+    let input = if args.datagrams.is_empty() {
+        format!(
+            "64 synthetic NetFlow v5 datagrams of {} records",
+            args.records
+        )
+    } else {
+        format!(
+            "{} datagrams, {:.1} flows per datagram",
+            datagrams.len(),
+            flows_per_pass as f64 / datagrams.len() as f64
+        )
+    };
+    println!(
+        "flowlink bench: plugin {} on {input}, {:.1} s per measurement",
+        cached.name, args.seconds
+    );
+    println!(
+        "plugin load, cold compile   : {:>12.2} ms",
+        cold.load.elapsed.as_secs_f64() * 1e3
+    );
+    println!(
+        "plugin load, cached (.cwasm): {:>12.2} ms",
+        cached.load.elapsed.as_secs_f64() * 1e3
+    );
+    println!(
+        "native decode               : {:>12.0} flows/s ({:.1} ns/flow)",
+        native_rate.per_sec, native_rate.ns_each
+    );
+    println!(
+        "wasm, {:>3} messages per call: {:>12.0} flows/s ({:.1} ns/flow)",
+        args.batch, wasm_rate.per_sec, wasm_rate.ns_each
+    );
+    println!(
+        "wasm / native time ratio    : {:>12.2}",
+        wasm_rate.ns_each / native_rate.ns_each
+    );
+    println!(
+        "per-call overhead (0 flows) : {:>12.2} us",
+        per_call.ns_each / 1e3
+    );
+    Ok(())
+}
+
+/// Flows one pass over `datagrams` yields.
+fn count_flows(datagrams: &[Vec<u8>], mut decode: impl FnMut(&[u8]) -> usize) -> u64 {
+    datagrams.iter().map(|d| decode(d) as u64).sum()
+}
