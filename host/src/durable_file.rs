@@ -7,13 +7,18 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes `bytes` as `dir/name` so that a crash leaves the old file or
 /// the new one, never a torn one: a temp file beside it (named by
 /// process, so two processes never share one), fsync, rename, fsync of
 /// the directory (so the rename itself is durable).
 pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Unique per process and per write: two threads writing the same name
+    // (two workers compiling one plugin) never share a temp file.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
     let written = File::create(&tmp).and_then(|mut file| {
         file.write_all(bytes)?;
         file.sync_all()
@@ -26,7 +31,13 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> 
             format!("writing {}: {e}", dir.join(name).display()),
         ));
     }
-    File::open(dir).and_then(|d| d.sync_all())
+    // The file is whole and in place; only the rename's durability is in
+    // doubt. Failing now would make the caller treat written data as lost
+    // (and write or send it twice), so say it and go on.
+    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(dir = %dir.display(), "syncing the folder after writing {name}: {e}");
+    }
+    Ok(())
 }
 
 /// Moves `path` into `folder` (created if missing) as `name`, for a file

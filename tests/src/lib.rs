@@ -42,47 +42,44 @@ fn must_exist(path: PathBuf, what: &str) -> PathBuf {
     path
 }
 
-/// The newest modification time of the sources under `dirs` (Rust, TOML,
-/// WIT, proto), skipping fuzz targets and build output.
-fn newest_source(dirs: &[&str]) -> Option<(SystemTime, PathBuf)> {
-    fn walk(dir: &Path, newest: &mut Option<(SystemTime, PathBuf)>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name();
-            if path.is_dir() {
-                if !matches!(name.to_str(), Some("target" | "fuzz" | "tests")) {
-                    walk(&path, newest);
-                }
-                continue;
-            }
-            let source = matches!(
-                path.extension().and_then(|e| e.to_str()),
-                Some("rs" | "toml" | "wit" | "proto")
-            );
-            if let (true, Ok(modified)) = (source, entry.metadata().and_then(|m| m.modified()))
-                && newest.as_ref().is_none_or(|(t, _)| modified > *t)
-            {
-                *newest = Some((modified, path));
-            }
+/// The sources cargo compiled `artifact` from, by its dep-info file
+/// (`NAME.d` beside it): exactly the inputs, so neither a file outside the
+/// build nor a test-only module counts.
+fn sources_of(dep_info: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string(dep_info).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} — run `scripts/test` (it builds first)",
+            dep_info.display()
+        )
+    });
+    let first = text.lines().next().unwrap_or_default();
+    let deps = first.split_once(": ").map_or("", |(_, deps)| deps);
+    // Paths are space-separated, a space inside one escaped as "\ ".
+    let mut paths = Vec::new();
+    let mut current = String::new();
+    let mut chars = deps.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&' ') => current.push(chars.next().unwrap()),
+            ' ' => paths.push(PathBuf::from(std::mem::take(&mut current))),
+            c => current.push(c),
         }
     }
-    let mut newest = None;
-    for dir in dirs {
-        walk(&repo_root().join(dir), &mut newest);
-    }
-    newest
+    paths.push(PathBuf::from(current));
+    paths.retain(|p| !p.as_os_str().is_empty());
+    paths
 }
 
 /// Refuses to test a build older than its sources: a stale binary or
 /// plugin would pass or fail for the wrong reason.
-fn must_be_fresh(built: PathBuf, sources: &[&str], what: &str) -> PathBuf {
-    let built_at = std::fs::metadata(&built)
-        .and_then(|m| m.modified())
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    if let Some((newest, source)) = newest_source(sources) {
+fn must_be_fresh(built: PathBuf, dep_info: &Path, what: &str) -> PathBuf {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let built_at = modified(&built).unwrap_or(SystemTime::UNIX_EPOCH);
+    let newest = sources_of(dep_info)
+        .into_iter()
+        .filter_map(|source| Some((modified(&source)?, source)))
+        .max();
+    if let Some((newest, source)) = newest {
         assert!(
             built_at >= newest,
             "{what} at {} is older than {} — run `scripts/test` (it rebuilds first)",
@@ -97,11 +94,10 @@ fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from)
 }
 
-/// What the daemon is built from; the emulator adds its own folder.
-const HOST_SOURCES: &[&str] = &["host", "crates", "wit", "proto"];
-const EMULATOR_SOURCES: &[&str] = &["host", "crates", "wit", "proto", "tools/pce-emulator"];
-/// What the plugin components are built from.
-const PLUGIN_SOURCES: &[&str] = &["crates", "plugins", "wit"];
+/// Where `scripts/build-plugins` builds components.
+fn plugin_build_dir() -> PathBuf {
+    target_dir().join("wasm32-wasip2").join("plugin")
+}
 
 /// The `flowlink` binary: `$FLOWLINK_BIN`, else the cargo target
 /// directory's debug build, checked to be newer than its sources (and the
@@ -118,23 +114,51 @@ pub fn flowlink_bin() -> PathBuf {
                 debug.join("flowlink-pce-emulator"),
                 "the flowlink-pce-emulator binary",
             );
-            must_be_fresh(emulator, EMULATOR_SOURCES, "the PCE emulator");
+            must_be_fresh(
+                emulator,
+                &debug.join("flowlink-pce-emulator.d"),
+                "the PCE emulator",
+            );
             let bin = must_exist(debug.join("flowlink"), "the flowlink binary");
-            must_be_fresh(bin, HOST_SOURCES, "the flowlink binary")
+            must_be_fresh(bin, &debug.join("flowlink.d"), "the flowlink binary")
         })
         .clone()
 }
 
+/// Checks every component in `dir` against the sources of the cargo
+/// package it was copied from (`scripts/build-plugins` names the copies).
+fn fresh_plugins(dir: PathBuf, packages: &[(&str, &str)]) -> PathBuf {
+    for (file, package) in packages {
+        must_be_fresh(
+            must_exist(dir.join(file), file),
+            &plugin_build_dir().join(format!("{package}.d")),
+            &format!("{}/{file}", dir.display()),
+        );
+    }
+    dir
+}
+
 /// First-party plugins (`scripts/build-plugins` puts them there).
 pub fn plugin_dir() -> PathBuf {
-    let dir = must_exist(
-        repo_root().join("build").join("plugins"),
-        "the plugin directory",
-    );
-    must_be_fresh(dir.join("netflow.wasm"), PLUGIN_SOURCES, "build/plugins")
-        .parent()
-        .map(Path::to_path_buf)
-        .expect("a folder")
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            let dir = must_exist(
+                repo_root().join("build").join("plugins"),
+                "the plugin directory",
+            );
+            fresh_plugins(
+                dir,
+                &[
+                    ("netflow.wasm", "flowlink_plugin_netflow"),
+                    ("ipfix.wasm", "flowlink_plugin_ipfix"),
+                    ("sflow.wasm", "flowlink_plugin_sflow"),
+                    ("vpc-flow.wasm", "flowlink_plugin_vpc_flow"),
+                    ("text.wasm", "flowlink_plugin_text"),
+                ],
+            )
+        })
+        .clone()
 }
 
 /// Test-only plugins (the hostile one).
@@ -143,10 +167,5 @@ pub fn test_plugin_dir() -> PathBuf {
         repo_root().join("build").join("test-plugins"),
         "the test plugin directory",
     );
-    must_be_fresh(
-        dir.join("hostile.wasm"),
-        &["crates", "tests/hostile-plugin", "wit"],
-        "build/test-plugins",
-    );
-    dir
+    fresh_plugins(dir, &[("hostile.wasm", "flowlink_test_hostile_plugin")])
 }

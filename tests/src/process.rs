@@ -318,9 +318,10 @@ impl Daemon {
         let _ = child.wait();
     }
 
-    /// A Prometheus counter of this daemon (`metrics_listen` must be set).
+    /// A Prometheus counter of this daemon (`metrics_listen` must be set);
+    /// panics when it is not reported.
     pub fn metric(&self, metrics_addr: &str, name: &str) -> u64 {
-        scrape(metrics_addr).get(name).copied().unwrap_or(0)
+        metric(metrics_addr, name)
     }
 
     /// Writes `config_yaml` to `DIR/flowlink.yaml` and spawns the daemon
@@ -406,19 +407,36 @@ pub fn wait_file_resume_point(daemon: &Daemon, data_directory: &Path, offset: u6
     );
 }
 
-/// Scrapes a Prometheus endpoint into `metric{labels} -> value`.
+/// Scrapes a Prometheus endpoint into `metric{labels} -> value`. Panics
+/// when the endpoint does not answer or a line is not a metric: a read that
+/// failed must fail the test, never pass as zeros.
 pub fn scrape(metrics_addr: &str) -> BTreeMap<String, u64> {
-    let Ok(response) = ureq::get(&format!("http://{metrics_addr}/metrics")).call() else {
-        return BTreeMap::new();
-    };
-    let body = response.into_body().read_to_string().unwrap_or_default();
+    let response = ureq::get(&format!("http://{metrics_addr}/metrics"))
+        .call()
+        .unwrap_or_else(|e| panic!("metrics endpoint {metrics_addr}: {e}"));
+    let body = response
+        .into_body()
+        .read_to_string()
+        .unwrap_or_else(|e| panic!("metrics endpoint {metrics_addr}: {e}"));
     body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            Some((name.to_owned(), value.parse().ok()?))
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let parsed = l
+                .rsplit_once(' ')
+                .and_then(|(name, value)| Some((name.to_owned(), value.parse().ok()?)));
+            parsed.unwrap_or_else(|| panic!("not a counter line from {metrics_addr}: {l:?}"))
         })
         .collect()
+}
+
+/// One metric of a scrape; panics (with what there was) when it is
+/// missing, so a renamed metric cannot read as 0.
+pub fn metric(metrics_addr: &str, name: &str) -> u64 {
+    let all = scrape(metrics_addr);
+    match all.get(name) {
+        Some(value) => *value,
+        None => panic!("no metric {name} at {metrics_addr}; have: {:?}", all.keys()),
+    }
 }
 
 /// `flowlink decode --plugin PLUGIN FILES…` with the first-party plugin

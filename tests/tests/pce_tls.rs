@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use flowlink_e2e::{
     Daemon, DaemonConfig, Emulator, expected_aggregation, free_tcp_port, free_udp_port,
-    read_flows_csv, scrape, send_capture, temp_dir, wait_for,
+    read_flows_csv, send_capture, temp_dir, wait_for,
 };
 
 /// An HTTPS emulator, its certificate file, and a daemon pointed at it by
@@ -47,11 +47,7 @@ fn a_self_signed_pce_is_trusted_through_pce_ca_file() {
 fn without_the_ca_the_certificate_is_refused_and_batches_wait_in_the_spool() {
     let (emulator, mut daemon, metrics) = run("tls-none", None);
     let spooled = wait_for(Duration::from_secs(30), || {
-        (scrape(&metrics)
-            .get("flowlink_batches_spooled_total")
-            .copied()
-            .unwrap_or(0)
-            >= 1)
+        (flowlink_e2e::process::metric(&metrics, "flowlink_batches_spooled_total") >= 1)
             .then_some(())
     });
     assert!(spooled.is_some(), "{}", daemon.log());

@@ -5,7 +5,6 @@
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use flowlink_decoders::netflow::v5::synthetic_datagram;
 use flowlink_e2e::{
     Daemon, DaemonConfig, Emulator, free_tcp_port, free_udp_port, scrape, test_plugin_dir, wait_for,
 };
@@ -24,14 +23,14 @@ fn faults_cost_one_message_and_the_daemon_goes_on() {
         .parser_with("max_flows_per_message: 50000");
     let mut daemon = Daemon::start("sandbox", &config.yaml());
     let metric = |name: &str| {
-        scrape(&format!("127.0.0.1:{metrics_port}"))
-            .get(&format!("flowlink_{name}_total{{consumer=\"hostile\"}}"))
-            .copied()
-            .unwrap_or(0)
+        flowlink_e2e::process::metric(
+            &format!("127.0.0.1:{metrics_port}"),
+            &format!("flowlink_{name}_total{{consumer=\"hostile\"}}"),
+        )
     };
 
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let good = synthetic_datagram(30, 0);
+    let good = flowlink_e2e::traffic::v5_datagram(&flowlink_e2e::traffic::v5_records(30));
     let mut flood = b"FLOOD".to_vec();
     flood.extend_from_slice(&200_000u32.to_be_bytes());
     let faults: [(&[u8], &str); 4] = [
@@ -122,8 +121,23 @@ fn faults_cost_one_message_and_the_daemon_goes_on() {
 #[test]
 fn a_plugin_gets_no_files_environment_arguments_or_network() {
     let dir = flowlink_e2e::temp_dir("escape");
+    // What the plugin will reach for, each shown to work without a sandbox.
+    let secret = dir.join("secret.txt");
+    let nonce = format!("nonce-{}", std::process::id());
+    std::fs::write(&secret, &nonce).unwrap();
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), nonce);
+    assert!(std::fs::read_dir("/").unwrap().count() > 0);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    listener.accept().expect("the control connection");
+    listener.set_nonblocking(true).unwrap();
     let message = dir.join("escape.bin");
-    std::fs::write(&message, b"ESCAPE").unwrap();
+    std::fs::write(
+        &message,
+        format!("ESCAPE {} {port}", secret.display()).as_bytes(),
+    )
+    .unwrap();
     let plugin = test_plugin_dir().join("hostile.wasm");
     let out = std::process::Command::new(flowlink_e2e::flowlink_bin())
         .args([
@@ -141,8 +155,20 @@ fn a_plugin_gets_no_files_environment_arguments_or_network() {
         .lines()
         .find(|l| l.contains("escape attempts:"))
         .unwrap_or_else(|| panic!("{stderr}"));
-    assert!(attempts.contains("fs=denied"), "{attempts}");
+    eprintln!("{attempts}");
+    // No preopened folder: WASI finds no directory to resolve a path in.
+    assert!(!attempts.contains(&nonce), "the file was read: {attempts}");
+    assert!(attempts.contains("file=denied(NotFound)"), "{attempts}");
+    assert!(attempts.contains("root=denied(NotFound)"), "{attempts}");
     assert!(attempts.contains("env=0"), "{attempts}");
     assert!(attempts.contains("args=0"), "{attempts}");
-    assert!(attempts.contains("net=denied"), "{attempts}");
+    // The host refuses the address, not the network: access denied.
+    assert!(
+        attempts.contains("net=denied(PermissionDenied)"),
+        "{attempts}"
+    );
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the plugin's connection reached the listener"
+    );
 }

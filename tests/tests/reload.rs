@@ -8,7 +8,7 @@ use std::time::Duration;
 use flowlink_e2e::process::{EMULATOR_KEY, EMULATOR_SECRET, Totals};
 use flowlink_e2e::{
     Daemon, DaemonConfig, Emulator, datagram_files, expected_aggregation, free_tcp_port,
-    free_udp_port, plugin_dir, read_flows_csv, scrape, temp_dir, wait_for,
+    free_udp_port, plugin_dir, read_flows_csv, temp_dir, wait_for,
 };
 
 const UNCHANGED: &str = "SIGHUP: configuration reloaded, nothing changed";
@@ -63,7 +63,7 @@ fn send_files(files: &[std::path::PathBuf], port: u16) {
 }
 
 fn counter(metrics: &str, name: &str) -> u64 {
-    scrape(metrics).get(name).copied().unwrap_or(0)
+    flowlink_e2e::process::metric(metrics, name)
 }
 
 fn wait_counter(daemon: &Daemon, metrics: &str, name: &str, value: u64) {

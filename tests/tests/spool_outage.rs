@@ -37,10 +37,7 @@ impl Setup {
     }
 
     fn metric(&self, name: &str) -> u64 {
-        scrape(&self.metrics)
-            .get(&format!("flowlink_{name}"))
-            .copied()
-            .unwrap_or(0)
+        flowlink_e2e::process::metric(&self.metrics, &format!("flowlink_{name}"))
     }
 
     fn wait_metric(&self, daemon: &Daemon, name: &str, at_least: u64) {

@@ -23,7 +23,7 @@ fn send_from(source: &str, files: &[PathBuf], port: u16) {
 
 fn wait_metric(daemon: &Daemon, metrics: &str, name: &str, value: u64) {
     let ok = wait_for(Duration::from_secs(30), || {
-        (scrape(metrics).get(name).copied().unwrap_or(0) == value).then_some(())
+        (flowlink_e2e::process::metric(metrics, name) == value).then_some(())
     });
     assert!(
         ok.is_some(),
@@ -104,7 +104,7 @@ fn templates_survive(job: &str, workers: (usize, usize), crash: bool) {
     let (mut second, metrics) = run.daemon(workers.1, &[]);
     send_from("127.0.0.1", &files[1..16], run.port);
     wait_metric(&second, &metrics, PARSED, rows(job, 2..=16).len() as u64);
-    assert_eq!(scrape(&metrics).get(REJECTED).copied().unwrap_or(0), 0);
+    assert_eq!(flowlink_e2e::process::metric(&metrics, REJECTED), 0);
     assert!(second.terminate().success());
     assert_eq!(
         run.emulator.totals(),

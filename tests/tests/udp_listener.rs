@@ -11,10 +11,10 @@ use flowlink_e2e::{
 };
 
 fn counter(metrics: &str, name: &str, consumer: &str) -> u64 {
-    scrape(metrics)
-        .get(&format!("flowlink_{name}_total{{consumer=\"{consumer}\"}}"))
-        .copied()
-        .unwrap_or(0)
+    flowlink_e2e::process::metric(
+        metrics,
+        &format!("flowlink_{name}_total{{consumer=\"{consumer}\"}}"),
+    )
 }
 
 #[test]

@@ -8,7 +8,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::api_key::{ApiKey, RawApiKey};
-use crate::plugin::SandboxLimits;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -341,5 +340,32 @@ pub struct ParserSpec {
     pub plugin: String,
     /// `parser.properties` as a JSON object, as the plugin receives it.
     pub properties_json: String,
-    pub limits: SandboxLimits,
+    pub limits: ParserLimits,
+}
+
+/// A parser's sandbox limits, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParserLimits {
+    /// Wall-clock budget of one call into the plugin.
+    pub call_timeout: Duration,
+    /// Linear memory the plugin may grow to, in bytes.
+    pub memory_bytes: usize,
+    /// More flow records than this from one message and the message is refused.
+    pub max_flows_per_message: usize,
+}
+
+impl ParserLimits {
+    pub const DEFAULT_TIMEOUT_MS: u64 = 250;
+    pub const DEFAULT_MEMORY_MB: u64 = 64;
+    pub const DEFAULT_MAX_FLOWS_PER_MESSAGE: u64 = 65_536;
+}
+
+impl Default for ParserLimits {
+    fn default() -> Self {
+        ParserLimits {
+            call_timeout: Duration::from_millis(Self::DEFAULT_TIMEOUT_MS),
+            memory_bytes: (Self::DEFAULT_MEMORY_MB as usize) << 20,
+            max_flows_per_message: Self::DEFAULT_MAX_FLOWS_PER_MESSAGE as usize,
+        }
+    }
 }

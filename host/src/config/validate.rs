@@ -8,7 +8,6 @@ use std::time::Duration;
 use super::ConfigError;
 use super::api_key::ApiKey;
 use super::model::*;
-use crate::plugin::SandboxLimits;
 
 struct Problems(Vec<(String, String)>);
 
@@ -87,22 +86,28 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         60,
     );
     let spool_retry_seconds = p.ranged("spool_retry_seconds", raw.spool_retry_seconds, 1, 3600, 30);
-    let default_limits = SandboxLimits {
+    let default_limits = ParserLimits {
         call_timeout: Duration::from_millis(p.ranged(
             "plugin_timeout_ms",
             raw.plugin_timeout_ms,
             1,
             60_000,
-            250,
+            ParserLimits::DEFAULT_TIMEOUT_MS,
         )),
-        memory_bytes: (p.ranged("plugin_memory_mb", raw.plugin_memory_mb, 2, 4096, 64) as usize)
+        memory_bytes: (p.ranged(
+            "plugin_memory_mb",
+            raw.plugin_memory_mb,
+            2,
+            4096,
+            ParserLimits::DEFAULT_MEMORY_MB,
+        ) as usize)
             << 20,
         max_flows_per_message: p.ranged(
             "plugin_max_flows_per_message",
             raw.plugin_max_flows_per_message.map(|v| v as u64),
             1,
             10_000_000,
-            65_536,
+            ParserLimits::DEFAULT_MAX_FLOWS_PER_MESSAGE,
         ) as usize,
     };
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -254,18 +259,25 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         if !properties.is_object() {
             p.add(format!("{at}.parser.properties"), "must be a mapping");
         }
-        let limits = SandboxLimits {
+        let limits = ParserLimits {
             call_timeout: parser.timeout_ms.map_or(default_limits.call_timeout, |ms| {
                 Duration::from_millis(p.ranged(
                     &format!("{at}.parser.timeout_ms"),
                     Some(ms),
                     1,
                     60_000,
-                    250,
+                    ParserLimits::DEFAULT_TIMEOUT_MS,
                 ))
             }),
             memory_bytes: parser.memory_mb.map_or(default_limits.memory_bytes, |mb| {
-                (p.ranged(&format!("{at}.parser.memory_mb"), Some(mb), 2, 4096, 64) as usize) << 20
+                let mb = p.ranged(
+                    &format!("{at}.parser.memory_mb"),
+                    Some(mb),
+                    2,
+                    4096,
+                    ParserLimits::DEFAULT_MEMORY_MB,
+                );
+                (mb as usize) << 20
             }),
             max_flows_per_message: parser.max_flows_per_message.map_or(
                 default_limits.max_flows_per_message,
@@ -275,7 +287,7 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
                         Some(n as u64),
                         1,
                         10_000_000,
-                        65_536,
+                        ParserLimits::DEFAULT_MAX_FLOWS_PER_MESSAGE,
                     ) as usize
                 },
             ),

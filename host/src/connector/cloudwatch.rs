@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CheckpointStore, ConnectorContext, ConnectorHandle};
 use crate::config::{AwsProperties, StartPosition};
-use crate::pipeline::{Ack, RawMessage, now_ms};
+use crate::pipeline::{Ack, NO_EXPORTER, RawMessage, ShardKey, now_ms};
 
 const DEFAULT_POLL: Duration = Duration::from_secs(10);
 /// Longest wait after repeated throttling.
@@ -518,7 +518,8 @@ impl LogGroupSource {
             .router
             .route_waiting(RawMessage {
                 consumer: self.ctx.consumer,
-                exporter: super::source_address(stream),
+                exporter: NO_EXPORTER,
+                shard: ShardKey::source((&self.props.log_group, stream)),
                 received_ms: now_ms(),
                 payload: lines,
                 stream: None,

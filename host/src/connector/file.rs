@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::text_framing::{DEFAULT_MAX_MESSAGE_BYTES, TextFramer};
 use super::{CheckpointStore, ConnectorContext, ConnectorHandle};
 use crate::config::{FileProperties, StartPosition, TcpFraming};
-use crate::pipeline::{Ack, RawMessage, now_ms};
+use crate::pipeline::{Ack, NO_EXPORTER, RawMessage, ShardKey, now_ms};
 
 const READ_CHUNK: usize = 256 << 10;
 /// Fallback when a change notification is missed (network filesystems).
@@ -57,7 +57,7 @@ pub fn start(ctx: ConnectorContext, props: &FileProperties) -> Result<ConnectorH
             TcpFraming::Newline,
             props.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
         ),
-        exporter: super::source_address(&ctx.label()),
+        shard: ShardKey::source(ctx.label()),
         acks: acks_tx,
     };
     let tasks = vec![
@@ -86,8 +86,8 @@ struct FileTail {
     path: PathBuf,
     start: StartPosition,
     framer: TextFramer,
-    /// Where this file's messages say they come from (see `source_address`).
-    exporter: std::net::SocketAddr,
+    /// The worker this file's lines go to, always the same one.
+    shard: ShardKey,
     acks: mpsc::Sender<(Position, oneshot::Receiver<()>)>,
 }
 
@@ -232,7 +232,8 @@ impl FileTail {
             .router
             .route_waiting(RawMessage {
                 consumer: self.ctx.consumer,
-                exporter: self.exporter,
+                exporter: NO_EXPORTER,
+                shard: self.shard,
                 received_ms: now_ms(),
                 payload: lines,
                 stream: None,

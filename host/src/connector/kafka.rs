@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ConnectorContext, ConnectorHandle};
 use crate::config::{KafkaProperties, KafkaStartOffset};
-use crate::pipeline::{Ack, RawMessage, now_ms};
+use crate::pipeline::{Ack, NO_EXPORTER, RawMessage, ShardKey, now_ms};
 
 /// Groups of messages handed to the workers whose offsets are not stored
 /// yet. Receipts fire once a group's records are on disk (a window
@@ -177,20 +177,22 @@ pub fn start(ctx: ConnectorContext, props: &KafkaProperties) -> Result<Connector
     Ok(ConnectorHandle::new(stop, tasks))
 }
 
-/// The exporter of a message: its key when that is an address (a relay
-/// keyed by exporter, so templates stay with their exporter), else none,
-/// with the partition as the spreading number.
-fn exporter_of(key: Option<&[u8]>, partition: i32) -> SocketAddr {
+/// The exporter of a message and its worker: the key when that is an
+/// address (a relay keyed by exporter, so templates stay with their
+/// exporter), else none, and the partition decides the worker.
+fn exporter_of(key: Option<&[u8]>, topic: &str, partition: i32) -> (SocketAddr, ShardKey) {
     let text = key.and_then(|k| std::str::from_utf8(k).ok()).map(str::trim);
-    if let Some(text) = text {
-        if let Ok(addr) = text.parse::<SocketAddr>() {
-            return addr;
-        }
-        if let Ok(ip) = text.parse::<std::net::IpAddr>() {
-            return SocketAddr::new(ip, 0);
-        }
+    let exporter = text.and_then(|text| {
+        text.parse::<SocketAddr>().ok().or_else(|| {
+            text.parse::<std::net::IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, 0))
+        })
+    });
+    match exporter {
+        Some(addr) => (addr, ShardKey::exporter(addr.ip())),
+        None => (NO_EXPORTER, ShardKey::source((topic, partition))),
     }
-    SocketAddr::from(([0, 0, 0, 0], partition as u16))
 }
 
 /// A group of consecutive messages and the offsets to store once their
@@ -298,17 +300,19 @@ async fn consume(
         let open = group.get_or_insert_with(Group::new);
         open.note(message.topic(), message.partition(), message.offset());
         // A tombstone has nothing to parse: only its offset moves on.
-        let raw = message
-            .payload()
-            .filter(|p| !p.is_empty())
-            .map(|payload| RawMessage {
+        let raw = message.payload().filter(|p| !p.is_empty()).map(|payload| {
+            let (exporter, shard) =
+                exporter_of(message.key(), message.topic(), message.partition());
+            RawMessage {
                 consumer: ctx.consumer,
-                exporter: exporter_of(message.key(), message.partition()),
+                exporter,
+                shard,
                 received_ms: now_ms(),
                 payload: payload.to_vec(),
                 stream: None,
                 ack: Some(open.ack.share()),
-            });
+            }
+        });
         let full = open.messages >= GROUP;
         drop(message);
         if let Some(raw) = raw {
@@ -330,8 +334,26 @@ async fn store_offsets(
     mut acks: mpsc::Receiver<Pending>,
     label: String,
 ) {
+    let mut stored_since_commit = false;
     while let Some(mut pending) = acks.recv().await {
-        if (&mut pending.receipt).await.is_err() {
+        // The receipts of one window checkpoint fire together; the first
+        // one not fired yet ends the burst: commit what it stored now
+        // rather than on the auto-commit timer, so a crash right after a
+        // checkpoint replays (counts twice) as little as can be.
+        // Asynchronous: it only queues the request.
+        let fired = match pending.receipt.try_recv() {
+            Ok(()) => true,
+            Err(oneshot::error::TryRecvError::Closed) => false,
+            Err(oneshot::error::TryRecvError::Empty) => {
+                if stored_since_commit
+                    && let Err(e) = consumer.commit_consumer_state(CommitMode::Async)
+                {
+                    tracing::debug!(connector = %label, "kafka: commit not queued: {e}");
+                }
+                (&mut pending.receipt).await.is_ok()
+            }
+        };
+        if !fired {
             // The daemon stopped before this message was handed on: it
             // (and what follows) is read again after a restart.
             acks.close();
@@ -344,17 +366,9 @@ async fn store_offsets(
                 tracing::debug!(connector = %label, "kafka: offset not stored: {e}");
             }
         }
-        // Receipts come in bursts, one per window checkpoint: commit at the
-        // end of each rather than on the auto-commit timer, so a crash
-        // right after a checkpoint replays (counts twice) as little as can
-        // be. Asynchronous: it only queues the request.
-        if acks.is_empty()
-            && let Err(e) = consumer.commit_consumer_state(CommitMode::Async)
-            && !matches!(
-                e,
-                KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)
-            )
-        {
+        // Nothing more read yet: the burst is over too.
+        stored_since_commit = !acks.is_empty();
+        if !stored_since_commit && let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
             tracing::debug!(connector = %label, "kafka: commit not queued: {e}");
         }
     }
@@ -377,18 +391,24 @@ mod tests {
 
     #[test]
     fn exporter_from_the_key_or_the_partition() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
         assert_eq!(
-            exporter_of(Some(b"192.0.2.1:2055"), 3),
-            "192.0.2.1:2055".parse().unwrap()
+            exporter_of(Some(b"192.0.2.1:2055"), "t", 3),
+            (
+                addr("192.0.2.1:2055"),
+                ShardKey::exporter(addr("192.0.2.1:1").ip())
+            )
         );
         assert_eq!(
-            exporter_of(Some(b"2001:db8::1"), 3),
-            "[2001:db8::1]:0".parse().unwrap()
+            exporter_of(Some(b"2001:db8::1"), "t", 3).0,
+            addr("[2001:db8::1]:0")
         );
+        // No exporter: plugins see none, and the partition picks the worker.
         assert_eq!(
-            exporter_of(Some(b"not-an-ip"), 3),
-            "0.0.0.0:3".parse().unwrap()
+            exporter_of(Some(b"not-an-ip"), "t", 3),
+            (NO_EXPORTER, ShardKey::source(("t", 3)))
         );
-        assert_eq!(exporter_of(None, 7), "0.0.0.0:7".parse().unwrap());
+        assert_eq!(exporter_of(None, "t", 7).1, ShardKey::source(("t", 7)));
+        assert_ne!(exporter_of(None, "t", 7).1, exporter_of(None, "t", 8).1);
     }
 }

@@ -91,15 +91,6 @@ impl ConnectorHandle {
     }
 }
 
-/// The exporter address of messages from a source without one (a file, a
-/// log stream): 0.0.0.0, and a number from the source's name as the port,
-/// so sources spread over the parser workers while each stays in order.
-fn source_address(name: &str) -> std::net::SocketAddr {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(name);
-    std::net::SocketAddr::from(([0, 0, 0, 0], hash as u16))
-}
-
 /// Starts the connector `spec` describes. Fails (naming the consumer) when
 /// its socket cannot be bound or its settings are unusable.
 pub async fn start(ctx: ConnectorContext, spec: &ConnectorSpec) -> Result<ConnectorHandle> {

@@ -20,7 +20,7 @@ use flowlink_decoders::ipfix;
 use super::text_framing::{DEFAULT_MAX_MESSAGE_BYTES, TextFramer};
 use super::{ConnectorContext, ConnectorHandle};
 use crate::config::{TcpFraming, TcpProperties};
-use crate::pipeline::{RawMessage, now_ms};
+use crate::pipeline::{RawMessage, ShardKey, now_ms};
 use crate::plugin::StreamId;
 
 const DEFAULT_MAX_CONNECTIONS: usize = 256;
@@ -112,7 +112,9 @@ async fn accept_loop(
             if let Err(e) = served {
                 tracing::warn!(consumer = &*ctx.consumer_name, %peer, "connection closed: {e:#}");
             }
-            ctx.router.close_stream(ctx.consumer, peer, id).await;
+            ctx.router
+                .close_stream(ctx.consumer, ShardKey::exporter(peer.ip()), id)
+                .await;
             drop(permit);
         });
         // Reap finished connections so the set does not grow.
@@ -124,6 +126,7 @@ fn message(ctx: &ConnectorContext, peer: SocketAddr, id: StreamId, payload: Vec<
     RawMessage {
         consumer: ctx.consumer,
         exporter: peer,
+        shard: ShardKey::exporter(peer.ip()),
         received_ms: now_ms(),
         payload,
         stream: Some(id),

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::{ConnectorContext, ConnectorHandle};
 use crate::config::UdpProperties;
 use crate::metrics;
-use crate::pipeline::{RawMessage, now_ms};
+use crate::pipeline::{RawMessage, ShardKey, now_ms};
 
 const DEFAULT_RECEIVE_BUFFER: usize = 8 << 20;
 /// Largest UDP payload; a datagram is never truncated.
@@ -82,6 +82,7 @@ async fn receive_loop(ctx: ConnectorContext, socket: UdpSocket, stop: Cancellati
             Ok((len, exporter)) => ctx.router.route(RawMessage {
                 consumer: ctx.consumer,
                 exporter: normalise(exporter),
+                shard: ShardKey::exporter(normalise(exporter).ip()),
                 received_ms: now_ms(),
                 payload: buffer[..len].to_vec(),
                 stream: None,

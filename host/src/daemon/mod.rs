@@ -142,6 +142,11 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
         metrics.upload.clone(),
     )?;
 
+    // The spool's lock is held: only this process writes here now, so a
+    // temp file is what a crash left behind.
+    crate::durable_file::sweep_temp_files(&config.data_directory.join("checkpoints"));
+    ParserStateStore::new(&config.data_directory).sweep_temp_files();
+
     let (upload_tx, upload_rx) = mpsc::channel(UPLOAD_QUEUE);
     let uploader = Uploader::new(
         client,
@@ -228,7 +233,7 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
     .with_context(|| format!("invalid configuration {}", config.file.display()))?;
     let router = ShardRouter::new(
         worker_inputs.clone(),
-        ByteBudget::new(config.queue_max_bytes),
+        config.queue_max_bytes,
         metrics.clone(),
     );
 

@@ -39,6 +39,17 @@ impl ParserStateStore {
         }
     }
 
+    /// Removes the temp files a crash left behind. Only at start, before
+    /// any worker writes.
+    pub fn sweep_temp_files(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            crate::durable_file::sweep_temp_files(&entry.path());
+        }
+    }
+
     fn consumer_dir(&self, consumer: &str) -> PathBuf {
         self.dir.join(consumer)
     }

@@ -1,6 +1,7 @@
 //! Messages between stages.
 
-use std::net::SocketAddr;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use flowlink_plugin_sdk::Flow;
 
@@ -12,14 +13,49 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::BytePermit;
 use crate::plugin::{ParserInstance, StreamId};
 
+/// Which parser worker a message goes to. All messages of one key meet
+/// the same parser session, in order: one exporter's (its templates live
+/// there), or one source's when there is no exporter (a file, a log
+/// stream, a Kafka partition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShardKey(u64);
+
+impl ShardKey {
+    /// By the exporter's address, not its port: some exporters change
+    /// source port on restart but keep their templates' scope.
+    pub fn exporter(ip: IpAddr) -> Self {
+        ShardKey(Self::hash(ip))
+    }
+
+    /// A source without an exporter, by a name unique to it.
+    pub fn source(name: impl Hash) -> Self {
+        ShardKey(Self::hash(name))
+    }
+
+    fn hash(value: impl Hash) -> u64 {
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
+    }
+
+    /// The worker of `workers` this key belongs to.
+    pub fn worker(self, workers: usize) -> usize {
+        (self.0 % workers as u64) as usize
+    }
+}
+
+/// An exporter address for messages that have none: the unspecified
+/// address, port 0 (what plugins see as "unknown").
+pub const NO_EXPORTER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+
 /// Bytes as a connector received them. Connectors never parse.
 #[derive(Debug)]
 pub struct RawMessage {
     /// Index into `Config::consumers`.
     pub consumer: usize,
-    /// The exporter (UDP peer). Decides the worker, so one exporter's
-    /// templates always meet the same parser session.
+    /// The exporter (UDP or TCP peer, a Kafka key naming one), or
+    /// [`NO_EXPORTER`].
     pub exporter: SocketAddr,
+    /// Decides the worker.
+    pub shard: ShardKey,
     pub received_ms: u64,
     pub payload: Vec<u8>,
     /// The TCP connection it came over; `None` for datagrams.

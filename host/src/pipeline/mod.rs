@@ -8,6 +8,8 @@ mod shard_router;
 mod worker;
 
 pub use byte_budget::{ByteBudget, BytePermit};
-pub use message::{Ack, AggregatorInput, ParsedFlows, RawMessage, WorkerInput, now_ms};
+pub use message::{
+    Ack, AggregatorInput, NO_EXPORTER, ParsedFlows, RawMessage, ShardKey, WorkerInput, now_ms,
+};
 pub use shard_router::ShardRouter;
 pub use worker::{ParserWorkerPool, WorkerSetup, open_session};

@@ -1,33 +1,37 @@
 //! Sends each raw message to the parser worker that owns its exporter.
 
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use super::{ByteBudget, RawMessage, WorkerInput};
+use super::{ByteBudget, RawMessage, ShardKey, WorkerInput};
 use crate::metrics::{self, Metrics};
 use crate::plugin::StreamId;
 
 #[derive(Clone)]
 pub struct ShardRouter {
     workers: Vec<mpsc::Sender<WorkerInput>>,
-    /// Bytes of every message queued for a worker or in a worker's batch.
-    budget: ByteBudget,
+    /// Bytes of every message queued for a worker or in a worker's batch:
+    /// one budget for datagrams and one for sources that wait, so a stream
+    /// waiting for a large amount cannot take every freed byte while
+    /// datagrams are dropped.
+    datagrams: ByteBudget,
+    waiting: ByteBudget,
     metrics: Arc<Metrics>,
 }
 
 impl ShardRouter {
     pub fn new(
         workers: Vec<mpsc::Sender<WorkerInput>>,
-        budget: ByteBudget,
+        max_bytes: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
         assert!(!workers.is_empty(), "at least one parser worker");
+        let half = (max_bytes / 2).max(1);
         ShardRouter {
             workers,
-            budget,
+            datagrams: ByteBudget::new(half),
+            waiting: ByteBudget::new(half),
             metrics,
         }
     }
@@ -37,19 +41,8 @@ impl ShardRouter {
         message.payload.capacity() + std::mem::size_of::<RawMessage>()
     }
 
-    /// Hash of the exporter's address (not its port: some exporters change
-    /// source port on restart but keep their templates' scope). Sources
-    /// without an exporter (Kafka partitions, log streams, files) carry
-    /// 0.0.0.0 and a source number in the port, which spreads them over the
-    /// workers while one source's messages stay in order.
-    fn worker_of(&self, exporter: SocketAddr) -> &mpsc::Sender<WorkerInput> {
-        let hasher = BuildHasherDefault::<DefaultHasher>::default();
-        let hash = if exporter.ip().is_unspecified() {
-            hasher.hash_one(exporter.port())
-        } else {
-            hasher.hash_one(exporter.ip())
-        };
-        &self.workers[(hash % self.workers.len() as u64) as usize]
+    fn worker_of(&self, shard: ShardKey) -> &mpsc::Sender<WorkerInput> {
+        &self.workers[shard.worker(self.workers.len())]
     }
 
     fn count_in(&self, message: &RawMessage) {
@@ -63,11 +56,11 @@ impl ShardRouter {
     pub fn route(&self, message: RawMessage) {
         self.count_in(&message);
         let consumer = message.consumer;
-        let Some(bytes) = self.budget.try_take(Self::size(&message)) else {
+        let Some(bytes) = self.datagrams.try_take(Self::size(&message)) else {
             metrics::add(&self.metrics.consumer(consumer).queue_drops, 1);
             return;
         };
-        let worker = self.worker_of(message.exporter);
+        let worker = self.worker_of(message.shard);
         match worker.try_send(WorkerInput::Message(message, bytes)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
@@ -80,14 +73,14 @@ impl ShardRouter {
     /// sender's window closes; nothing is dropped.
     pub async fn route_waiting(&self, message: RawMessage) {
         self.count_in(&message);
-        let bytes = self.budget.take(Self::size(&message)).await;
-        let worker = self.worker_of(message.exporter);
+        let bytes = self.waiting.take(Self::size(&message)).await;
+        let worker = self.worker_of(message.shard);
         let _ = worker.send(WorkerInput::Message(message, bytes)).await;
     }
 
-    pub async fn close_stream(&self, consumer: usize, exporter: SocketAddr, stream: StreamId) {
+    pub async fn close_stream(&self, consumer: usize, shard: ShardKey, stream: StreamId) {
         let _ = self
-            .worker_of(exporter)
+            .worker_of(shard)
             .send(WorkerInput::StreamClosed { consumer, stream })
             .await;
     }

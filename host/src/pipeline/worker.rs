@@ -423,21 +423,15 @@ fn parse_group(
                     continue;
                 }
                 // Held back one step: the last item carries the receipts.
-                // Waits for room: the aggregator's pace reaches the worker.
-                let bytes = setup
-                    .aggregator_budget
-                    .take_blocking(&setup.runtime, ParsedFlows::size_of(&parsed.flows));
                 let ready = held.replace(ParsedFlows {
                     consumer,
                     exporter,
                     flows: parsed.flows,
                     acks: Vec::new(),
-                    bytes: Some(bytes),
+                    bytes: None,
                 });
-                // Blocking: the aggregator's backpressure reaches the worker
-                // queues, which the connectors count as drops.
                 if let Some(ready) = ready
-                    && output.blocking_send(AggregatorInput::Flows(ready)).is_err()
+                    && !send_flows(setup, output, ready)
                 {
                     return false;
                 }
@@ -461,15 +455,34 @@ fn parse_group(
     // the window that holds them and fire once it is durable. A message that
     // failed is acknowledged too: replaying a poison message forever would
     // stop its source (it is counted as failed).
-    let last = match held {
+    match held {
         Some(mut flows) => {
             flows.acks = acks;
-            AggregatorInput::Flows(flows)
+            send_flows(setup, output, flows)
         }
-        None if acks.is_empty() => return true,
-        None => AggregatorInput::Acks { consumer, acks },
-    };
-    output.blocking_send(last).is_ok()
+        None if acks.is_empty() => true,
+        None => output
+            .blocking_send(AggregatorInput::Acks { consumer, acks })
+            .is_ok(),
+    }
+}
+
+/// Waits for room in the aggregator's byte budget, then for room in its
+/// queue: the aggregator's pace reaches the worker, and from there the
+/// connectors (which count drops or pause). The permit is taken only here,
+/// right before the send, so a worker never waits while holding one that
+/// the aggregator cannot give back. False once the aggregator is gone.
+fn send_flows(
+    setup: &WorkerSetup,
+    output: &mpsc::Sender<AggregatorInput>,
+    mut flows: ParsedFlows,
+) -> bool {
+    flows.bytes = Some(
+        setup
+            .aggregator_budget
+            .take_blocking(&setup.runtime, ParsedFlows::size_of(&flows.flows)),
+    );
+    output.blocking_send(AggregatorInput::Flows(flows)).is_ok()
 }
 
 /// Rejected records are logged with their reason, but at most

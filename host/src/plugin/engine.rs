@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, Store};
 
 use super::bindings::FlowParser;
-use super::sandbox::SandboxState;
+use super::sandbox::{SandboxLimits, SandboxState};
 
 /// How often the epoch advances. Deadlines are whole ticks, so this is the
 /// resolution of `plugin_timeout_ms`; a tick costs one atomic increment and
@@ -135,6 +135,26 @@ impl PluginEngine {
         crate::durable_file::write_atomically(dir, &name.to_string_lossy(), &bytes)?;
         Ok(())
     }
+}
+
+impl PluginEngine {
+    /// A store for one plugin instance: its memory cap and call deadline
+    /// armed before anything runs in it.
+    pub(super) fn new_store(&self, limits: &SandboxLimits, tag: Arc<str>) -> Store<SandboxState> {
+        let mut store = Store::new(self.engine(), SandboxState::new(limits, tag));
+        store.limiter(|state| &mut state.memory);
+        // The deadline must be set before instantiating: it defaults to "now",
+        // which would trap the start function.
+        store.set_epoch_deadline(deadline_ticks(limits));
+        store.epoch_deadline_trap();
+        store
+    }
+}
+
+/// Epoch ticks of one call's deadline under `limits`.
+pub(super) fn deadline_ticks(limits: &SandboxLimits) -> u64 {
+    // +1: the tick in progress may be almost over when the call starts.
+    (limits.call_timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
 }
 
 impl Drop for PluginEngine {

@@ -10,8 +10,8 @@ use wasmtime::component::ResourceAny;
 use wasmtime::{Store, Trap};
 
 use super::bindings::{FlowParser, Message, Origin, Parsed};
-use super::engine::{EPOCH_TICK, PluginEngine};
-use super::registry::LoadedPlugin;
+use super::engine::{PluginEngine, deadline_ticks};
+use super::loader::LoadedPlugin;
 use super::sandbox::{SandboxLimits, SandboxState};
 
 /// What one message produced.
@@ -121,25 +121,6 @@ const POISONED_STATE_FAULTS: u32 = 3;
 /// bad input must not stall the worker for seconds.
 const MAX_FAULTS_PER_BATCH: usize = 4;
 
-pub(super) fn new_store(
-    engine: &PluginEngine,
-    limits: &SandboxLimits,
-    tag: Arc<str>,
-) -> Store<SandboxState> {
-    let mut store = Store::new(engine.engine(), SandboxState::new(limits, tag));
-    store.limiter(|state| &mut state.memory);
-    // The deadline must be set before instantiating: it defaults to "now",
-    // which would trap the start function.
-    store.set_epoch_deadline(deadline_ticks(limits));
-    store.epoch_deadline_trap();
-    store
-}
-
-fn deadline_ticks(limits: &SandboxLimits) -> u64 {
-    // +1: the tick in progress may be almost over when the call starts.
-    (limits.call_timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
-}
-
 impl ParserInstance {
     /// Starts a session. The error is the plugin's own word on the
     /// configuration (or why it could not start), for the operator.
@@ -166,7 +147,7 @@ impl ParserInstance {
     }
 
     fn start(&self) -> Result<Live, ParseFailure> {
-        let mut store = new_store(&self.engine, &self.limits, self.tag.clone());
+        let mut store = self.engine.new_store(&self.limits, self.tag.clone());
         let bindings = self
             .plugin
             .pre

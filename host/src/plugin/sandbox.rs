@@ -2,7 +2,6 @@
 //! cap, a call deadline, a bounded amount of output and of log lines.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -10,27 +9,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{FlowParserImports, LogLevel, flowlink};
 
-/// Per-consumer sandbox settings (config: `plugin_timeout_ms`,
-/// `plugin_memory_mb`, `plugin_max_flows_per_message`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SandboxLimits {
-    /// Wall-clock budget of one call into the plugin.
-    pub call_timeout: Duration,
-    /// Linear memory the plugin may grow to, in bytes.
-    pub memory_bytes: usize,
-    /// More flow records than this from one message and the message is refused.
-    pub max_flows_per_message: usize,
-}
-
-impl Default for SandboxLimits {
-    fn default() -> Self {
-        SandboxLimits {
-            call_timeout: Duration::from_millis(250),
-            memory_bytes: 64 << 20,
-            max_flows_per_message: 65_536,
-        }
-    }
-}
+/// The sandbox takes its limits as the configuration describes them
+/// (`plugin_timeout_ms`, `plugin_memory_mb`, `plugin_max_flows_per_message`
+/// and their per-parser forms); the defaults live there, once.
+pub type SandboxLimits = crate::config::ParserLimits;
 
 /// Log lines a plugin may write per call before the rest are counted, not shown.
 const LOG_LINES_PER_CALL: u32 = 20;

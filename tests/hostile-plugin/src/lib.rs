@@ -8,9 +8,10 @@
 //! - `PANIC`: panics (a trap)
 //! - `FLOOD` + u32 big-endian N: returns N records for a tiny message (the
 //!   host's record cap must refuse it)
-//! - `ESCAPE`: tries the file system, the environment, the arguments and
-//!   the network, and refuses the message with what it got (the sandbox
-//!   must have granted nothing)
+//! - `ESCAPE PATH PORT`: tries to read the file PATH and list `/`, the
+//!   environment, the arguments, and a TCP connection to 127.0.0.1:PORT,
+//!   and refuses the message with what it got (the sandbox must have
+//!   granted nothing; the test makes sure each would work unsandboxed)
 //!
 //! Anything else goes to the real NetFlow decoder (v5, v9, IPFIX) with its
 //! templates, saved and restored like the `netflow` plugin's: so a test can
@@ -61,8 +62,11 @@ impl Parser for HostileParser {
                 std::hint::black_box(&hog).len()
             ));
         }
-        if payload.starts_with(b"ESCAPE") {
-            return Err(escape_attempts());
+        if let Some(rest) = payload.strip_prefix(b"ESCAPE ") {
+            let rest = String::from_utf8_lossy(rest);
+            let (path, port) = rest.trim().rsplit_once(' ').ok_or("ESCAPE PATH PORT")?;
+            let port = port.parse().map_err(|_| "ESCAPE PATH PORT")?;
+            return Err(escape_attempts(path, port));
         }
         if payload.starts_with(b"PANIC") {
             panic!("hostile plugin panics on purpose");
@@ -95,18 +99,22 @@ impl Parser for HostileParser {
 }
 
 /// What a plugin gets when it reaches outside: `fs=… env=… args=… net=…`.
-fn escape_attempts() -> String {
-    let fs = match std::fs::read_to_string("/etc/hostname") {
-        Ok(_) => "read".to_owned(),
+fn escape_attempts(path: &str, port: u16) -> String {
+    let file = match std::fs::read_to_string(path) {
+        Ok(text) => format!("read({text})"),
+        Err(e) => format!("denied({:?})", e.kind()),
+    };
+    let root = match std::fs::read_dir("/") {
+        Ok(entries) => format!("listed({})", entries.count()),
         Err(e) => format!("denied({:?})", e.kind()),
     };
     let env = std::env::vars().count();
     let args = std::env::args().count();
-    let net = match std::net::TcpStream::connect("127.0.0.1:1") {
+    let net = match std::net::TcpStream::connect(("127.0.0.1", port)) {
         Ok(_) => "connected".to_owned(),
         Err(e) => format!("denied({:?})", e.kind()),
     };
-    format!("escape attempts: fs={fs} env={env} args={args} net={net}")
+    format!("escape attempts: file={file} root={root} env={env} args={args} net={net}")
 }
 
 flowlink_plugin_sdk::export_parser!(HostileParser);

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use flowlink::config::{ConnectorSpec, KafkaProperties, KafkaStartOffset, StringList};
 use flowlink::connector::{self, ConnectorContext};
 use flowlink::metrics::Metrics;
-use flowlink::pipeline::{ByteBudget, ShardRouter, WorkerInput};
+use flowlink::pipeline::{ShardRouter, WorkerInput};
 
 #[derive(clap::Args)]
 pub struct KafkaArgs {
@@ -151,7 +151,7 @@ async fn through_connector(args: &KafkaArgs, topic: &str) -> Result<Duration> {
         consumer: 0,
         consumer_name: "bench".into(),
         index: 0,
-        router: ShardRouter::new(vec![tx], ByteBudget::new(usize::MAX), metrics.clone()),
+        router: ShardRouter::new(vec![tx], usize::MAX, metrics.clone()),
         metrics,
         checkpoint_dir: checkpoint_dir.clone(),
     };
