@@ -96,11 +96,11 @@ fn vpc_records_from_streams_resume_after_restart() {
     put(&moto, "eni-77777777-all", &newer);
     sent.extend(&newer);
 
-    let daemon = Daemon::start_in(&dir, &config);
+    let mut daemon = Daemon::start_in(&dir, &config);
     let expected = expected_totals(&sent, "172.16.0.10", 443, 6);
     assert_totals(&emulator, &daemon, &expected, "cloudwatch_logs");
-    // A few more polls: still exactly once.
-    std::thread::sleep(Duration::from_secs(3));
+    // The stop uploads everything read: still exactly once.
+    assert!(daemon.terminate().success());
     assert_eq!(
         emulator.totals(),
         expected,
@@ -144,14 +144,19 @@ fn start_position_end_skips_what_was_there() {
         ))
         .yaml();
     let daemon = Daemon::start("cloudwatch-end", &config);
-    let started = wait_for(Duration::from_secs(10), || {
-        daemon
-            .log()
-            .contains("CloudWatch Logs connector started")
+    // The first poll places the stream's start at its end and saves it:
+    // only then are new events new.
+    let checkpoints = daemon.dir.join("data/checkpoints");
+    let placed = wait_for(Duration::from_secs(20), || {
+        let files = std::fs::read_dir(&checkpoints).ok()?;
+        files
+            .flatten()
+            .filter(|f| f.file_name().to_string_lossy().starts_with("aws-"))
+            .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+            .any(|text| text.contains(stream))
             .then_some(())
     });
-    assert!(started.is_some());
-    std::thread::sleep(Duration::from_secs(2));
+    assert!(placed.is_some(), "no saved position:\n{}", daemon.log());
     let after: Vec<_> = (3..=6)
         .map(|h| (1, h, u64::from(h), 40 * u64::from(h)))
         .collect();
@@ -191,9 +196,9 @@ fn filter_pattern_selects_events_and_resumes_after_restart() {
     messages = vec![vpc_record(9, 2, 5, 500), rejected(1, 3)];
     moto.put_events(GROUP, stream, &messages);
     sent.push((1, 3, 1, 60));
-    let daemon = Daemon::start_in(&dir, &config);
+    let mut daemon = Daemon::start_in(&dir, &config);
     wait(&daemon, &sent);
-    std::thread::sleep(Duration::from_secs(3));
+    assert!(daemon.terminate().success());
     assert_eq!(
         emulator.totals(),
         expected_totals(&sent, "172.16.0.10", 443, 6),

@@ -81,10 +81,11 @@ fn vpc_records_at_least_once_across_a_restart() {
         .collect();
     broker.produce("vpc-flow-logs", &later_messages);
     sent.extend(&later);
-    let daemon = Daemon::start_in(&dir, &config);
+    let mut daemon = Daemon::start_in(&dir, &config);
     let expected = expected_totals(&sent, "172.16.0.10", 443, 6);
     assert_totals(&emulator, &daemon, &expected, "after restart");
-    std::thread::sleep(Duration::from_secs(3));
+    // The stop uploads everything read: still exactly once.
+    assert!(daemon.terminate().success());
     assert_eq!(
         emulator.totals(),
         expected,
@@ -131,7 +132,6 @@ fn text_records_survive_a_broker_outage() {
         "the daemon did not notice the outage\n{}",
         daemon.log()
     );
-    std::thread::sleep(Duration::from_secs(2));
     broker.come_back();
     let second: Vec<_> = (1..=10u8)
         .map(|h| (2, h, u64::from(h), 80 * u64::from(h)))
@@ -222,7 +222,7 @@ fn a_topic_pattern_takes_every_matching_topic() {
         ))
         .parser_with(KV_PROPERTIES)
         .yaml();
-    let daemon = Daemon::start("kafka-pattern", &config);
+    let mut daemon = Daemon::start("kafka-pattern", &config);
     let mut sent = Vec::new();
     for (net, topic) in [(1u8, "fw-site-a"), (2, "fw-site-b"), (3, "other")] {
         let records: Vec<_> = (1..=5u8)
@@ -239,7 +239,8 @@ fn a_topic_pattern_takes_every_matching_topic() {
     }
     let expected = expected_totals(&sent, "172.16.0.53", 53, 17);
     assert_totals(&emulator, &daemon, &expected, "pattern subscription");
-    std::thread::sleep(Duration::from_secs(2));
+    // The stop uploads everything read, "other" included had it been.
+    assert!(daemon.terminate().success());
     assert_eq!(
         emulator.totals(),
         expected,

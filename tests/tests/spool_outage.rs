@@ -52,13 +52,23 @@ impl Setup {
         );
     }
 
+    fn wait_closed_windows(&self, count: u64) {
+        let closed = wait_for(Duration::from_secs(30), || {
+            let done = self.metric("batches_uploaded_total") + self.metric("batches_spooled_total");
+            (done >= count).then_some(())
+        });
+        assert!(closed.is_some(), "window {count} never closed");
+    }
+
     /// The softflowd v5 capture, split over `windows` one-second windows.
     fn send_capture_over(&self, windows: usize) {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let files = datagram_files("softflowd_v5");
         for (i, chunk) in files.chunks(files.len().div_ceil(windows)).enumerate() {
             if i > 0 {
-                std::thread::sleep(Duration::from_millis(1100));
+                // The window holding the last chunk closed (uploaded or
+                // spooled) before the next chunk goes.
+                self.wait_closed_windows(i as u64);
             }
             for file in chunk {
                 socket

@@ -72,3 +72,73 @@ fn split_serde_path(message: &str) -> (String, String) {
     }
     (String::new(), message.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str =
+        "pce_addr: https://pce.example.com:8443\norg_id: 1\napi_key: { key: k, secret: s }\n";
+
+    fn consumers(yaml: &str) -> String {
+        format!("{BASE}consumers:\n{yaml}")
+    }
+
+    fn problems(text: &str) -> Vec<(String, String)> {
+        parse(text, Path::new("/etc/flowlink/flowlink.yaml"))
+            .expect_err("invalid")
+            .problems
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key_path() {
+        let text = format!(
+            "{BASE}queue_max_mb: 0\nparser_workers: 999\nconsumers:\n  - name: a\n    connectors: [{{ type: file, properties: {{ path: x.log, max_message_bytes: 0 }} }}]\n    parser: {{ type: \"\" }}\n"
+        );
+        let paths: Vec<String> = problems(&text).into_iter().map(|(p, _)| p).collect();
+        for want in [
+            "queue_max_mb",
+            "parser_workers",
+            "consumers[0].connectors[0].properties.max_message_bytes",
+            "consumers[0].parser.type",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == want),
+                "{want} missing in {paths:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_likely_one() {
+        let text = format!("{BASE}queue_capacty: 10\nconsumers: []\n");
+        let all = problems(&text);
+        let message = &all[0].1;
+        assert!(message.contains("queue_capacity"), "{message}");
+    }
+
+    #[test]
+    fn defaults_and_limits_are_described_once() {
+        let text = consumers(
+            "  - name: a\n    connectors: [{ type: udp, properties: { ports: \"2055\" } }]\n    parser: { type: netflow, timeout_ms: 40 }\n",
+        );
+        let config = parse(&text, Path::new("/etc/flowlink/flowlink.yaml")).unwrap();
+        assert_eq!(config.queue_max_bytes, 64 << 20);
+        let limits = config.consumers[0].parser.limits;
+        assert_eq!(limits.call_timeout, std::time::Duration::from_millis(40));
+        assert_eq!(limits.memory_bytes, ParserLimits::default().memory_bytes);
+        assert_eq!(
+            limits.max_flows_per_message,
+            ParserLimits::DEFAULT_MAX_FLOWS_PER_MESSAGE as usize
+        );
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_file_s_folder() {
+        let text = format!(
+            "{BASE}data_directory: data\nconsumers:\n  - name: a\n    connectors: [{{ type: udp, properties: {{ ports: \"2055\" }} }}]\n    parser: {{ type: netflow }}\n"
+        );
+        let config = parse(&text, Path::new("/etc/flowlink/flowlink.yaml")).unwrap();
+        assert_eq!(config.data_directory, Path::new("/etc/flowlink/data"));
+    }
+}

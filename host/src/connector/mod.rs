@@ -6,8 +6,8 @@
 //! replayable ones (Kafka, CloudWatch, files) advance their resume point only
 //! after the parser workers acknowledged the messages.
 
+mod aws;
 mod checkpoint;
-mod cloudwatch;
 mod file;
 mod kafka;
 mod tcp;
@@ -99,6 +99,6 @@ pub async fn start(ctx: ConnectorContext, spec: &ConnectorSpec) -> Result<Connec
         ConnectorSpec::Tcp(props) => tcp::start(ctx, props),
         ConnectorSpec::File(props) => file::start(ctx, props),
         ConnectorSpec::Kafka(props) => kafka::start(ctx, props),
-        ConnectorSpec::Aws(props) => cloudwatch::start(ctx, props).await,
+        ConnectorSpec::Aws(props) => aws::start(ctx, props).await,
     }
 }

@@ -221,15 +221,7 @@ fn run_worker(
                 next = input.try_recv().ok();
             }
         }
-        // Stable: each consumer's (and stream's) messages keep their order.
-        batch.sort_by_key(|m| (m.consumer, m.stream));
-        while !batch.is_empty() {
-            let key = (batch[0].consumer, batch[0].stream);
-            let same = batch
-                .iter()
-                .take_while(|m| (m.consumer, m.stream) == key)
-                .count();
-            let group: Vec<RawMessage> = batch.drain(..same).collect();
+        for (key, group) in split_groups(&mut batch) {
             // A consumer closed by a reload stops its connectors first, so
             // no message of it can follow; dropping is a safe fallback.
             let Some(slot) = slots.get_mut(key.0).and_then(Option::as_mut) else {
@@ -255,6 +247,26 @@ fn run_worker(
     // Input closed: the daemon is stopping. What the sessions know now is
     // what the next start begins with.
     snapshots.write_all(&setup.state_store, &mut slots);
+}
+
+/// A consumer and, for TCP, the connection: one parser session.
+type GroupKey = (usize, Option<StreamId>);
+
+/// The batch as one group per consumer and TCP connection (one plugin
+/// call each), in key order; a sort that is stable, so each group's
+/// messages keep their arrival order (templates before their data).
+fn split_groups(batch: &mut Vec<RawMessage>) -> Vec<(GroupKey, Vec<RawMessage>)> {
+    batch.sort_by_key(|m| (m.consumer, m.stream));
+    let mut groups = Vec::new();
+    while !batch.is_empty() {
+        let key = (batch[0].consumer, batch[0].stream);
+        let same = batch
+            .iter()
+            .take_while(|m| (m.consumer, m.stream) == key)
+            .count();
+        groups.push((key, batch.drain(..same).collect()));
+    }
+    groups
 }
 
 /// A worker's periodic snapshots: every `every`, of the sessions whose
@@ -371,7 +383,7 @@ fn adopt_new_builds(setup: &WorkerSetup, slots: &mut [Option<Slot>]) {
 fn parse_group(
     setup: &WorkerSetup,
     slot: &mut Slot,
-    (consumer, stream): (usize, Option<StreamId>),
+    (consumer, stream): GroupKey,
     group: Vec<RawMessage>,
     output: &mpsc::Sender<AggregatorInput>,
     reject_log: &mut RejectLog,
@@ -535,4 +547,46 @@ fn count_failure(counters: &ConsumerCounters, failure: &ParseFailure) {
         ParseFailure::TooManyRecords { .. } => &counters.plugin_over_cap,
     };
     metrics::add(counter, 1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{NO_EXPORTER, ShardKey};
+
+    fn message(consumer: usize, stream: Option<StreamId>, n: u8) -> RawMessage {
+        RawMessage {
+            consumer,
+            exporter: NO_EXPORTER,
+            shard: ShardKey::source("test"),
+            received_ms: 0,
+            payload: vec![n],
+            stream,
+            ack: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_splits_by_consumer_and_connection_keeping_arrival_order() {
+        let mut batch = vec![
+            message(1, None, 1),
+            message(0, Some(7), 2),
+            message(1, None, 3),
+            message(0, None, 4),
+            message(0, Some(7), 5),
+        ];
+        let groups: Vec<(GroupKey, Vec<u8>)> = split_groups(&mut batch)
+            .into_iter()
+            .map(|(key, group)| (key, group.iter().map(|m| m.payload[0]).collect()))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                ((0, None), vec![4]),
+                ((0, Some(7)), vec![2, 5]),
+                ((1, None), vec![1, 3]),
+            ]
+        );
+        assert!(batch.is_empty());
+    }
 }

@@ -263,3 +263,37 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> UploadError {
+        UploadError::Status {
+            status: StatusCode::from_u16(code).unwrap(),
+            body: String::new(),
+            retry_after: None,
+            hint: "",
+        }
+    }
+
+    #[test]
+    fn which_failures_are_tried_again() {
+        assert!(UploadError::Transport("refused".into()).is_retryable());
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert!(status(code).is_retryable(), "{code} is worth another try");
+        }
+        for code in [400, 401, 403, 404, 413, 415, 422] {
+            assert!(!status(code).is_retryable(), "{code} would fail again");
+        }
+    }
+
+    #[test]
+    fn only_404_and_415_mean_no_protobuf_endpoint() {
+        assert!(status(404).is_protobuf_not_served());
+        assert!(status(415).is_protobuf_not_served());
+        assert!(!status(400).is_protobuf_not_served());
+        assert!(!status(503).is_protobuf_not_served());
+        assert!(!UploadError::Transport("x".into()).is_protobuf_not_served());
+    }
+}

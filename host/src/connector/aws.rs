@@ -42,6 +42,30 @@ struct StreamPosition {
     ids: Vec<String>,
 }
 
+impl StreamPosition {
+    /// FilterLogEvents: whether the event (`ts`, `id`) is new to this
+    /// position (`self`, where reading started); if so `next` moves past
+    /// it. Events are not unique by time, so the ids taken at the newest
+    /// time are kept with it.
+    fn take_filtered(&self, next: &mut StreamPosition, ts: i64, id: &str) -> bool {
+        let seen = self
+            .after_ms
+            .is_some_and(|after| ts < after || (ts == after && self.ids.iter().any(|i| i == id)));
+        if seen {
+            return false;
+        }
+        match next.after_ms {
+            Some(after) if ts < after => {}
+            Some(after) if ts == after => next.ids.push(id.to_owned()),
+            _ => {
+                next.after_ms = Some(ts);
+                next.ids = vec![id.to_owned()];
+            }
+        }
+        true
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Checkpoint {
     log_group: String,
@@ -486,22 +510,11 @@ impl LogGroupSource {
             else {
                 continue;
             };
-            let seen = position.after_ms.is_some_and(|after| {
-                ts < after || (ts == after && position.ids.iter().any(|i| i == id))
-            });
-            if seen {
+            if !position.take_filtered(&mut next, ts, id) {
                 continue;
             }
             lines.extend_from_slice(message.trim_end_matches('\n').as_bytes());
             lines.push(b'\n');
-            match next.after_ms {
-                Some(after) if ts < after => {}
-                Some(after) if ts == after => next.ids.push(id.to_owned()),
-                _ => {
-                    next.after_ms = Some(ts);
-                    next.ids = vec![id.to_owned()];
-                }
-            }
         }
         query.token = match page.next_token() {
             Some(t) if Some(t) != query.token.as_deref() => Some(t.to_owned()),
@@ -533,5 +546,52 @@ impl LogGroupSource {
     /// [`IN_FLIGHT`] pages are unsaved: backpressure on reading).
     async fn save(&self, receipt: Option<oneshot::Receiver<()>>) {
         let _ = self.saves.send((self.checkpoint.clone(), receipt)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events (time, id) taken in order from `start`: which were new, and
+    /// the position after them.
+    fn take(start: &StreamPosition, events: &[(i64, &str)]) -> (Vec<String>, StreamPosition) {
+        let mut next = start.clone();
+        let taken = events
+            .iter()
+            .filter(|(ts, id)| start.take_filtered(&mut next, *ts, id))
+            .map(|(_, id)| (*id).to_owned())
+            .collect();
+        (taken, next)
+    }
+
+    #[test]
+    fn a_filtered_read_resumes_after_the_ids_it_took_at_the_last_time() {
+        let (taken, after_first) = take(
+            &StreamPosition::default(),
+            &[(10, "a"), (20, "b"), (20, "c")],
+        );
+        assert_eq!(taken, ["a", "b", "c"]);
+        assert_eq!(after_first.after_ms, Some(20));
+        assert_eq!(after_first.ids, ["b", "c"]);
+        // The next page (or a restart) sees b and c again, and a new event
+        // stamped with the same millisecond.
+        let (taken, after_second) =
+            take(&after_first, &[(20, "b"), (20, "c"), (20, "d"), (30, "e")]);
+        assert_eq!(taken, ["d", "e"]);
+        assert_eq!(after_second.after_ms, Some(30));
+        assert_eq!(after_second.ids, ["e"]);
+    }
+
+    #[test]
+    fn an_event_older_than_the_watermark_is_not_taken_again() {
+        let start = StreamPosition {
+            after_ms: Some(50),
+            ids: vec!["x".into()],
+            ..Default::default()
+        };
+        let (taken, next) = take(&start, &[(40, "late"), (50, "x"), (50, "y")]);
+        assert_eq!(taken, ["y"]);
+        assert_eq!(next.ids, ["x", "y"]);
     }
 }
