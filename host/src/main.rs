@@ -54,6 +54,9 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Send the datagrams of captures or datagram files to a collector over UDP, as live
+    /// traffic: a fixed rate or as fast as possible, looping, from several exporters.
+    Replay(cli::replay::ReplayArgs),
     /// List the plugins in a directory.
     Plugins {
         /// Default: the built-in plugins.
@@ -167,6 +170,7 @@ fn execute(command: Command) -> Result<()> {
                 },
             )
         }
+        Command::Replay(args) => cli::replay::run(args),
         Command::Plugins { plugin_dir } => {
             let engine = plugin::PluginEngine::new(user_cache_dir())?;
             let registry =

@@ -1,6 +1,8 @@
-//! The subcommands that are not the daemon itself.
+//! The subcommands that are not the daemon itself: `decode` (a plugin over
+//! captures), `replay` (captures to a collector, as live traffic).
 
 pub mod decode;
+pub mod replay;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -165,7 +165,7 @@ pub fn run(args: ParserArgs) -> Result<()> {
         )
     };
     println!(
-        "flowlink bench: plugin {} on {input}, {:.1} s per measurement",
+        "flowlink-bench parser: plugin {} on {input}, {:.1} s per measurement",
         cached.name, args.seconds
     );
     println!(
