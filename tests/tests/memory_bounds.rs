@@ -117,15 +117,22 @@ fn a_udp_flood_of_maximum_size_datagrams_is_dropped_beyond_the_bound() {
 
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let datagram = spin(65_000);
-    let sender = std::thread::spawn(move || {
-        for _ in 0..4000 {
-            // The kernel may drop some when the receive buffer is full.
-            let _ = socket.send_to(&datagram, ("127.0.0.1", port));
-            std::thread::yield_now();
+    // Sends until told to stop: the kernel drops what the daemon does not
+    // read in time, so the count sent says nothing; what the daemon took
+    // in does.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = socket.send_to(&datagram, ("127.0.0.1", port));
+                std::thread::yield_now();
+            }
         }
     });
     // 2,000 datagrams taken in are 124 MiB.
     let peak = peak_rss_until(&daemon, || messages_in(&metrics) >= 2000);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     sender.join().unwrap();
     let grown_mib = peak.saturating_sub(baseline) / 1024;
     assert!(

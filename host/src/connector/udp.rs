@@ -1,6 +1,7 @@
 //! The UDP listener: one socket per configured port, a large receive
-//! buffer, every datagram handed to the router as it arrives, and the
-//! kernel's own drop count (receive buffer overflows) read and reported.
+//! buffer, datagrams taken up to 32 per system call (`recvmmsg`) and handed
+//! to the router, and the kernel's own drop count (receive buffer
+//! overflows) read and reported.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
@@ -72,28 +74,121 @@ fn bind(addr: SocketAddr, receive_buffer: usize) -> Result<UdpSocket> {
 }
 
 async fn receive_loop(ctx: ConnectorContext, socket: UdpSocket, stop: CancellationToken) {
-    let mut buffer = vec![0u8; MAX_DATAGRAM];
+    let mut batch = ReceiveBatch::new();
     loop {
-        let received = tokio::select! {
+        tokio::select! {
             _ = stop.cancelled() => return,
-            received = socket.recv_from(&mut buffer) => received,
-        };
-        match received {
-            Ok((len, exporter)) => ctx.router.route(RawMessage {
-                consumer: ctx.consumer,
-                exporter: normalise(exporter),
-                shard: ShardKey::exporter(normalise(exporter).ip()),
-                received_ms: now_ms(),
-                payload: buffer[..len].to_vec(),
-                stream: None,
-                ack: None,
-            }),
-            Err(e) => {
-                // ICMP port-unreachable and similar surface here on some
-                // kernels; they say nothing about this socket's health.
-                tracing::debug!("UDP receive error: {e}");
-            }
+            ready = socket.readable() => if ready.is_err() { return },
         }
+        // Drain what the kernel holds, up to RECEIVE_BATCH datagrams per
+        // system call, then wait for readiness again.
+        loop {
+            let received = socket.try_io(Interest::READABLE, || batch.receive(socket.as_raw_fd()));
+            let count = match received {
+                Ok(count) => count,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // ICMP port-unreachable and similar surface here on
+                    // some kernels; they say nothing about this socket.
+                    tracing::debug!("UDP receive error: {e}");
+                    break;
+                }
+            };
+            let received_ms = now_ms();
+            for (payload, from) in batch.datagrams(count) {
+                let exporter = normalise(from);
+                ctx.router.route(RawMessage {
+                    consumer: ctx.consumer,
+                    exporter,
+                    shard: ShardKey::exporter(exporter.ip()),
+                    received_ms,
+                    payload: payload.to_vec(),
+                    stream: None,
+                    ack: None,
+                });
+            }
+            if count < RECEIVE_BATCH {
+                break;
+            }
+            // A busy socket must not keep the runtime thread to itself.
+            tokio::task::consume_budget().await;
+        }
+    }
+}
+
+/// Datagrams taken per `recvmmsg` call.
+const RECEIVE_BATCH: usize = 32;
+
+/// Buffers for one `recvmmsg` call: a full-size buffer per datagram (a
+/// datagram is never truncated) and its sender's address. Reused for every
+/// call; each payload is copied out at its own length.
+struct ReceiveBatch {
+    buffers: Vec<Vec<u8>>,
+    lengths: [usize; RECEIVE_BATCH],
+    senders: [Option<SocketAddr>; RECEIVE_BATCH],
+}
+
+impl ReceiveBatch {
+    fn new() -> Self {
+        ReceiveBatch {
+            buffers: (0..RECEIVE_BATCH)
+                .map(|_| vec![0u8; MAX_DATAGRAM])
+                .collect(),
+            lengths: [0; RECEIVE_BATCH],
+            senders: [None; RECEIVE_BATCH],
+        }
+    }
+
+    /// One non-blocking `recvmmsg`: how many datagrams it took.
+    fn receive(&mut self, fd: std::os::fd::RawFd) -> std::io::Result<usize> {
+        // SAFETY: zeroed iovec, sockaddr_storage and mmsghdr are valid
+        // values; every pointer set below points into `self.buffers` or
+        // these locals, all of which outlive the call.
+        let mut addresses: [libc::sockaddr_storage; RECEIVE_BATCH] = unsafe { std::mem::zeroed() };
+        let mut iovecs: [libc::iovec; RECEIVE_BATCH] = unsafe { std::mem::zeroed() };
+        let mut headers: [libc::mmsghdr; RECEIVE_BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..RECEIVE_BATCH {
+            iovecs[i].iov_base = self.buffers[i].as_mut_ptr().cast();
+            iovecs[i].iov_len = self.buffers[i].len();
+            headers[i].msg_hdr.msg_name = (&mut addresses[i] as *mut libc::sockaddr_storage).cast();
+            headers[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+            headers[i].msg_hdr.msg_iov = &mut iovecs[i];
+            headers[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: `headers` is RECEIVE_BATCH initialised entries.
+        let count = unsafe {
+            libc::recvmmsg(
+                fd,
+                headers.as_mut_ptr(),
+                RECEIVE_BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if count < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let count = count as usize;
+        for i in 0..count {
+            self.lengths[i] = headers[i].msg_len as usize;
+            let mut storage = socket2::SockAddrStorage::zeroed();
+            // SAFETY: the kernel wrote a socket address of `msg_namelen`
+            // bytes into `addresses[i]`; the storage is a sockaddr_storage.
+            let address = unsafe {
+                *storage.view_as::<libc::sockaddr_storage>() = addresses[i];
+                socket2::SockAddr::new(storage, headers[i].msg_hdr.msg_namelen)
+            };
+            self.senders[i] = address.as_socket();
+        }
+        Ok(count)
+    }
+
+    /// The first `count` datagrams of the last call, with their senders.
+    fn datagrams(&self, count: usize) -> impl Iterator<Item = (&[u8], SocketAddr)> {
+        (0..count).filter_map(|i| {
+            let from = self.senders[i]?;
+            Some((&self.buffers[i][..self.lengths[i]], from))
+        })
     }
 }
 
