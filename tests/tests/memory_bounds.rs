@@ -121,6 +121,15 @@ fn a_udp_flood_of_maximum_size_datagrams_is_dropped_beyond_the_bound() {
     // read in time, so the count sent says nothing; what the daemon took
     // in does.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Stops the sender however this test ends (a panic too): a flood left
+    // running would load the machine for the other tests.
+    struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let _stop_sender = StopOnDrop(stop.clone());
     let sender = std::thread::spawn({
         let stop = stop.clone();
         move || {

@@ -59,6 +59,17 @@ impl Export {
         }
     }
 
+    /// Which sequence a datagram belongs to: v5 engine type and id, v9
+    /// source id, IPFIX observation domain.
+    fn domain(self, payload: &[u8]) -> u32 {
+        match self {
+            Export::NetflowV5 => u32::from(u16::from_be_bytes([payload[20], payload[21]])),
+            Export::NetflowV9 => read_u32(payload, 16),
+            Export::Ipfix => read_u32(payload, 12),
+            Export::Other => 0,
+        }
+    }
+
     /// Where the sequence number sits (RFC 3954, RFC 7011, Cisco v5).
     fn sequence_at(self) -> Option<usize> {
         match self {
@@ -82,37 +93,71 @@ fn write_u32(payload: &mut [u8], at: usize, value: u32) {
 struct ExporterStream {
     socket: UdpSocket,
     datagrams: Vec<Vec<u8>>,
-    /// Added to every sequence number per loop: the span one pass covers.
-    sequence_step: u32,
-    original_sequences: Vec<Option<u32>>,
+    /// Per datagram: its sequence number as captured, and what one pass
+    /// of its sequence (protocol and domain) advances it by.
+    original_sequences: Vec<Option<(u32, u32)>>,
 }
 
 impl ExporterStream {
     fn new(source: IpAddr, datagrams: Vec<Vec<u8>>) -> Result<Self> {
         let socket = UdpSocket::bind((source, 0))
             .with_context(|| format!("binding an exporter socket on {source}"))?;
-        let original_sequences: Vec<Option<u32>> = datagrams
-            .iter()
-            .map(|d| Export::of(d).sequence_at().map(|at| read_u32(d, at)))
-            .collect();
-        let known: Vec<u32> = original_sequences.iter().flatten().copied().collect();
-        // One pass advances the sequence by its span, plus one more step of
-        // the size of the last advance (v9: 1 per datagram; v5/IPFIX: the
-        // records of the last datagram, approximately).
-        let sequence_step = match (known.first(), known.last()) {
-            (Some(first), Some(last)) => {
-                let last_step = known
-                    .windows(2)
-                    .last()
-                    .map_or(1, |w| w[1].wrapping_sub(w[0]).max(1));
-                last.wrapping_sub(*first).wrapping_add(last_step)
+        // One pass of a sequence advances it by its span plus the last
+        // datagram's own advance: v5 counts flows (the header's count), v9
+        // packets (1), IPFIX data records (taken from the last two
+        // datagrams of the sequence, as the records are not parsed here).
+        struct Span {
+            first: u32,
+            last: u32,
+            advance: u32,
+        }
+        let mut spans: Vec<((Export, u32), Span)> = Vec::new();
+        for d in &datagrams {
+            let export = Export::of(d);
+            let Some(at) = export.sequence_at() else {
+                continue;
+            };
+            let (key, sequence) = ((export, export.domain(d)), read_u32(d, at));
+            let own = match export {
+                Export::NetflowV5 => u32::from(u16::from_be_bytes([d[2], d[3]])),
+                _ => 1,
+            };
+            match spans.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, span)) => {
+                    if export == Export::Ipfix {
+                        span.advance = sequence.wrapping_sub(span.last).max(1);
+                    } else {
+                        span.advance = own;
+                    }
+                    span.last = sequence;
+                }
+                None => spans.push((
+                    key,
+                    Span {
+                        first: sequence,
+                        last: sequence,
+                        advance: own,
+                    },
+                )),
             }
-            _ => 0,
-        };
+        }
+        let original_sequences = datagrams
+            .iter()
+            .map(|d| {
+                let export = Export::of(d);
+                let at = export.sequence_at()?;
+                let key = (export, export.domain(d));
+                let (_, span) = spans.iter().find(|(k, _)| *k == key)?;
+                let step = span
+                    .last
+                    .wrapping_sub(span.first)
+                    .wrapping_add(span.advance);
+                Some((read_u32(d, at), step))
+            })
+            .collect();
         Ok(ExporterStream {
             socket,
             datagrams,
-            sequence_step,
             original_sequences,
         })
     }
@@ -121,9 +166,14 @@ impl ExporterStream {
     fn rewrite(&mut self, index: usize, pass: u64, now: Duration) {
         let datagram = &mut self.datagrams[index];
         let export = Export::of(datagram);
-        if let (Some(at), Some(original)) = (export.sequence_at(), self.original_sequences[index]) {
-            let shift = self.sequence_step.wrapping_mul(pass as u32);
-            write_u32(datagram, at, original.wrapping_add(shift));
+        if let (Some(at), Some((original, step))) =
+            (export.sequence_at(), self.original_sequences[index])
+        {
+            write_u32(
+                datagram,
+                at,
+                original.wrapping_add(step.wrapping_mul(pass as u32)),
+            );
         }
         let secs = now.as_secs() as u32;
         match export {
@@ -144,6 +194,7 @@ struct Sent {
     datagrams: u64,
     bytes: u64,
     errors: u64,
+    first_error: Option<std::io::Error>,
 }
 
 pub fn run(args: ReplayArgs) -> Result<()> {
@@ -159,8 +210,10 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     if args.exporters == 0 {
         bail!("--exporters must be at least 1");
     }
-    if args.exporters > 1 && !args.to.ip().is_loopback() {
-        bail!("--exporters above 1 uses 127.0.0.x sources: the target must be a loopback address");
+    if args.exporters > 1 && !(args.to.is_ipv4() && args.to.ip().is_loopback()) {
+        bail!(
+            "--exporters above 1 sends from 127.0.0.1, 127.0.0.2, …: the target must be an IPv4 loopback address"
+        );
     }
     let mut streams = (1..=args.exporters)
         .map(|n| {
@@ -175,10 +228,15 @@ pub fn run(args: ReplayArgs) -> Result<()> {
 
     let started = Instant::now();
     let mut sent = Sent::default();
-    let per_datagram = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / args.rate as f64));
+    // A low rate sends smaller batches, so pacing stays smooth.
+    let batch = if args.rate > 0 {
+        (args.rate / 1000).clamp(1, BATCH as u64) as usize
+    } else {
+        BATCH
+    };
     for pass in 0..args.loops {
-        for chunk_start in (0..input.len()).step_by(BATCH) {
-            let chunk = chunk_start..(chunk_start + BATCH).min(input.len());
+        for chunk_start in (0..input.len()).step_by(batch) {
+            let chunk = chunk_start..(chunk_start + batch).min(input.len());
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default();
@@ -195,8 +253,8 @@ pub fn run(args: ReplayArgs) -> Result<()> {
                     &mut sent,
                 );
                 // Pacing: never ahead of the schedule the rate sets.
-                if let Some(each) = per_datagram {
-                    let due = each.mul_f64(sent.datagrams as f64);
+                if args.rate > 0 {
+                    let due = Duration::from_secs_f64(sent.datagrams as f64 / args.rate as f64);
                     if let Some(wait) = due.checked_sub(started.elapsed()) {
                         std::thread::sleep(wait);
                     }
@@ -213,10 +271,9 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         args.to,
         elapsed,
         sent.datagrams as f64 / elapsed.max(1e-9),
-        if sent.errors > 0 {
-            format!(", {} send errors", sent.errors)
-        } else {
-            String::new()
+        match (&sent.first_error, sent.errors) {
+            (Some(e), n) => format!(", {n} not sent (first: {e})"),
+            (None, _) => String::new(),
         }
     );
     Ok(())
@@ -259,9 +316,13 @@ fn send_batch(socket: &UdpSocket, to: SocketAddr, datagrams: &[Vec<u8>], sent: &
             )
         };
         if n <= 0 {
-            // A full send buffer or an ICMP error from an earlier datagram:
-            // count it and skip that datagram.
+            let error = std::io::Error::last_os_error();
+            if error.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            // Skip the datagram the kernel refused, say why once.
             sent.errors += 1;
+            sent.first_error.get_or_insert(error);
             offset += 1;
             continue;
         }
@@ -302,6 +363,46 @@ mod tests {
         assert_eq!(read_u32(&stream.datagrams[0], 8), 1_800_000_000);
         // The source id (observation domain) is left alone.
         assert_eq!(read_u32(&stream.datagrams[0], 16), 7);
+    }
+
+    #[test]
+    fn a_v5_loop_continues_by_the_flows_of_the_last_datagram() {
+        // flow_sequence counts flows: 0, 30, 60 with 30, 30 and 18 flows.
+        let v5 = |sequence: u32, count: u16| {
+            let mut d = vec![0u8; 24];
+            d[..2].copy_from_slice(&5u16.to_be_bytes());
+            d[2..4].copy_from_slice(&count.to_be_bytes());
+            d[16..20].copy_from_slice(&sequence.to_be_bytes());
+            d
+        };
+        let input = vec![v5(0, 30), v5(30, 30), v5(60, 18)];
+        let mut stream = ExporterStream::new(IpAddr::V4(Ipv4Addr::LOCALHOST), input).unwrap();
+        stream.rewrite(0, 1, Duration::ZERO);
+        assert_eq!(read_u32(&stream.datagrams[0], 16), 78, "60 + 18: no gap");
+    }
+
+    #[test]
+    fn each_observation_domain_keeps_its_own_sequence() {
+        let ipfix = |domain: u32, sequence: u32| {
+            let mut d = vec![0u8; 16];
+            d[..2].copy_from_slice(&10u16.to_be_bytes());
+            d[8..12].copy_from_slice(&sequence.to_be_bytes());
+            d[12..16].copy_from_slice(&domain.to_be_bytes());
+            d
+        };
+        // Domain 1 counts 100, 110, 120; domain 2 counts 5, 7.
+        let input = vec![
+            ipfix(1, 100),
+            ipfix(2, 5),
+            ipfix(1, 110),
+            ipfix(2, 7),
+            ipfix(1, 120),
+        ];
+        let mut stream = ExporterStream::new(IpAddr::V4(Ipv4Addr::LOCALHOST), input).unwrap();
+        stream.rewrite(0, 1, Duration::ZERO);
+        stream.rewrite(1, 1, Duration::ZERO);
+        assert_eq!(read_u32(&stream.datagrams[0], 8), 130, "120 + 10");
+        assert_eq!(read_u32(&stream.datagrams[1], 8), 9, "7 + 2");
     }
 
     #[test]

@@ -83,6 +83,10 @@ async fn receive_loop(ctx: ConnectorContext, socket: UdpSocket, stop: Cancellati
         // Drain what the kernel holds, up to RECEIVE_BATCH datagrams per
         // system call, then wait for readiness again.
         loop {
+            // Under load this loop may not return to the select above.
+            if stop.is_cancelled() {
+                return;
+            }
             let received = socket.try_io(Interest::READABLE, || batch.receive(socket.as_raw_fd()));
             let count = match received {
                 Ok(count) => count,
