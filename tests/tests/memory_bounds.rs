@@ -12,8 +12,8 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use flowlink_e2e::{
-    Daemon, DaemonConfig, Emulator, free_tcp_port, free_udp_port, scrape, temp_dir,
-    test_plugin_dir, wait_for,
+    Daemon, DaemonConfig, Emulator, free_tcp_port, free_udp_port, temp_dir, test_plugin_dir,
+    wait_for,
 };
 
 const QUEUE_MB: u64 = 8;
@@ -31,10 +31,19 @@ fn rss_kib(pid: i32) -> u64 {
 }
 
 fn messages_in(metrics: &str) -> u64 {
-    scrape(metrics)
-        .get("flowlink_messages_in_total{consumer=\"flood\"}")
-        .copied()
-        .expect("messages_in is reported")
+    flowlink_e2e::process::metric(metrics, "flowlink_messages_in_total{consumer=\"flood\"}")
+}
+
+fn queue_drops(metrics: &str) -> u64 {
+    flowlink_e2e::process::metric(metrics, "flowlink_queue_drops_total{consumer=\"flood\"}")
+}
+
+fn assert_within_bound(peak_kib: u64, baseline_kib: u64) {
+    let grown_mib = peak_kib.saturating_sub(baseline_kib) / 1024;
+    assert!(
+        grown_mib <= QUEUE_MB + SLACK_MB,
+        "RSS grew by {grown_mib} MiB (bound {QUEUE_MB} MiB + {SLACK_MB} MiB slack)"
+    );
 }
 
 /// The largest RSS seen until `done`, sampled every 20 ms.
@@ -93,17 +102,13 @@ fn a_file_of_maximum_size_lines_waits_for_the_parser_within_the_bound() {
     // The tail hands lines on in reads of 256 KiB: 375 messages. Unbounded,
     // the whole file would be in the queue by the 200th.
     let peak = peak_rss_until(&daemon, || messages_in(&metrics) >= 200);
-    let grown_mib = peak.saturating_sub(baseline) / 1024;
-    assert!(
-        grown_mib <= QUEUE_MB + SLACK_MB,
-        "RSS grew by {grown_mib} MiB (bound {QUEUE_MB} MiB + {SLACK_MB} MiB slack)"
-    );
+    assert_within_bound(peak, baseline);
     // Waited, not dropped: nothing counted as a queue drop.
-    let drops = scrape(&metrics)
-        .get("flowlink_queue_drops_total{consumer=\"flood\"}")
-        .copied()
-        .expect("queue_drops is reported");
-    assert_eq!(drops, 0, "a file source waits instead of dropping");
+    assert_eq!(
+        queue_drops(&metrics),
+        0,
+        "a file source waits instead of dropping"
+    );
 }
 
 #[test]
@@ -143,15 +148,8 @@ fn a_udp_flood_of_maximum_size_datagrams_is_dropped_beyond_the_bound() {
     let peak = peak_rss_until(&daemon, || messages_in(&metrics) >= 2000);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     sender.join().unwrap();
-    let grown_mib = peak.saturating_sub(baseline) / 1024;
-    assert!(
-        grown_mib <= QUEUE_MB + SLACK_MB,
-        "RSS grew by {grown_mib} MiB (bound {QUEUE_MB} MiB + {SLACK_MB} MiB slack)"
-    );
-    let drops = scrape(&metrics)
-        .get("flowlink_queue_drops_total{consumer=\"flood\"}")
-        .copied()
-        .expect("queue_drops is reported");
+    assert_within_bound(peak, baseline);
+    let drops = queue_drops(&metrics);
     assert!(
         drops >= 1000,
         "{drops} drops: datagrams beyond the byte bound are dropped and counted"
