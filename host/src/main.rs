@@ -1,5 +1,6 @@
 //! `flowlink`: the command line over the `flowlink` library: run the
-//! collector, check a configuration, decode captures, list plugins.
+//! collector, check a configuration, decode or replay captures, list
+//! plugins, start the PCE emulator (a binary of its own).
 
 mod cli;
 

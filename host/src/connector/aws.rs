@@ -1,7 +1,8 @@
 //! CloudWatch Logs (the `aws` connector): the streams of one log group
 //! (all, a name prefix, or a list), polled. Each stream's resume point is
-//! checkpointed in `data_directory/checkpoints` after the parsers took the
-//! events, so a restart neither resends nor skips.
+//! checkpointed in `data_directory/checkpoints` once the events' records
+//! are durable (their window checkpointed), so a restart neither resends
+//! nor skips.
 //!
 //! Without a filter pattern, streams are read with GetLogEvents and its
 //! forward token (exact). With one, FilterLogEvents is used and the resume

@@ -1,8 +1,8 @@
 //! Kafka consumer (librdkafka through rdkafka): a consumer group on topics
 //! or a topic pattern. At-least-once: a message's offset is stored only
-//! after the parser workers handed its flows to the aggregator, and
-//! librdkafka commits stored offsets (periodically, on rebalance and at
-//! close). Broker outages are librdkafka's to reconnect; we log them.
+//! once the window holding its records is on disk (its receipt fired), and
+//! committed right after each burst of receipts, besides librdkafka's own
+//! commits (periodically, on rebalance and at close). Broker outages are librdkafka's to reconnect; we log them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -60,9 +60,9 @@ pub struct RawMessage {
     pub payload: Vec<u8>,
     /// The TCP connection it came over; `None` for datagrams.
     pub stream: Option<StreamId>,
-    /// Fired once the message was parsed and its flows handed to the
-    /// aggregator: sources that can replay (Kafka, CloudWatch, files)
-    /// advance their resume point only then.
+    /// Fired once the message's records are durable (the window holding
+    /// them checkpointed, spooled or uploaded): sources that can replay
+    /// (Kafka, CloudWatch, files) advance their resume point only then.
     pub ack: Option<Ack>,
 }
 

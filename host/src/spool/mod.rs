@@ -61,7 +61,7 @@ pub struct Spool {
     _lock: File,
 }
 
-/// [`durable_file::write_atomically`], with anyhow's context.
+/// [`durable_file::write_atomically`] (its error names the file), as anyhow.
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     Ok(durable_file::write_atomically(dir, name, bytes)?)
 }

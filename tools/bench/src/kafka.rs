@@ -3,8 +3,9 @@
 //! records to a fresh topic, then consumes them twice: with a bare rdkafka
 //! consumer configured as the connector's (offsets stored per message), and
 //! with the connector itself (raw messages, receipts, in-order offset
-//! stores) feeding a stand-in worker that acknowledges at once. Parsing is
-//! measured on its own by `bench text`.
+//! stores) feeding a stand-in worker that acknowledges at once, or holds
+//! the receipts `--hold-ms` as the aggregator does between checkpoints.
+//! Parsing is measured on its own by `flowlink-bench text`.
 
 use std::time::{Duration, Instant};
 
