@@ -8,6 +8,7 @@
 //! [`daemon`] wires the stages, owns signals and reloads.
 
 pub mod aggregator;
+pub mod blocking;
 pub mod config;
 pub mod connector;
 pub mod daemon;

@@ -217,7 +217,10 @@ impl Aggregator {
             acks.into_iter().for_each(Ack::done);
             return;
         }
-        let batch = window.into_batch(&self.consumer_names[consumer], now);
+        // A million keys take a fifth of a second to close: off the
+        // runtime's scheduling, so receive tasks keep running meanwhile.
+        let name = &self.consumer_names[consumer];
+        let batch = crate::blocking::off_the_runtime(|| window.into_batch(name, now));
         tracing::info!(
             consumer = %self.consumer_names[consumer],
             flows = batch.flows.len(),

@@ -157,18 +157,16 @@ impl PceClient {
     }
 
     async fn upload_protobuf(&self, batch: &FlowBatch) -> Result<(), UploadError> {
-        self.post(
-            PROTOBUF_PATH,
-            "application/x-protobuf",
-            &[],
-            batch.encode_to_vec(),
-        )
-        .await
-        .map(drop)
+        // Encoding a million-key window takes a while: not on a thread the
+        // receive tasks need.
+        let body = crate::blocking::off_the_runtime(|| batch.encode_to_vec());
+        self.post(PROTOBUF_PATH, "application/x-protobuf", &[], body)
+            .await
+            .map(drop)
     }
 
     async fn upload_bulk_csv(&self, batch: &FlowBatch) -> Result<(), UploadError> {
-        for body in bulk_csv_chunks(batch) {
+        for body in crate::blocking::off_the_runtime(|| bulk_csv_chunks(batch)) {
             let reply = self
                 .post(
                     BULK_CSV_PATH,
