@@ -429,6 +429,20 @@ pub fn scrape(metrics_addr: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Waits (30 s at most) until metric `name` of the daemon equals `want`;
+/// fails with what it is and the daemon's log.
+pub fn wait_metric(daemon: &Daemon, metrics_addr: &str, name: &str, want: u64) {
+    let reached = wait_for(Duration::from_secs(30), || {
+        (metric(metrics_addr, name) == want).then_some(())
+    });
+    assert!(
+        reached.is_some(),
+        "{name} is {} not {want}\n{}",
+        metric(metrics_addr, name),
+        daemon.log()
+    );
+}
+
 /// One metric of a scrape; panics (with what there was) when it is
 /// missing, so a renamed metric cannot read as 0.
 pub fn metric(metrics_addr: &str, name: &str) -> u64 {

@@ -5,6 +5,7 @@ use std::net::UdpSocket;
 use std::path::Path;
 use std::time::Duration;
 
+use flowlink_e2e::process::wait_metric;
 use flowlink_e2e::process::{EMULATOR_KEY, EMULATOR_SECRET, Totals};
 use flowlink_e2e::{
     Daemon, DaemonConfig, Emulator, datagram_files, expected_aggregation, free_tcp_port,
@@ -66,18 +67,6 @@ fn counter(metrics: &str, name: &str) -> u64 {
     flowlink_e2e::process::metric(metrics, name)
 }
 
-fn wait_counter(daemon: &Daemon, metrics: &str, name: &str, value: u64) {
-    let ok = wait_for(Duration::from_secs(30), || {
-        (counter(metrics, name) == value).then_some(())
-    });
-    assert!(
-        ok.is_some(),
-        "{name} is {} not {value}\n{}",
-        counter(metrics, name),
-        daemon.log()
-    );
-}
-
 /// softflowd sends its v9 templates in datagrams 1 and 17 only: data
 /// datagrams 2–16, sent after five reloads, decode only if the templates
 /// learned before them survived.
@@ -102,21 +91,21 @@ fn five_sighups_during_a_netflow_stream_lose_nothing() {
     };
     send_files(&files[..1], port);
     let parsed = "flowlink_flows_parsed_total{consumer=\"routers\"}";
-    wait_counter(&daemon, &metrics, parsed, records_per_datagram[0]);
+    wait_metric(&daemon, &metrics, parsed, records_per_datagram[0]);
     for (i, chunk) in [1..4, 4..7, 7..10, 10..13, 13..16].into_iter().enumerate() {
         daemon.signal(libc::SIGHUP);
         send_files(&files[chunk.clone()], port);
         daemon.wait_log(UNCHANGED, i + 1);
     }
     // Every record of datagrams 1–16 decoded: no template was lost.
-    wait_counter(
+    wait_metric(
         &daemon,
         &metrics,
         parsed,
         records_per_datagram[..16].iter().sum(),
     );
     send_files(&files[16..], port);
-    wait_counter(&daemon, &metrics, parsed, records_per_datagram.iter().sum());
+    wait_metric(&daemon, &metrics, parsed, records_per_datagram.iter().sum());
     assert_eq!(
         counter(
             &metrics,
@@ -155,13 +144,13 @@ fn sighup_adds_and_removes_consumers_and_leaves_the_others_alone() {
     let mut expected_gone = Totals::new();
     send_kv(gone, 90, 20, &mut expected_gone);
     send_files(&datagram_files("softflowd_v5"), keep);
-    wait_counter(
+    wait_metric(
         &daemon,
         &metrics,
         "flowlink_flows_parsed_total{consumer=\"gone\"}",
         20,
     );
-    wait_counter(
+    wait_metric(
         &daemon,
         &metrics,
         "flowlink_flows_parsed_total{consumer=\"keep\"}",
@@ -193,7 +182,7 @@ fn sighup_adds_and_removes_consumers_and_leaves_the_others_alone() {
 
     let mut expected = expected_gone.clone();
     send_kv(added, 91, 10, &mut expected);
-    wait_counter(
+    wait_metric(
         &daemon,
         &metrics,
         "flowlink_flows_parsed_total{consumer=\"added\"}",
@@ -202,7 +191,7 @@ fn sighup_adds_and_removes_consumers_and_leaves_the_others_alone() {
     // The untouched consumer's window still holds what came before the
     // reload; more arrives into it.
     send_files(&datagram_files("softflowd_v5"), keep);
-    wait_counter(
+    wait_metric(
         &daemon,
         &metrics,
         "flowlink_flows_parsed_total{consumer=\"keep\"}",
@@ -261,7 +250,7 @@ fn a_broken_file_on_sighup_keeps_the_running_configuration() {
     );
     // Still running the old configuration.
     send_files(&datagram_files("softflowd_v5"), port);
-    wait_counter(
+    wait_metric(
         &daemon,
         &metrics,
         "flowlink_flows_parsed_total{consumer=\"routers\"}",

@@ -3,18 +3,18 @@
 //! exporter sent (so nothing is rejected for a missing template); counts
 //! come from tshark's decoding of the captures (flows.csv).
 
-use std::time::Duration;
-
 use flowlink_e2e::{
     Daemon, DaemonConfig, Emulator, capture_dir, datagram_files, free_tcp_port, free_udp_port,
-    read_flows_csv, run_flowlink, wait_for,
+    read_flows_csv, run_flowlink,
 };
 
+/// The full name of one of the consumer's counters.
+fn counter_name(name: &str) -> String {
+    format!("flowlink_{name}_total{{consumer=\"replay\"}}")
+}
+
 fn counter(metrics: &str, name: &str) -> u64 {
-    flowlink_e2e::process::metric(
-        metrics,
-        &format!("flowlink_{name}_total{{consumer=\"replay\"}}"),
-    )
+    flowlink_e2e::process::metric(metrics, &counter_name(name))
 }
 
 fn daemon(parser: &str) -> (Emulator, Daemon, u16, String) {
@@ -30,15 +30,7 @@ fn daemon(parser: &str) -> (Emulator, Daemon, u16, String) {
 }
 
 fn wait_counter(daemon: &Daemon, metrics: &str, name: &str, want: u64) {
-    let reached = wait_for(Duration::from_secs(30), || {
-        (counter(metrics, name) == want).then_some(())
-    });
-    assert!(
-        reached.is_some(),
-        "{name}: {} of {want}\n{}",
-        counter(metrics, name),
-        daemon.log()
-    );
+    flowlink_e2e::process::wait_metric(daemon, metrics, &counter_name(name), want);
 }
 
 #[test]

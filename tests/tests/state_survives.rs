@@ -6,10 +6,10 @@ use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use flowlink_e2e::process::wait_metric;
 use flowlink_e2e::{
     CsvFlow, Daemon, DaemonConfig, Emulator, datagram_files, expected_aggregation, free_tcp_port,
-    free_udp_port, read_flows_csv, scrape, temp_dir, test_plugin_dir, wait_file_resume_point,
-    wait_for,
+    free_udp_port, read_flows_csv, temp_dir, test_plugin_dir, wait_file_resume_point, wait_for,
 };
 
 fn send_from(source: &str, files: &[PathBuf], port: u16) {
@@ -19,18 +19,6 @@ fn send_from(source: &str, files: &[PathBuf], port: u16) {
             .send_to(&std::fs::read(file).unwrap(), ("127.0.0.1", port))
             .unwrap();
     }
-}
-
-fn wait_metric(daemon: &Daemon, metrics: &str, name: &str, value: u64) {
-    let ok = wait_for(Duration::from_secs(30), || {
-        (flowlink_e2e::process::metric(metrics, name) == value).then_some(())
-    });
-    assert!(
-        ok.is_some(),
-        "{name} never reached {value}: {:?}\n{}",
-        scrape(metrics).get(name),
-        daemon.log()
-    );
 }
 
 /// tshark's rows of datagrams `frames` of a capture.

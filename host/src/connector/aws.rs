@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CheckpointStore, ConnectorContext, ConnectorHandle};
 use crate::config::{AwsProperties, StartPosition};
-use crate::pipeline::{Ack, NO_EXPORTER, RawMessage, ShardKey, now_ms};
+use crate::pipeline::{RawMessage, ShardKey, now_ms};
 
 const DEFAULT_POLL: Duration = Duration::from_secs(10);
 /// Longest wait after repeated throttling.
@@ -527,19 +527,9 @@ impl LogGroupSource {
     /// Hands the events to the parsers; the receipt fires once their
     /// aggregate is durable.
     async fn deliver(&self, stream: &str, lines: Vec<u8>) -> oneshot::Receiver<()> {
-        let (ack, receipt) = Ack::new();
-        self.ctx
-            .router
-            .route_waiting(RawMessage {
-                consumer: self.ctx.consumer,
-                exporter: NO_EXPORTER,
-                shard: ShardKey::source((&self.props.log_group, stream)),
-                received_ms: now_ms(),
-                payload: lines,
-                stream: None,
-                ack: Some(ack),
-            })
-            .await;
+        let shard = ShardKey::source((&self.props.log_group, stream));
+        let (message, receipt) = RawMessage::replayable(self.ctx.consumer, shard, lines);
+        self.ctx.router.route_waiting(message).await;
         receipt
     }
 

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::text_framing::{DEFAULT_MAX_MESSAGE_BYTES, TextFramer};
 use super::{CheckpointStore, ConnectorContext, ConnectorHandle};
 use crate::config::{FileProperties, StartPosition, TcpFraming};
-use crate::pipeline::{Ack, NO_EXPORTER, RawMessage, ShardKey, now_ms};
+use crate::pipeline::{RawMessage, ShardKey};
 
 const READ_CHUNK: usize = 256 << 10;
 /// Fallback when a change notification is missed (network filesystems).
@@ -227,19 +227,8 @@ impl FileTail {
         if lines.is_empty() {
             return;
         }
-        let (ack, receipt) = Ack::new();
-        self.ctx
-            .router
-            .route_waiting(RawMessage {
-                consumer: self.ctx.consumer,
-                exporter: NO_EXPORTER,
-                shard: self.shard,
-                received_ms: now_ms(),
-                payload: lines,
-                stream: None,
-                ack: Some(ack),
-            })
-            .await;
+        let (message, receipt) = RawMessage::replayable(self.ctx.consumer, self.shard, lines);
+        self.ctx.router.route_waiting(message).await;
         let _ = self.acks.send((position, receipt)).await;
     }
 }

@@ -2,7 +2,8 @@
 //! or a topic pattern. At-least-once: a message's offset is stored only
 //! once the window holding its records is on disk (its receipt fired), and
 //! committed right after each burst of receipts, besides librdkafka's own
-//! commits (periodically, on rebalance and at close). Broker outages are librdkafka's to reconnect; we log them.
+//! commits (periodically, on rebalance and at close). Broker outages are
+//! librdkafka's to reconnect; we log them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -66,6 +66,29 @@ pub struct RawMessage {
     pub ack: Option<Ack>,
 }
 
+impl RawMessage {
+    /// A message of a replayable source without an exporter (a file, a
+    /// log stream), and the receipt that fires once its records are
+    /// durable: the source advances its resume point only then.
+    pub fn replayable(
+        consumer: usize,
+        shard: ShardKey,
+        payload: Vec<u8>,
+    ) -> (RawMessage, oneshot::Receiver<()>) {
+        let (ack, receipt) = Ack::new();
+        let message = RawMessage {
+            consumer,
+            exporter: NO_EXPORTER,
+            shard,
+            received_ms: now_ms(),
+            payload,
+            stream: None,
+            ack: Some(ack),
+        };
+        (message, receipt)
+    }
+}
+
 /// The sending half of a delivery receipt. Dropped without [`Ack::done`]
 /// (daemon stopped before the hand-off), the receiver sees an error and the
 /// source does not advance. [`Ack::share`] makes one receipt cover many
