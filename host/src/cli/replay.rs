@@ -98,67 +98,78 @@ struct ExporterStream {
     original_sequences: Vec<Option<(u32, u32)>>,
 }
 
+/// Per datagram: its sequence number as captured and what one pass of
+/// its sequence (protocol and domain) advances it by; the same for every
+/// exporter, so computed once.
+fn sequence_plan(datagrams: &[Vec<u8>]) -> Vec<Option<(u32, u32)>> {
+    // One pass of a sequence advances it by its span plus the last
+    // datagram's own advance: v5 counts flows (the header's count), v9
+    // packets (1), IPFIX data records (taken from the last two
+    // datagrams of the sequence, as the records are not parsed here).
+    struct Span {
+        first: u32,
+        last: u32,
+        advance: u32,
+    }
+    let mut spans: Vec<((Export, u32), Span)> = Vec::new();
+    for d in datagrams {
+        let export = Export::of(d);
+        let Some(at) = export.sequence_at() else {
+            continue;
+        };
+        let (key, sequence) = ((export, export.domain(d)), read_u32(d, at));
+        let own = match export {
+            Export::NetflowV5 => u32::from(u16::from_be_bytes([d[2], d[3]])),
+            _ => 1,
+        };
+        match spans.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, span)) => {
+                if export == Export::Ipfix {
+                    span.advance = sequence.wrapping_sub(span.last).max(1);
+                } else {
+                    span.advance = own;
+                }
+                span.last = sequence;
+            }
+            None => spans.push((
+                key,
+                Span {
+                    first: sequence,
+                    last: sequence,
+                    advance: own,
+                },
+            )),
+        }
+    }
+    datagrams
+        .iter()
+        .map(|d| {
+            let export = Export::of(d);
+            let at = export.sequence_at()?;
+            let key = (export, export.domain(d));
+            let (_, span) = spans.iter().find(|(k, _)| *k == key)?;
+            let step = span
+                .last
+                .wrapping_sub(span.first)
+                .wrapping_add(span.advance);
+            Some((read_u32(d, at), step))
+        })
+        .collect()
+}
+
 impl ExporterStream {
-    fn new(source: IpAddr, datagrams: Vec<Vec<u8>>) -> Result<Self> {
+    /// `sequences` from [`sequence_plan`] of the same datagrams.
+    fn new(
+        source: IpAddr,
+        datagrams: Vec<Vec<u8>>,
+        sequences: Vec<Option<(u32, u32)>>,
+    ) -> Result<Self> {
         let socket = UdpSocket::bind((source, 0))
             .with_context(|| format!("binding an exporter socket on {source}"))?;
-        // One pass of a sequence advances it by its span plus the last
-        // datagram's own advance: v5 counts flows (the header's count), v9
-        // packets (1), IPFIX data records (taken from the last two
-        // datagrams of the sequence, as the records are not parsed here).
-        struct Span {
-            first: u32,
-            last: u32,
-            advance: u32,
-        }
-        let mut spans: Vec<((Export, u32), Span)> = Vec::new();
-        for d in &datagrams {
-            let export = Export::of(d);
-            let Some(at) = export.sequence_at() else {
-                continue;
-            };
-            let (key, sequence) = ((export, export.domain(d)), read_u32(d, at));
-            let own = match export {
-                Export::NetflowV5 => u32::from(u16::from_be_bytes([d[2], d[3]])),
-                _ => 1,
-            };
-            match spans.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, span)) => {
-                    if export == Export::Ipfix {
-                        span.advance = sequence.wrapping_sub(span.last).max(1);
-                    } else {
-                        span.advance = own;
-                    }
-                    span.last = sequence;
-                }
-                None => spans.push((
-                    key,
-                    Span {
-                        first: sequence,
-                        last: sequence,
-                        advance: own,
-                    },
-                )),
-            }
-        }
-        let original_sequences = datagrams
-            .iter()
-            .map(|d| {
-                let export = Export::of(d);
-                let at = export.sequence_at()?;
-                let key = (export, export.domain(d));
-                let (_, span) = spans.iter().find(|(k, _)| *k == key)?;
-                let step = span
-                    .last
-                    .wrapping_sub(span.first)
-                    .wrapping_add(span.advance);
-                Some((read_u32(d, at), step))
-            })
-            .collect();
         Ok(ExporterStream {
             socket,
             datagrams,
-            original_sequences,
+            original_sequences: sequences,
         })
     }
 
@@ -215,6 +226,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             "--exporters above 1 sends from 127.0.0.1, 127.0.0.2, …: the target must be an IPv4 loopback address"
         );
     }
+    let sequences = sequence_plan(&input);
     let mut streams = (1..=args.exporters)
         .map(|n| {
             let source = match args.to.ip() {
@@ -222,7 +234,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
                 IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
             };
-            ExporterStream::new(source, input.clone())
+            ExporterStream::new(source, input.clone(), sequences.clone())
         })
         .collect::<Result<Vec<_>>>()?;
 
@@ -350,7 +362,12 @@ mod tests {
     #[test]
     fn loops_continue_the_sequence_and_carry_the_current_time() {
         let input = vec![v9_header(100), v9_header(101), v9_header(102)];
-        let mut stream = ExporterStream::new(IpAddr::V4(Ipv4Addr::LOCALHOST), input).unwrap();
+        let mut stream = ExporterStream::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            input.clone(),
+            sequence_plan(&input),
+        )
+        .unwrap();
         let now = Duration::from_secs(1_800_000_000);
         let sequences: Vec<u32> = (0..2)
             .flat_map(|pass| (0..3).map(move |i| (pass, i)))
@@ -376,7 +393,12 @@ mod tests {
             d
         };
         let input = vec![v5(0, 30), v5(30, 30), v5(60, 18)];
-        let mut stream = ExporterStream::new(IpAddr::V4(Ipv4Addr::LOCALHOST), input).unwrap();
+        let mut stream = ExporterStream::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            input.clone(),
+            sequence_plan(&input),
+        )
+        .unwrap();
         stream.rewrite(0, 1, Duration::ZERO);
         assert_eq!(read_u32(&stream.datagrams[0], 16), 78, "60 + 18: no gap");
     }
@@ -398,7 +420,12 @@ mod tests {
             ipfix(2, 7),
             ipfix(1, 120),
         ];
-        let mut stream = ExporterStream::new(IpAddr::V4(Ipv4Addr::LOCALHOST), input).unwrap();
+        let mut stream = ExporterStream::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            input.clone(),
+            sequence_plan(&input),
+        )
+        .unwrap();
         stream.rewrite(0, 1, Duration::ZERO);
         stream.rewrite(1, 1, Duration::ZERO);
         assert_eq!(read_u32(&stream.datagrams[0], 8), 130, "120 + 10");
@@ -408,8 +435,12 @@ mod tests {
     #[test]
     fn other_protocols_are_sent_as_captured() {
         let sflow = vec![0, 0, 0, 5, 0, 0, 0, 1, 9, 9, 9, 9];
-        let mut stream =
-            ExporterStream::new(IpAddr::V4(Ipv4Addr::LOCALHOST), vec![sflow.clone()]).unwrap();
+        let mut stream = ExporterStream::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            vec![sflow.clone()],
+            sequence_plan(std::slice::from_ref(&sflow)),
+        )
+        .unwrap();
         stream.rewrite(0, 3, Duration::from_secs(5));
         assert_eq!(stream.datagrams[0], sflow);
     }
