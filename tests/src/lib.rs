@@ -42,7 +42,7 @@ fn must_exist(path: PathBuf, what: &str) -> PathBuf {
     path
 }
 
-/// The sources cargo compiled `artifact` from, by its dep-info file
+/// The sources cargo compiled an artifact from, by its dep-info file
 /// (`NAME.d` beside it): exactly the inputs, so neither a file outside the
 /// build nor a test-only module counts.
 fn sources_of(dep_info: &Path) -> Vec<PathBuf> {
