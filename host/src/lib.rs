@@ -13,6 +13,7 @@ pub mod config;
 pub mod connector;
 pub mod daemon;
 pub mod durable_file;
+pub mod logging;
 pub mod metrics;
 pub mod metrics_reporter;
 pub mod parser_state;

@@ -58,6 +58,8 @@ enum Command {
     /// Send the datagrams of captures or datagram files to a collector over UDP, as live
     /// traffic: a fixed rate or as fast as possible, looping, from several exporters.
     Replay(cli::replay::ReplayArgs),
+    /// Print the JSON Schema of the configuration file (flowlink_config_schema.json).
+    Schema,
     /// List the plugins in a directory.
     Plugins {
         /// Default: the built-in plugins.
@@ -75,28 +77,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let json_logs = std::env::var("FLOWLINK_LOG_FORMAT").is_ok_and(|v| v == "json");
-    init_tracing(json_logs);
+    // `run` logs as its configuration says, once it is loaded; the tools
+    // log as the environment says.
+    if !matches!(cli.command, Command::Run { .. }) {
+        flowlink::logging::init(&config::LogConfig {
+            format: config::LogFormat::Text,
+            level: "info".to_owned(),
+        });
+    }
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("flowlink: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_tracing(json: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("FLOWLINK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }
 
@@ -111,6 +105,7 @@ fn execute(command: Command) -> Result<()> {
                 // First, so no signal meets its default action during start-up.
                 let signals = daemon::Signals::arm()?;
                 let config = config::load(&config)?;
+                flowlink::logging::init(&config.log);
                 daemon::run(config, signals).await
             }),
         Command::CheckConfig { config: path } => {
@@ -172,6 +167,10 @@ fn execute(command: Command) -> Result<()> {
             )
         }
         Command::Replay(args) => cli::replay::run(args),
+        Command::Schema => {
+            println!("{}", config::schema_json());
+            Ok(())
+        }
         Command::Plugins { plugin_dir } => {
             let engine = plugin::PluginEngine::new(user_cache_dir())?;
             let registry =

@@ -166,6 +166,9 @@ impl Emulator {
             .call()
             .expect("querying the emulator")
             .into_body()
+            .with_config()
+            // A window of a hundred thousand keys is ~20 MB of JSON.
+            .limit(1 << 30)
             .read_to_string()
             .unwrap();
         serde_json::from_str(&body).unwrap()
@@ -261,7 +264,19 @@ impl Daemon {
         cwd: Option<&Path>,
         env: &[(&str, &str)],
     ) -> Daemon {
-        let daemon = Daemon::spawn(dir, config, cwd, env);
+        Daemon::start_binary(&flowlink_bin(), dir, config, cwd, env)
+    }
+
+    /// Like [`Daemon::start_config`] with another `flowlink` binary (a
+    /// packaged one).
+    pub fn start_binary(
+        bin: &Path,
+        dir: &Path,
+        config: &Path,
+        cwd: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let daemon = Daemon::spawn(bin, dir, config, cwd, env);
         let started = wait_for(Duration::from_secs(60), || {
             let lines = daemon.stderr.lock().unwrap();
             lines
@@ -273,8 +288,14 @@ impl Daemon {
         daemon
     }
 
-    fn spawn(dir: &Path, config: &Path, cwd: Option<&Path>, env: &[(&str, &str)]) -> Daemon {
-        let mut command = Command::new(flowlink_bin());
+    fn spawn(
+        bin: &Path,
+        dir: &Path,
+        config: &Path,
+        cwd: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let mut command = Command::new(bin);
         if let Some(cwd) = cwd {
             command.current_dir(cwd);
         }
@@ -329,7 +350,7 @@ impl Daemon {
     pub fn spawn_in(dir: &Path, config_yaml: &str) -> Daemon {
         let config = dir.join("flowlink.yaml");
         std::fs::write(&config, config_yaml).unwrap();
-        Daemon::spawn(dir, &config, None, &[])
+        Daemon::spawn(&flowlink_bin(), dir, &config, None, &[])
     }
 
     /// Sends `signal` (e.g. `libc::SIGHUP`).

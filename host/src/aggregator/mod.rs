@@ -168,33 +168,44 @@ impl Aggregator {
     }
 
     async fn add(&mut self, parsed: ParsedFlows) {
-        let counters = self.metrics.consumer(parsed.consumer);
+        let consumer = parsed.consumer;
+        let counters = self.metrics.consumer(consumer);
         metrics::add(&counters.flows_aggregated, parsed.flows.len() as u64);
-        let Some(Some(window)) = self.windows.get_mut(parsed.consumer) else {
+        if !matches!(self.windows.get(consumer), Some(Some(_))) {
             tracing::error!(
-                slot = parsed.consumer,
+                slot = consumer,
                 flows = parsed.flows.len(),
                 "flows for a consumer without a window (a bug): dropped"
             );
             return;
-        };
-        for flow in &parsed.flows {
-            window.add(flow, parsed.exporter.ip(), &self.direction);
+        }
+        // The key bound is checked per record: one item holds a whole
+        // plugin call's flows, more than the bound's slack should be.
+        for (exporter, flows) in parsed.by_exporter() {
+            let exporter = exporter.ip();
+            for flow in flows {
+                let Some(Some(window)) = self.windows.get_mut(consumer) else {
+                    return;
+                };
+                window.add(flow, exporter, &self.direction);
+                if window.len() > self.max_keys {
+                    metrics::add(&counters.aggregation_early_flushes, 1);
+                    tracing::warn!(
+                        consumer = %self.consumer_names[consumer],
+                        keys = window.len(),
+                        "aggregation_max_keys reached: flushing the window early"
+                    );
+                    self.flush(consumer, false).await;
+                }
+            }
         }
         // Merged: the flows' room in the queue goes back to the workers.
-        drop(parsed.flows);
-        drop(parsed.bytes);
-        // Before any early flush: the receipts belong to this window.
-        self.acks[parsed.consumer].extend(parsed.acks);
-        if window.len() > self.max_keys {
-            metrics::add(&counters.aggregation_early_flushes, 1);
-            tracing::warn!(
-                consumer = %self.consumer_names[parsed.consumer],
-                keys = window.len(),
-                "aggregation_max_keys reached: flushing the window early"
-            );
-            self.flush(parsed.consumer, false).await;
-        }
+        let ParsedFlows {
+            flows, bytes, acks, ..
+        } = parsed;
+        drop((flows, bytes));
+        // The receipts join the window that holds the item's last records.
+        self.acks[consumer].extend(acks);
     }
 
     async fn flush_all(&mut self, at_shutdown: bool) {

@@ -4,11 +4,12 @@
 use std::fmt;
 use std::path::Path;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// As written in the YAML: `"KEY:SECRET"`, `"$cat FILE"` (the file holds
 /// `KEY:SECRET`), or `{key: …, secret: …}` where either may be `$cat FILE`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum RawApiKey {
     Combined(String),

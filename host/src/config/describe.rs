@@ -1,7 +1,7 @@
 //! What `flowlink check-config` says a configuration will do, key by key:
 //! an operator moving from FlowLink sees how each of their keys is read.
 
-use super::model::{Config, ConnectorSpec, UploadFormat};
+use super::model::{Config, ConnectorSpec, LogFormat, UploadFormat};
 
 /// One line per top-level key written in `text` (the file as read), in
 /// file order, then one per consumer. Secrets are never shown.
@@ -52,6 +52,17 @@ pub fn describe(config: &Config, text: &str) -> Vec<String> {
                 None => "built-in plugins only".to_owned(),
             },
             "upload_format" => format!("uploads as {}", format_name(config.pce.upload_format)),
+            "log_format" => format!(
+                "logs to stderr as {}",
+                match config.log.format {
+                    LogFormat::Text => "text lines",
+                    LogFormat::Json => "one JSON object per line",
+                }
+            ),
+            "log_level" => format!(
+                "logs events at {:?} (FLOWLINK_LOG overrides)",
+                config.log.level
+            ),
             _ => "set".to_owned(),
         };
         lines.push(format!("{key}: {what}"));

@@ -44,6 +44,15 @@ impl ConfigError {
     }
 }
 
+/// The JSON Schema of the configuration file, as committed in
+/// `flowlink_config_schema.json`: generated from the types serde reads, so
+/// it cannot drift from what the daemon accepts (a test checks the file).
+pub fn schema_json() -> String {
+    let mut schema = schemars::schema_for!(RawConfig);
+    schema.insert("title".to_owned(), "flowlink configuration".into());
+    serde_json::to_string_pretty(&schema).expect("a schema serializes")
+}
+
 /// Reads, parses and validates `file`. Relative paths inside it are taken
 /// relative to the file's own directory, so a config works from any cwd.
 pub fn load(file: &Path) -> Result<Config, ConfigError> {

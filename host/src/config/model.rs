@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::api_key::{ApiKey, RawApiKey};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub pce_addr: String,
@@ -54,9 +55,14 @@ pub struct RawConfig {
     pub checkpoint_seconds: Option<u64>,
     /// How long a stop waits for the PCE before spooling the last windows.
     pub shutdown_upload_seconds: Option<u64>,
+    /// `text` (default) or `json`: one JSON object per line.
+    pub log_format: Option<LogFormat>,
+    /// Which events are logged, as `RUST_LOG` directives: `info` (default),
+    /// `debug`, `warn,flowlink::uploader=debug`. `FLOWLINK_LOG` overrides it.
+    pub log_level: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConsumer {
     pub name: String,
@@ -66,7 +72,7 @@ pub struct RawConsumer {
     pub parser: RawParser,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawParser {
     /// The plugin's name (its `info().name`).
@@ -80,7 +86,7 @@ pub struct RawParser {
 }
 
 /// A connector: `{type: udp, properties: {...}}`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(
     tag = "type",
     content = "properties",
@@ -97,7 +103,7 @@ pub enum ConnectorSpec {
 }
 
 /// Where a source without a resume point starts reading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StartPosition {
     Beginning,
@@ -106,7 +112,7 @@ pub enum StartPosition {
     End,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileProperties {
     /// The file to tail; relative to the config file's directory.
@@ -118,7 +124,7 @@ pub struct FileProperties {
 }
 
 /// `"a,b"` or `[a, b]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum StringList {
     Text(String),
@@ -142,14 +148,14 @@ impl StringList {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KafkaStartOffset {
     Earliest,
     Latest,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaProperties {
     /// Bootstrap brokers, `host:port`.
@@ -165,7 +171,7 @@ pub struct KafkaProperties {
     pub properties: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AwsProperties {
     pub region: String,
@@ -187,7 +193,7 @@ pub struct AwsProperties {
     pub endpoint_url: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TcpProperties {
     pub ports: PortList,
@@ -202,7 +208,7 @@ pub struct TcpProperties {
     pub max_message_bytes: Option<usize>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TcpFraming {
     /// IPFIX messages back to back, each sized by its header's length field.
@@ -216,7 +222,7 @@ pub enum TcpFraming {
     Syslog,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UdpProperties {
     /// FlowLink writes ports as a string, `"2055"` or `"2055,9995"`.
@@ -228,7 +234,7 @@ pub struct UdpProperties {
 }
 
 /// `2055`, `"2055,9995"` or `[2055, 9995]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum PortList {
     One(u16),
@@ -261,7 +267,7 @@ impl PortList {
 }
 
 /// Which records the aggregator folds into the opposite direction's key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DirectionRule {
     /// TCP flags where they decide, else ICMP echo replies and the lower
@@ -274,7 +280,7 @@ pub enum DirectionRule {
     Off,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UploadFormat {
     /// Protobuf first; a 404 or 415 switches to `bulk_csv` for the rest of
@@ -285,6 +291,26 @@ pub enum UploadFormat {
     Protobuf,
     /// Illumio's Bulk Traffic Loader, what a stock PCE takes.
     BulkCsv,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message`
+    /// and the event's fields (`consumer`, …) at the top level.
+    Json,
+}
+
+/// Logging, as configured; `FLOWLINK_LOG` and `FLOWLINK_LOG_FORMAT` override it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// `RUST_LOG`-style directives, checked to parse.
+    pub level: String,
 }
 
 /// The validated configuration.
@@ -314,6 +340,7 @@ pub struct Config {
     pub state_snapshot: Duration,
     pub checkpoint: Duration,
     pub shutdown_upload: Duration,
+    pub log: LogConfig,
     pub consumers: Vec<ConsumerConfig>,
 }
 

@@ -303,6 +303,14 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         });
     }
 
+    let log_level = raw.log_level.clone().unwrap_or_else(|| "info".to_owned());
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_level) {
+        p.add(
+            "log_level",
+            format!("{log_level:?} is not a log filter: {e}"),
+        );
+    }
+
     if let Some(ca) = &raw.pce_ca_file
         && !base.join(ca).is_file()
     {
@@ -349,6 +357,10 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         state_snapshot: Duration::from_secs(state_snapshot_seconds),
         checkpoint: Duration::from_secs(checkpoint_seconds),
         shutdown_upload: Duration::from_secs(shutdown_upload_seconds),
+        log: LogConfig {
+            format: raw.log_format.unwrap_or_default(),
+            level: log_level,
+        },
         consumers,
     })
 }

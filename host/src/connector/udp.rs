@@ -73,8 +73,22 @@ fn bind(addr: SocketAddr, receive_buffer: usize) -> Result<UdpSocket> {
     Ok(UdpSocket::from_std(socket.into())?)
 }
 
+/// After the socket is drained, the receive task waits this long before it
+/// looks again, so datagrams arriving in the meantime are taken (and handed
+/// on to the parser workers, and from them to the aggregator) together: one
+/// wake-up of each stage per pause instead of one per datagram, which at a
+/// steady 50k datagrams/s is most of the daemon's CPU. Flows wait for
+/// their window anyway; a millisecond costs nothing.
+const LINGER: Duration = Duration::from_millis(1);
+/// ...but only with a receive buffer that holds a pause at line rate (a
+/// 1 ms pause at 1 M datagrams/s of 1.5 KB is ~3 MB of kernel buffer).
+const LINGER_MIN_BUFFER: usize = 4 << 20;
+
 async fn receive_loop(ctx: ConnectorContext, socket: UdpSocket, stop: CancellationToken) {
     let mut batch = ReceiveBatch::new();
+    let linger = socket2::SockRef::from(&socket)
+        .recv_buffer_size()
+        .is_ok_and(|granted| granted >= LINGER_MIN_BUFFER);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -112,6 +126,12 @@ async fn receive_loop(ctx: ConnectorContext, socket: UdpSocket, stop: Cancellati
                 });
             }
             if count < RECEIVE_BATCH {
+                if linger {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        () = tokio::time::sleep(LINGER) => {}
+                    }
+                }
                 break;
             }
             // A busy socket must not keep the runtime thread to itself.

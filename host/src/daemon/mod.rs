@@ -3,6 +3,7 @@
 //! that order so nothing in flight is lost.
 
 mod reload;
+mod service_manager;
 mod signals;
 
 pub use signals::Signals;
@@ -265,6 +266,7 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
         pce = %config.pce.base_url,
         "flowlink running"
     );
+    service_manager::notify("READY=1\nSTATUS=collecting");
 
     loop {
         tokio::select! {
@@ -272,10 +274,15 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
                 tracing::info!("{name} received");
                 break;
             }
-            _ = signals.hup.recv() => running.reload().await,
+            _ = signals.hup.recv() => {
+                service_manager::notify("RELOADING=1");
+                running.reload().await;
+                service_manager::notify("READY=1");
+            }
         }
     }
     tracing::info!("shutting down: draining parsers, flushing the open window, finishing uploads");
+    service_manager::notify("STOPPING=1");
 
     // Order matters: stop intake, let workers drain their queues, then the
     // aggregator flushes (its input closes when the last worker exits), then

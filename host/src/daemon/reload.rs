@@ -61,6 +61,13 @@ impl Running {
         let new = tokio::task::spawn_blocking(move || config::load(&file))
             .await
             .map_err(|e| anyhow!("reading the file: {e}"))??;
+        if new.log.level != self.config.log.level {
+            match crate::logging::set_level(&new.log.level) {
+                Ok(true) => tracing::info!(log_level = %new.log.level, "SIGHUP: log level changed"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!("SIGHUP: log_level not applied: {e}"),
+            }
+        }
         for key in restart_only_changes(&self.config, &new) {
             tracing::warn!(
                 "SIGHUP: {key} changed; it takes effect only after a restart, the running value stays"
@@ -326,6 +333,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         old.state_snapshot == new.state_snapshot,
     );
     check("checkpoint_seconds", old.checkpoint == new.checkpoint);
+    check("log_format", old.log.format == new.log.format);
     check(
         "shutdown_upload_seconds",
         old.shutdown_upload == new.shutdown_upload,

@@ -227,12 +227,16 @@ pub enum AggregatorInput {
     },
 }
 
-/// What a parser made of one message, on its way to the aggregator.
+/// What a parser made of the messages of one plugin call, on its way to the
+/// aggregator: one queue item (one wake-up of the aggregator) for up to a
+/// whole batch of messages instead of one per message.
 #[derive(Debug)]
 pub struct ParsedFlows {
     pub consumer: usize,
-    pub exporter: SocketAddr,
     pub flows: Vec<Flow>,
+    /// Who exported `flows`: runs in order, `(exporter, end)` with `end`
+    /// the index one past the run's last flow.
+    pub exporters: Vec<(SocketAddr, usize)>,
     /// Receipts of messages whose flows are in this or earlier items:
     /// travelling with the flows, they always join the window that holds
     /// them, even when the window closes right after.
@@ -242,9 +246,48 @@ pub struct ParsedFlows {
 }
 
 impl ParsedFlows {
+    /// Flows in one item, at most (unless one message alone has more): the
+    /// aggregator checks its key bound between items.
+    pub const MAX_FLOWS: usize = 8192;
+
+    pub fn new(consumer: usize) -> Self {
+        ParsedFlows {
+            consumer,
+            flows: Vec::new(),
+            exporters: Vec::new(),
+            acks: Vec::new(),
+            bytes: None,
+        }
+    }
+
+    /// Appends one message's flows (taking its vector when this is empty).
+    pub fn push(&mut self, exporter: SocketAddr, flows: Vec<Flow>) {
+        if self.flows.is_empty() {
+            self.flows = flows;
+        } else {
+            self.flows.extend(flows);
+        }
+        match self.exporters.last_mut() {
+            Some((last, end)) if *last == exporter => *end = self.flows.len(),
+            _ => self.exporters.push((exporter, self.flows.len())),
+        }
+    }
+
+    /// The flows, each run with its exporter.
+    pub fn by_exporter(&self) -> impl Iterator<Item = (SocketAddr, &[Flow])> {
+        let mut start = 0;
+        self.exporters.iter().map(move |&(exporter, end)| {
+            let run = &self.flows[start..end];
+            start = end;
+            (exporter, run)
+        })
+    }
+
     /// What the item holds in memory, for the byte budget.
-    pub fn size_of(flows: &[Flow]) -> usize {
-        std::mem::size_of_val(flows) + std::mem::size_of::<ParsedFlows>()
+    pub fn size(&self) -> usize {
+        self.flows.capacity() * std::mem::size_of::<Flow>()
+            + self.exporters.capacity() * std::mem::size_of::<(SocketAddr, usize)>()
+            + std::mem::size_of::<ParsedFlows>()
     }
 }
 

@@ -417,7 +417,8 @@ fn parse_group(
         .collect();
     let restarts_before = session.restarts;
     let results = session.parse_batch(stream, &messages, replay);
-    let mut held: Option<ParsedFlows> = None;
+    // The flows of these messages, as few queue items as the bound allows.
+    let mut pending: Option<ParsedFlows> = None;
     metrics::add(
         &counters.plugin_restarts,
         session.restarts - restarts_before,
@@ -434,19 +435,15 @@ fn parse_group(
                 if parsed.flows.is_empty() {
                     continue;
                 }
-                // Held back one step: the last item carries the receipts.
-                let ready = held.replace(ParsedFlows {
-                    consumer,
-                    exporter,
-                    flows: parsed.flows,
-                    acks: Vec::new(),
-                    bytes: None,
-                });
-                if let Some(ready) = ready
-                    && !send_flows(setup, output, ready)
+                if let Some(full) =
+                    pending.take_if(|p| p.flows.len() + parsed.flows.len() > ParsedFlows::MAX_FLOWS)
+                    && !send_flows(setup, output, full)
                 {
                     return false;
                 }
+                pending
+                    .get_or_insert_with(|| ParsedFlows::new(consumer))
+                    .push(exporter, parsed.flows);
             }
             Err(failure) => {
                 count_failure(counters, &failure);
@@ -467,7 +464,7 @@ fn parse_group(
     // the window that holds them and fire once it is durable. A message that
     // failed is acknowledged too: replaying a poison message forever would
     // stop its source (it is counted as failed).
-    match held {
+    match pending {
         Some(mut flows) => {
             flows.acks = acks;
             send_flows(setup, output, flows)
@@ -492,7 +489,7 @@ fn send_flows(
     flows.bytes = Some(
         setup
             .aggregator_budget
-            .take_blocking(&setup.runtime, ParsedFlows::size_of(&flows.flows)),
+            .take_blocking(&setup.runtime, flows.size()),
     );
     output.blocking_send(AggregatorInput::Flows(flows)).is_ok()
 }

@@ -156,13 +156,21 @@ impl PceClient {
         }
     }
 
+    /// Posts the batch in parts of at most [`PROTOBUF_PART_FLOWS`] flows
+    /// (a million-key window would be one 50 MB request, over what HTTP
+    /// servers and proxies take). Each part has its own batch id, the same
+    /// on every try, so a retry after a partial success resends only what
+    /// the receiver has not acknowledged (it ignores ids it has seen).
     async fn upload_protobuf(&self, batch: &FlowBatch) -> Result<(), UploadError> {
-        // Encoding a million-key window takes a while: not on a thread the
-        // receive tasks need.
-        let body = crate::blocking::off_the_runtime(|| batch.encode_to_vec());
-        self.post(PROTOBUF_PATH, "application/x-protobuf", &[], body)
-            .await
-            .map(drop)
+        let parts = batch.flows.len().div_ceil(PROTOBUF_PART_FLOWS).max(1);
+        for part in 0..parts {
+            // Encoding takes a while for a large window: not on a thread
+            // the receive tasks need.
+            let body = crate::blocking::off_the_runtime(|| protobuf_part(batch, part, parts));
+            self.post(PROTOBUF_PATH, "application/x-protobuf", &[], body)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn upload_bulk_csv(&self, batch: &FlowBatch) -> Result<(), UploadError> {
@@ -227,6 +235,28 @@ impl PceClient {
     }
 }
 
+/// Flows per protobuf request: ~1 MB encoded.
+pub const PROTOBUF_PART_FLOWS: usize = 20_000;
+
+/// Part `part` of `parts` of `batch`, encoded; a batch of one part is sent
+/// as it is, its id unchanged.
+fn protobuf_part(batch: &FlowBatch, part: usize, parts: usize) -> Vec<u8> {
+    if parts == 1 {
+        return batch.encode_to_vec();
+    }
+    let start = part * PROTOBUF_PART_FLOWS;
+    let end = (start + PROTOBUF_PART_FLOWS).min(batch.flows.len());
+    FlowBatch {
+        batch_id: format!("{}-part{}of{parts}", batch.batch_id, part + 1),
+        consumer: batch.consumer.clone(),
+        window_start_ms: batch.window_start_ms,
+        window_end_ms: batch.window_end_ms,
+        flows: batch.flows[start..end].to_vec(),
+        agent_version: batch.agent_version.clone(),
+    }
+    .encode_to_vec()
+}
+
 /// The PCE accepts the request but may refuse single lines; say which.
 fn check_bulk_reply(reply: &str) {
     let Ok(json) = serde_json::from_str::<serde_json::Value>(reply) else {
@@ -265,6 +295,35 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_batch_goes_in_parts_with_ids_of_their_own() {
+        use crate::proto::AggregatedFlow;
+        let batch = FlowBatch {
+            batch_id: "w1".into(),
+            consumer: "edge".into(),
+            flows: (0..45_000u32)
+                .map(|i| AggregatedFlow {
+                    dst_port: i,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let parts: Vec<FlowBatch> = (0..3)
+            .map(|p| FlowBatch::decode(protobuf_part(&batch, p, 3).as_slice()).unwrap())
+            .collect();
+        let ids: Vec<&str> = parts.iter().map(|p| p.batch_id.as_str()).collect();
+        assert_eq!(ids, ["w1-part1of3", "w1-part2of3", "w1-part3of3"]);
+        let ports: Vec<u32> = parts
+            .iter()
+            .flat_map(|p| p.flows.iter().map(|f| f.dst_port))
+            .collect();
+        assert_eq!(ports, (0..45_000).collect::<Vec<_>>());
+        assert!(parts.iter().all(|p| p.consumer == "edge"));
+        let whole = FlowBatch::decode(protobuf_part(&batch, 0, 1).as_slice()).unwrap();
+        assert_eq!(whole, batch, "one part: the batch as it is");
+    }
 
     fn status(code: u16) -> UploadError {
         UploadError::Status {

@@ -4,6 +4,7 @@
 //! `--state-file`), and fault modes. Not part of the daemon.
 
 mod fault;
+mod page;
 mod received;
 mod server;
 mod tls;

@@ -207,23 +207,4 @@ impl Received {
             "flows": flows,
         })
     }
-
-    pub fn to_html(&self) -> String {
-        let mut rows = String::new();
-        for (k, t) in &self.totals {
-            rows.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                k.src, k.dst, k.dst_port, k.protocol, t.connections, t.packets, t.bytes
-            ));
-        }
-        format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>flowlink PCE emulator</title>\
-             <meta http-equiv=\"refresh\" content=\"5\"></head><body><h1>flowlink PCE emulator</h1>\
-             <p>{} batches, {} flow keys (JSON: <a href=\"/emulator/flows\">/emulator/flows</a>)</p>\
-             <table border=\"1\"><tr><th>src</th><th>dst</th><th>dst port</th><th>proto</th>\
-             <th>connections</th><th>packets</th><th>bytes</th></tr>\n{rows}</table></body></html>",
-            self.batch_ids.len(),
-            self.totals.len()
-        )
-    }
 }

@@ -304,5 +304,8 @@ async fn query_requests(State(state): State<Emulator>) -> Response {
 }
 
 async fn index(State(state): State<Emulator>) -> Response {
-    axum::response::Html(state.received.lock().expect("emulator state").to_html()).into_response()
+    axum::response::Html(crate::page::render(
+        &state.received.lock().expect("emulator state"),
+    ))
+    .into_response()
 }
