@@ -246,8 +246,8 @@ pub struct ParsedFlows {
 }
 
 impl ParsedFlows {
-    /// Flows in one item, at most (unless one message alone has more): the
-    /// aggregator checks its key bound between items.
+    /// Flows in one item, at most (unless one message alone has more): what
+    /// one item holds in the byte budget stays small beside the bound.
     pub const MAX_FLOWS: usize = 8192;
 
     pub fn new(consumer: usize) -> Self {
