@@ -63,8 +63,13 @@ impl Running {
             .map_err(|e| anyhow!("reading the file: {e}"))??;
         if new.log.level != self.config.log.level {
             match crate::logging::set_level(&new.log.level) {
-                Ok(true) => tracing::info!(log_level = %new.log.level, "SIGHUP: log level changed"),
-                Ok(false) => {}
+                Ok(changed) => {
+                    if changed {
+                        tracing::info!(log_level = %new.log.level, "SIGHUP: log level changed");
+                    }
+                    // What runs now, so a later reload back to the old level applies.
+                    self.config.log.level = new.log.level.clone();
+                }
                 Err(e) => tracing::warn!("SIGHUP: log_level not applied: {e}"),
             }
         }

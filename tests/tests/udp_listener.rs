@@ -67,6 +67,25 @@ fn kernel_drops_are_counted_exactly() {
     let pid = daemon.pid();
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
+    // kill(2) returns before the stop takes effect: on a busy machine the
+    // receive thread could still drain the socket. Wait until every thread
+    // is stopped ('T' in /proc/PID/task/*/stat).
+    let stopped = wait_for(Duration::from_secs(10), || {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        tasks
+            .filter_map(Result::ok)
+            .all(|t| {
+                std::fs::read_to_string(t.path().join("stat"))
+                    .ok()
+                    .and_then(|stat| {
+                        stat.rsplit_once(") ")
+                            .map(|(_, rest)| rest.starts_with('T'))
+                    })
+                    .unwrap_or(false)
+            })
+            .then_some(())
+    });
+    assert!(stopped.is_some(), "the daemon did not stop");
     let sent = 400u64;
     let datagram = distinct_key_datagrams(1).remove(0);
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
