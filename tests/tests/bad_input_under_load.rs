@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::time::Duration;
 
+use flowlink_e2e::process::rss_kib;
 use flowlink_e2e::{
     Daemon, DaemonConfig, Emulator, distinct_key_datagrams, free_tcp_port, free_udp_port, scrape,
     wait_for,
@@ -20,15 +21,6 @@ fn counter(metrics: &str, name: &str) -> u64 {
         metrics,
         &format!("flowlink_{name}_total{{consumer=\"flood\"}}"),
     )
-}
-
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// A small deterministic generator, so a failure replays the same bytes.

@@ -11,6 +11,7 @@ use std::io::Write;
 use std::net::UdpSocket;
 use std::time::Duration;
 
+use flowlink_e2e::process::rss_kib;
 use flowlink_e2e::{
     Daemon, DaemonConfig, Emulator, free_tcp_port, free_udp_port, temp_dir, test_plugin_dir,
     wait_for,
@@ -20,15 +21,6 @@ const QUEUE_MB: u64 = 8;
 /// Beyond the queue bound: the framer's read buffer, plugin instances'
 /// linear memory (a 64 KiB message each), the allocator's slack.
 const SLACK_MB: u64 = 40;
-
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc status")
-}
 
 fn messages_in(metrics: &str) -> u64 {
     flowlink_e2e::process::metric(metrics, "flowlink_messages_in_total{consumer=\"flood\"}")
