@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod fixtures;
+pub mod lcg;
 pub mod peers;
 pub mod process;
 pub mod records;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::time::Duration;
 
+use flowlink_e2e::lcg::Lcg;
 use flowlink_e2e::process::rss_kib;
 use flowlink_e2e::{
     Daemon, DaemonConfig, Emulator, distinct_key_datagrams, free_tcp_port, free_udp_port, scrape,
@@ -23,27 +24,14 @@ fn counter(metrics: &str, name: &str) -> u64 {
     )
 }
 
-/// A small deterministic generator, so a failure replays the same bytes.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
-    }
-}
-
 /// Bad datagrams of three kinds, in turn: random bytes whose version field
 /// is no NetFlow version, a v5 header claiming 30 records with the body cut
 /// short, and a bare 4-byte stub.
 fn malformed(n: u32, rng: &mut Lcg) -> Vec<u8> {
     match n % 3 {
         0 => {
-            let len = 24 + (rng.next() % 1400) as usize;
-            let mut d: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let len = 24 + (rng.next_u32() % 1400) as usize;
+            let mut d: Vec<u8> = (0..len).map(|_| rng.next_u32() as u8).collect();
             d[0] = 0x7f; // version 0x7fxx: none of 5, 7, 9, 10
             d
         }

@@ -17,19 +17,6 @@ use flowlink_e2e::{Daemon, DaemonConfig, Emulator, temp_dir, wait_file_resume_po
 
 const KILLS: usize = 10;
 
-/// A fixed LCG: the kill moments are the same on every run.
-struct Moments(u64);
-
-impl Moments {
-    fn next_ms(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        200 + (self.0 >> 33) % 1300
-    }
-}
-
 /// Record `n` (1-based): net n/250, host n%250+1, `n % 7 + 1` packets.
 fn record(n: u32) -> (u8, u8, u64, u64) {
     let packets = u64::from(n % 7 + 1);
@@ -80,11 +67,14 @@ fn campaign(
     dir: &std::path::Path,
     mut started: impl FnMut(usize, &Daemon),
 ) {
-    let mut moments = Moments(20261201);
+    // Fixed kill moments, 200–1499 ms apart: the same on every run.
+    let mut moments = flowlink_e2e::lcg::Lcg(20261201);
     for cycle in 0..KILLS {
         let mut daemon = Daemon::start_in(dir, config);
         started(cycle, &daemon);
-        std::thread::sleep(Duration::from_millis(moments.next_ms()));
+        std::thread::sleep(Duration::from_millis(
+            200 + u64::from(moments.next_u32()) % 1300,
+        ));
         daemon.kill();
         eprintln!("{what}: killed in cycle {cycle}");
     }
