@@ -100,8 +100,32 @@ fn plugin_build_dir() -> PathBuf {
     target_dir().join("wasm32-wasip2").join("plugin")
 }
 
-/// The `flowlink` binary: `$FLOWLINK_BIN`, else the cargo target
-/// directory's debug build, checked to be newer than its sources (and the
+/// The cargo profile folder this test binary was built into
+/// (`target/release` under `scripts/test`): the daemon it drives is the one
+/// built with the same profile.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test>-<hash>
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        .map_or_else(|| "release".into(), |name| name.to_os_string());
+    target_dir().join(profile)
+}
+
+/// The cargo profile of this test build (`release` or `dev`), for scripts
+/// that package or run the build already made.
+pub fn cargo_profile() -> String {
+    match profile_dir().file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev".into(),
+        Some(other) => other.into(),
+        None => "release".into(),
+    }
+}
+
+/// The `flowlink` binary: `$FLOWLINK_BIN`, else the build of the same cargo
+/// profile as this test, checked to be newer than its sources (and the
 /// emulator beside it, which `flowlink pce-emulator` runs).
 pub fn flowlink_bin() -> PathBuf {
     static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -110,18 +134,18 @@ pub fn flowlink_bin() -> PathBuf {
             if let Some(bin) = std::env::var_os("FLOWLINK_BIN") {
                 return must_exist(PathBuf::from(bin), "FLOWLINK_BIN");
             }
-            let debug = target_dir().join("debug");
+            let profile = profile_dir();
             let emulator = must_exist(
-                debug.join("flowlink-pce-emulator"),
+                profile.join("flowlink-pce-emulator"),
                 "the flowlink-pce-emulator binary",
             );
             must_be_fresh(
                 emulator,
-                &debug.join("flowlink-pce-emulator.d"),
+                &profile.join("flowlink-pce-emulator.d"),
                 "the PCE emulator",
             );
-            let bin = must_exist(debug.join("flowlink"), "the flowlink binary");
-            must_be_fresh(bin, &debug.join("flowlink.d"), "the flowlink binary")
+            let bin = must_exist(profile.join("flowlink"), "the flowlink binary");
+            must_be_fresh(bin, &profile.join("flowlink.d"), "the flowlink binary")
         })
         .clone()
 }

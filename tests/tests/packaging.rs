@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use flowlink_e2e::process::{EMULATOR_KEY, EMULATOR_SECRET};
 use flowlink_e2e::{
-    Daemon, Emulator, expected_aggregation, free_tcp_port, free_udp_port, read_flows_csv,
+    Daemon, Emulator, cargo_profile, expected_aggregation, free_tcp_port, free_udp_port, read_flows_csv,
     repo_root, scrape, send_capture, temp_dir, wait_for,
 };
 
 fn build_package(out: &Path) -> PathBuf {
     let status = Command::new(repo_root().join("scripts/package"))
         .arg(out)
+        .env("PROFILE", cargo_profile())
         .status()
         .expect("running scripts/package");
     assert!(status.success(), "scripts/package failed");
