@@ -60,6 +60,9 @@ enum Command {
     Replay(cli::replay::ReplayArgs),
     /// Print the JSON Schema of the configuration file (flowlink_config_schema.json).
     Schema,
+    /// Write, build and check a parser plugin of your own (docs/plugin-sdk.md).
+    #[command(subcommand)]
+    Plugin(cli::plugin::PluginCommand),
     /// List the plugins in a directory.
     Plugins {
         /// Default: the built-in plugins.
@@ -186,6 +189,7 @@ fn execute(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Plugin(command) => cli::plugin::run(command),
         Command::PceEmulator { args } => cli::exec_sibling("flowlink-pce-emulator", &args),
     }
 }

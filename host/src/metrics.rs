@@ -37,6 +37,8 @@ counters!(ConsumerCounters {
     plugin_traps: "plugin calls that trapped (panic, invalid output)",
     plugin_over_cap: "messages refused for too many records",
     plugin_restarts: "plugin instances rebuilt after a fault",
+    plugin_circuit_open: "messages not given to a circuit-broken plugin (counted lost unless quarantined)",
+    messages_quarantined: "messages kept in data_directory/quarantine/ after a plugin fault",
     flows_aggregated: "flow records folded into a window",
     aggregation_early_flushes: "windows flushed early because the key bound was hit",
 });

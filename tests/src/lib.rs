@@ -27,6 +27,21 @@ pub use process::{
 };
 pub use traffic::{distinct_key_datagrams, send_capture, send_datagrams};
 
+/// A component with a custom section appended: other bytes (another
+/// sha256, another build to the hot swap), the same code.
+pub fn rebuilt_component(wasm: &[u8], note: &str) -> Vec<u8> {
+    let name = b"flowlink-test-build";
+    let mut body = vec![name.len() as u8];
+    body.extend_from_slice(name);
+    body.extend_from_slice(note.as_bytes());
+    assert!(body.len() < 128, "one-byte LEB128 size");
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section
+    out.push(body.len() as u8);
+    out.extend_from_slice(&body);
+    out
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -186,11 +201,19 @@ pub fn plugin_dir() -> PathBuf {
         .clone()
 }
 
-/// Test-only plugins (the hostile one).
+/// Test-only plugins: the hostile one (and its build with a TCP probe), a
+/// component of another contract major.
 pub fn test_plugin_dir() -> PathBuf {
     let dir = must_exist(
         repo_root().join("build").join("test-plugins"),
         "the test plugin directory",
     );
-    fresh_plugins(dir, &[("hostile.wasm", "flowlink_test_hostile_plugin")])
+    fresh_plugins(
+        dir,
+        &[
+            ("hostile.wasm", "flowlink_test_hostile_plugin"),
+            ("hostile-net.wasm", "flowlink_test_hostile_plugin"),
+            ("wit-major-2.wasm", "flowlink_test_wit_major_plugin"),
+        ],
+    )
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use flowlink_e2e::process::{EMULATOR_KEY, EMULATOR_SECRET};
 use flowlink_e2e::{
-    Daemon, Emulator, cargo_profile, expected_aggregation, free_tcp_port, free_udp_port, read_flows_csv,
-    repo_root, scrape, send_capture, temp_dir, wait_for,
+    Daemon, Emulator, cargo_profile, expected_aggregation, free_tcp_port, free_udp_port,
+    read_flows_csv, repo_root, scrape, send_capture, temp_dir, wait_for,
 };
 
 fn build_package(out: &Path) -> PathBuf {

@@ -57,3 +57,77 @@ fn a_broken_plugin_file_is_skipped_with_its_name_and_the_rest_load() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("netflow\t"));
 }
+
+/// `sha256sum FILE`: the digest from coreutils, not from flowlink.
+fn sha256sum(file: &std::path::Path) -> String {
+    let out = Command::new("sha256sum").arg(file).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_pinned_consumer_runs_only_the_build_it_pins() {
+    use flowlink_e2e::{
+        Daemon, DaemonConfig, Emulator, free_udp_port, rebuilt_component, wait_for,
+    };
+    use std::time::Duration;
+
+    let emulator = Emulator::start();
+    let dir = temp_dir("pinned");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let original = std::fs::read(plugin_dir().join("netflow.wasm")).unwrap();
+    std::fs::write(plugins.join("netflow.wasm"), &original).unwrap();
+    let digest = sha256sum(&plugins.join("netflow.wasm"));
+    let config = |pin: &str| {
+        DaemonConfig::new(&emulator, "pinned", "netflow")
+            .udp(free_udp_port())
+            .plugin_dir(&plugins)
+            .parser_with(&format!("sha256: {pin}"))
+            .yaml()
+    };
+
+    // Another digest: refused at start, both digests named.
+    let wrong = "0".repeat(64);
+    std::fs::write(dir.join("wrong.yaml"), config(&wrong)).unwrap();
+    let out = Command::new(flowlink_bin())
+        .args(["check-config", "--config"])
+        .arg(dir.join("wrong.yaml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("consumers[0].parser.sha256"), "{err}");
+    assert!(err.contains(&wrong) && err.contains(&digest), "{err}");
+
+    // Its own digest (upper case is fine): runs; a new build is not swapped in.
+    let mut daemon = Daemon::start_in(&dir, &config(&digest.to_uppercase()));
+    std::fs::write(
+        plugins.join(".netflow.wasm.new"),
+        rebuilt_component(&original, "build 2"),
+    )
+    .unwrap();
+    std::fs::rename(
+        plugins.join(".netflow.wasm.new"),
+        plugins.join("netflow.wasm"),
+    )
+    .unwrap();
+    let refused = wait_for(Duration::from_secs(30), || {
+        let log = daemon.log();
+        log.lines()
+            .find(|l| l.contains("not swapped in") && l.contains("pinned"))
+            .map(str::to_owned)
+    })
+    .unwrap_or_else(|| panic!("{}", daemon.log()));
+    assert!(refused.contains(&digest), "{refused}");
+    assert!(
+        !daemon.log().contains("swapped in a new plugin build"),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.terminate().success());
+}

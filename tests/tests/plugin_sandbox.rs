@@ -162,13 +162,151 @@ fn a_plugin_gets_no_files_environment_arguments_or_network() {
     assert!(attempts.contains("root=denied(NotFound)"), "{attempts}");
     assert!(attempts.contains("env=0"), "{attempts}");
     assert!(attempts.contains("args=0"), "{attempts}");
-    // The host refuses the address, not the network: access denied.
-    assert!(
-        attempts.contains("net=denied(PermissionDenied)"),
-        "{attempts}"
-    );
+    assert!(attempts.contains("net=not-built"), "{attempts}");
+    // The build that tries TCP imports wasi:sockets: it is refused before it
+    // runs, naming the import.
+    let net_plugin = test_plugin_dir().join("hostile-net.wasm");
+    let out = std::process::Command::new(flowlink_e2e::flowlink_bin())
+        .args([
+            "decode",
+            "--plugin",
+            net_plugin.to_str().unwrap(),
+            message.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("does not grant: wasi:sockets/"), "{stderr}");
     assert!(
         matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "the plugin's connection reached the listener"
     );
+}
+
+#[test]
+fn a_plugin_that_keeps_faulting_is_circuit_broken_quarantined_and_a_new_build_closes_it() {
+    let emulator = Emulator::start();
+    let dir = flowlink_e2e::temp_dir("breaker");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let hostile = std::fs::read(test_plugin_dir().join("hostile.wasm")).unwrap();
+    std::fs::write(plugins.join("hostile.wasm"), &hostile).unwrap();
+    let (udp_port, metrics) = (free_udp_port(), format!("127.0.0.1:{}", free_tcp_port()));
+    let config = DaemonConfig::new(&emulator, "hostile", "hostile")
+        .udp(udp_port)
+        .plugin_dir(&plugins)
+        .metrics(&metrics)
+        .with("parser_workers: 1")
+        .with("quarantine_mb: 1")
+        .parser_with("circuit_breaker: { faults: 3, messages: 10, max_backoff_seconds: 30 }");
+    let mut daemon = Daemon::start_in(&dir, &config.yaml());
+    let metric = |name: &str| {
+        flowlink_e2e::process::metric(
+            &metrics,
+            &format!("flowlink_{name}_total{{consumer=\"hostile\"}}"),
+        )
+    };
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |payload: &[u8]| {
+        socket.send_to(payload, ("127.0.0.1", udp_port)).unwrap();
+    };
+
+    // Four traps (more than 3 of the last 10) open the breaker…
+    for n in 0..4 {
+        send(format!("PANIC {n}").as_bytes());
+        let seen = wait_for(Duration::from_secs(20), || {
+            (metric("plugin_traps") == n + 1).then_some(())
+        });
+        assert!(seen.is_some(), "{}", daemon.log());
+    }
+    daemon.wait_log("plugin circuit-broken", 1);
+    // …and what follows within the backoff is not given to the plugin.
+    for n in 4..10 {
+        send(format!("PANIC {n}").as_bytes());
+    }
+    let refused = wait_for(Duration::from_secs(20), || {
+        (metric("plugin_circuit_open") + metric("plugin_traps") >= 10).then_some(())
+    });
+    assert!(
+        refused.is_some(),
+        "{:?}\n{}",
+        scrape(&metrics),
+        daemon.log()
+    );
+    assert!(metric("plugin_circuit_open") >= 1, "{:?}", scrape(&metrics));
+    assert_eq!(metric("plugin_circuit_open") + metric("plugin_traps"), 10);
+
+    // Every one of the ten is in quarantine, byte for byte, and replays.
+    let quarantine = dir.join("data/quarantine/hostile/worker-0");
+    let kept = wait_for(Duration::from_secs(10), || {
+        let files: Vec<_> = std::fs::read_dir(&quarantine)
+            .ok()?
+            .map(|e| e.unwrap().path())
+            .collect();
+        (files.len() == 10).then_some(files)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "quarantine: {:?}",
+            std::fs::read_dir(&quarantine).map(|d| d.count())
+        )
+    });
+    let mut payloads: Vec<String> = kept
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    payloads.sort();
+    assert_eq!(
+        payloads,
+        (0..10).map(|n| format!("PANIC {n}")).collect::<Vec<_>>()
+    );
+    assert_eq!(metric("messages_quarantined"), 10);
+    let replay = std::process::Command::new(flowlink_e2e::flowlink_bin())
+        .args([
+            "decode",
+            "--plugin",
+            test_plugin_dir().join("hostile.wasm").to_str().unwrap(),
+        ])
+        .arg(&kept[0])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&replay.stderr).contains("plugin trapped"),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+
+    // A new build closes the breaker at once: good traffic flows again.
+    std::fs::write(
+        plugins.join(".hostile.wasm.new"),
+        flowlink_e2e::rebuilt_component(&hostile, "fixed"),
+    )
+    .unwrap();
+    std::fs::rename(
+        plugins.join(".hostile.wasm.new"),
+        plugins.join("hostile.wasm"),
+    )
+    .unwrap();
+    daemon.wait_log("swapped in a new plugin build", 1);
+    let good = flowlink_e2e::traffic::v5_datagram(&flowlink_e2e::traffic::v5_records(30));
+    send(&good);
+    let parsed = wait_for(Duration::from_secs(20), || {
+        (metric("flows_parsed") == 30).then_some(())
+    });
+    assert!(parsed.is_some(), "{:?}\n{}", scrape(&metrics), daemon.log());
+    assert!(
+        daemon
+            .log()
+            .contains("plugin circuit closed: a new build was swapped in"),
+        "{}",
+        daemon.log()
+    );
+    let delivered = wait_for(Duration::from_secs(20), || {
+        (emulator.totals().values().map(|t| t.1).sum::<u64>()
+            == (0..30).map(|i| 10 + i).sum::<u64>())
+        .then_some(())
+    });
+    assert!(delivered.is_some(), "{:?}", emulator.totals());
+    assert!(daemon.terminate().success());
 }

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use flowlink_plugin_sdk::Batch;
+use flowlink_flow::Batch;
 
 use crate::ByteReader;
 use crate::error::DatagramError;

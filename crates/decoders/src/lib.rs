@@ -5,7 +5,7 @@
 //! module per protocol version; every decoder appends to an SDK [`Batch`]
 //! so a component returns it without copying.
 //!
-//! [`Batch`]: flowlink_plugin_sdk::Batch
+//! [`Batch`]: flowlink_flow::Batch
 
 pub mod error;
 pub mod icmp;

@@ -1,7 +1,7 @@
 //! The flowlink plugin SDK: write a flow-format parser as plain Rust, export it
 //! as a WebAssembly component with one macro.
 //!
-//! ```ignore
+//! ```
 //! use flowlink_plugin_sdk::{Batch, Origin, Parser, ParserInfo};
 //!
 //! struct MyParser;
@@ -19,23 +19,41 @@
 //! }
 //!
 //! flowlink_plugin_sdk::export_parser!(MyParser);
+//!
+//! // Natively, the same parser runs under the test harness:
+//! let out = flowlink_plugin_sdk::testing::run::<MyParser>(
+//!     "{}",
+//!     flowlink_plugin_sdk::testing::origin([192, 0, 2, 1], 2055),
+//!     &[b"x", b""],
+//! )
+//! .unwrap();
+//! assert_eq!(out[0].flows().len(), 0);
+//! assert!(matches!(out[1], flowlink_plugin_sdk::testing::Outcome::Failed(_)));
 //! ```
 //!
-//! Build with `cargo build --target wasm32-wasip2`; the result is a component
+//! Settings: parse `open`'s JSON into a struct of your own with
+//! [`properties()`]; unknown keys are then refused by name.
+//!
+//! Build with `cargo build --target wasm32-wasip2` (or `flowlink plugin
+//! build`); the result is a component
 //! the host loads from its plugin directory. The same crate compiles natively
 //! (the export is only emitted for wasm32), so parsing code is unit-tested
 //! with a plain `cargo test`.
 
-mod address;
 mod component;
-mod flow;
 pub mod log;
-pub mod packed;
+pub mod properties;
+pub mod testing;
 pub mod text;
 
-pub use address::{ip_from_std, ip_to_std};
 pub use component::Component;
-pub use flow::{Action, Batch, Flow, IpAddr, Origin, Rejected};
+pub use flowlink_flow::packed;
+pub use flowlink_flow::{Action, Batch, Flow, IpAddr, Origin, Rejected, ip_from_std, ip_to_std};
+pub use properties::properties;
+
+/// The version of the WIT contract (`wit/parser.wit`) this SDK builds
+/// components against. The host takes any component of the same major.
+pub const WIT_VERSION: &str = "1.0.0";
 
 /// The generated bindings of `wit/parser.wit`. Kept in this one module so the
 /// rest of the SDK (and every plugin) sees plain Rust types.
@@ -43,7 +61,7 @@ pub use flow::{Action, Batch, Flow, IpAddr, Origin, Rejected};
 pub mod bindings {
     wit_bindgen::generate!({
         world: "flow-parser",
-        path: "../../wit",
+        path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_flow_parser",
         default_bindings_module: "flowlink_plugin_sdk::bindings",

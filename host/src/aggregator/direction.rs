@@ -20,7 +20,7 @@
 //!
 //! `off` keys every record as reported.
 
-use flowlink_plugin_sdk::Flow;
+use flowlink_flow::Flow;
 
 use crate::config::DirectionRule;
 
@@ -111,7 +111,7 @@ impl DirectionInference {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flowlink_plugin_sdk::IpAddr;
+    use flowlink_flow::IpAddr;
 
     fn flow(protocol: u8, src_port: u16, dst_port: u16, tcp_flags: u8, icmp_type: u8) -> Flow {
         Flow {

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use flowlink_plugin_sdk::{Action, Flow, ip_to_std};
+use flowlink_flow::{Action, Flow, ip_to_std};
 
 use super::direction::{DirectionInference, Orientation};
 

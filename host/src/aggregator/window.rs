@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use super::FlowKey;
 use super::direction::DirectionInference;
 use crate::proto::{AggregatedFlow, FlowBatch, ip_to_bytes};
-use flowlink_plugin_sdk::Flow;
+use flowlink_flow::Flow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowTotals {
@@ -148,7 +148,7 @@ fn new_batch_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flowlink_plugin_sdk::{Action, IpAddr as WitIp};
+    use flowlink_flow::{Action, IpAddr as WitIp};
 
     fn flow(
         src: u32,

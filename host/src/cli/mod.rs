@@ -1,7 +1,9 @@
 //! The subcommands that are not the daemon itself: `decode` (a plugin over
-//! captures), `replay` (captures to a collector, as live traffic).
+//! captures), `replay` (captures to a collector, as live traffic), `plugin`
+//! (write, build and check a parser of your own).
 
 pub mod decode;
+pub mod plugin;
 pub mod replay;
 
 use std::ffi::OsString;

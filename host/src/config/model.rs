@@ -48,6 +48,10 @@ pub struct RawConfig {
     /// Bytes waiting for the parsers, and parsed flows waiting for the
     /// aggregator: each bounded by this many MiB.
     pub queue_max_mb: Option<u64>,
+    /// Keep the messages that made a plugin fault in
+    /// `data_directory/quarantine/`, up to this many MiB (oldest dropped
+    /// first); 0 (the default) keeps none.
+    pub quarantine_mb: Option<u64>,
     pub aggregation_max_keys: Option<usize>,
     /// How often parser state (templates) is snapshotted when it changed.
     pub state_snapshot_seconds: Option<u64>,
@@ -83,6 +87,25 @@ pub struct RawParser {
     pub timeout_ms: Option<u64>,
     pub memory_mb: Option<u64>,
     pub max_flows_per_message: Option<usize>,
+    /// Pins the plugin build: the SHA-256 (hex) of its `.wasm` file. Any
+    /// other build of the plugin is refused, at start, on reload and on a
+    /// hot swap (`sha256sum plugin.wasm` or `flowlink plugin check` print it).
+    pub sha256: Option<String>,
+    /// When to stop calling a plugin that keeps faulting.
+    pub circuit_breaker: Option<RawCircuitBreaker>,
+}
+
+/// `parser.circuit_breaker`: more than `faults` plugin faults in the last
+/// `messages` messages stop calls for a backoff (1 s, doubling).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuitBreaker {
+    /// Default 20.
+    pub faults: Option<u64>,
+    /// Default 50.
+    pub messages: Option<u64>,
+    /// The longest pause between trials, seconds; default 60.
+    pub max_backoff_seconds: Option<u64>,
 }
 
 /// A connector: `{type: udp, properties: {...}}`.
@@ -336,6 +359,8 @@ pub struct Config {
     pub queue_capacity: usize,
     /// Bound in bytes of each of the two queues between stages.
     pub queue_max_bytes: usize,
+    /// Bound of `data_directory/quarantine/`; 0: off.
+    pub quarantine_max_bytes: u64,
     pub aggregation_max_keys: usize,
     pub state_snapshot: Duration,
     pub checkpoint: Duration,
@@ -368,6 +393,29 @@ pub struct ParserSpec {
     /// `parser.properties` as a JSON object, as the plugin receives it.
     pub properties_json: String,
     pub limits: ParserLimits,
+    /// `parser.sha256`, lower-case hex: the only build this consumer runs.
+    pub sha256: Option<String>,
+    pub breaker: BreakerSettings,
+}
+
+/// A parser's circuit breaker (`parser.circuit_breaker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// Open past this many faults…
+    pub faults: usize,
+    /// …among the last this many messages.
+    pub messages: usize,
+    pub max_backoff: Duration,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            faults: 20,
+            messages: 50,
+            max_backoff: Duration::from_secs(60),
+        }
+    }
 }
 
 /// A parser's sandbox limits, as configured.

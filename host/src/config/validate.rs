@@ -126,6 +126,7 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         8192,
     ) as usize;
     let queue_max_bytes = (p.ranged("queue_max_mb", raw.queue_max_mb, 1, 4095, 64) << 20) as usize;
+    let quarantine_max_bytes = p.ranged("quarantine_mb", raw.quarantine_mb, 0, 1 << 20, 0) << 20;
     let aggregation_max_keys = p.ranged(
         "aggregation_max_keys",
         raw.aggregation_max_keys.map(|v| v as u64),
@@ -292,6 +293,46 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
                 },
             ),
         };
+        let sha256 = parser.sha256.map(|pin| pin.trim().to_ascii_lowercase());
+        if let Some(pin) = &sha256
+            && (pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            p.add(
+                format!("{at}.parser.sha256"),
+                format!("{pin:?} is not a SHA-256 digest (64 hex digits)"),
+            );
+        }
+        let defaults = BreakerSettings::default();
+        let breaker = match &parser.circuit_breaker {
+            None => defaults,
+            Some(raw) => {
+                let at = format!("{at}.parser.circuit_breaker");
+                let messages = p.ranged(
+                    &format!("{at}.messages"),
+                    raw.messages,
+                    1,
+                    100_000,
+                    defaults.messages as u64,
+                );
+                BreakerSettings {
+                    messages: messages as usize,
+                    faults: p.ranged(
+                        &format!("{at}.faults"),
+                        raw.faults,
+                        0,
+                        messages,
+                        defaults.faults.min(messages as usize) as u64,
+                    ) as usize,
+                    max_backoff: Duration::from_secs(p.ranged(
+                        &format!("{at}.max_backoff_seconds"),
+                        raw.max_backoff_seconds,
+                        1,
+                        86_400,
+                        defaults.max_backoff.as_secs(),
+                    )),
+                }
+            }
+        };
         consumers.push(ConsumerConfig {
             name: consumer.name,
             connectors,
@@ -299,6 +340,8 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
                 plugin: parser.plugin,
                 properties_json: properties.to_string(),
                 limits,
+                sha256,
+                breaker,
             },
         });
     }
@@ -353,6 +396,7 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         parser_workers,
         queue_capacity,
         queue_max_bytes,
+        quarantine_max_bytes,
         aggregation_max_keys,
         state_snapshot: Duration::from_secs(state_snapshot_seconds),
         checkpoint: Duration::from_secs(checkpoint_seconds),

@@ -21,7 +21,7 @@ use crate::parser_state::ParserStateStore;
 use crate::pipeline::{
     AggregatorInput, ByteBudget, ParserWorkerPool, ShardRouter, WorkerInput, WorkerSetup,
 };
-use crate::plugin::{PluginEngine, PluginRegistry, PluginUse, PluginWatcher};
+use crate::plugin::{PluginEngine, PluginRegistry, PluginUse, PluginUses, PluginWatcher};
 use crate::spool::{Spool, SpoolLimits};
 use crate::uploader::{PceClient, UploadJob, Uploader};
 
@@ -62,7 +62,11 @@ pub fn load_plugins(config: &Config) -> Result<(Arc<PluginEngine>, Arc<PluginReg
     };
     let mut missing = Vec::new();
     for (i, consumer) in config.consumers.iter().enumerate() {
-        if registry.get(&consumer.parser.plugin).is_none() {
+        if let Some(plugin) = registry.get(&consumer.parser.plugin) {
+            if let Err(why) = plugin.check_pin(consumer.parser.sha256.as_deref()) {
+                missing.push(format!("consumers[{i}].parser.sha256: {why}"));
+            }
+        } else {
             missing.push(format!(
                 "consumers[{i}].parser.type: no plugin named {:?} in {searched} (loaded: {})",
                 consumer.parser.plugin,
@@ -84,6 +88,21 @@ pub fn load_plugins(config: &Config) -> Result<(Arc<PluginEngine>, Arc<PluginReg
     Ok((engine, Arc::new(registry)))
 }
 
+/// What a hot swap checks a new build against: each consumer's plugin,
+/// properties, limits and pin.
+fn plugin_uses(consumers: &[ConsumerConfig]) -> Vec<PluginUse> {
+    consumers
+        .iter()
+        .map(|c| PluginUse {
+            consumer: c.name.clone(),
+            plugin: c.parser.plugin.clone(),
+            properties_json: c.parser.properties_json.clone(),
+            limits: c.parser.limits,
+            sha256: c.parser.sha256.clone(),
+        })
+        .collect()
+}
+
 /// A consumer as it runs: its slot in the pipeline and its connectors.
 struct RunningConsumer {
     slot: usize,
@@ -100,6 +119,8 @@ struct Running {
     router: ShardRouter,
     aggregator_input: mpsc::Sender<AggregatorInput>,
     metrics: Arc<Metrics>,
+    /// What the plugin watcher checks new builds against.
+    plugin_uses: Arc<PluginUses>,
 }
 
 /// Runs until SIGTERM or SIGINT. `signals` were armed before the
@@ -193,16 +214,7 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
     let aggregator = tokio::spawn(aggregator.run(parsed_rx));
 
     // Before the workers start, so no build published in between is missed.
-    let uses = config
-        .consumers
-        .iter()
-        .map(|c| PluginUse {
-            consumer: c.name.clone(),
-            plugin: c.parser.plugin.clone(),
-            properties_json: c.parser.properties_json.clone(),
-            limits: c.parser.limits,
-        })
-        .collect();
+    let uses = PluginUses::new(plugin_uses(&config.consumers));
     // Built-in plugins change with the package, not at run time: only a
     // configured plugin_dir is watched.
     let watcher = match &config.plugin_dir {
@@ -210,7 +222,7 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
             engine.clone(),
             registry.clone(),
             dir,
-            uses,
+            uses.clone(),
         )?),
         None => None,
     };
@@ -224,6 +236,8 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
         workers: config.parser_workers,
         aggregator_budget: ByteBudget::new(config.queue_max_bytes),
         runtime: tokio::runtime::Handle::current(),
+        data_directory: config.data_directory.clone(),
+        quarantine_max_bytes: config.quarantine_max_bytes,
     });
     let (workers, worker_inputs) = ParserWorkerPool::start(
         setup.clone(),
@@ -246,6 +260,7 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
         aggregator_input: parsed_tx,
         metrics: metrics.clone(),
         config: config.clone(),
+        plugin_uses: uses,
     };
     for (slot, consumer) in config.consumers.iter().enumerate() {
         let connectors = running

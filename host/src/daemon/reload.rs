@@ -34,6 +34,10 @@ struct Change {
 impl Running {
     pub(super) async fn reload(&mut self) {
         let result = self.try_reload().await;
+        // Even a reload applied in part changed what runs.
+        let running: Vec<ConsumerConfig> =
+            self.consumers.iter().map(|c| c.config.clone()).collect();
+        self.plugin_uses.set(super::plugin_uses(&running));
         let outcome = match &result {
             Ok(None) => ReloadResult::Unchanged,
             Ok(Some(_)) => ReloadResult::Applied,
@@ -159,6 +163,7 @@ impl Running {
                             consumer: slot,
                             session: Box::new(session),
                             carry_state: same_plugin,
+                            breaker: new.parser.breaker,
                         })
                         .await;
                 }
@@ -202,6 +207,7 @@ impl Running {
                         consumer: slot,
                         name: name.as_str().into(),
                         session: Box::new(session),
+                        breaker: config.parser.breaker,
                     })
                     .await;
             }

@@ -17,7 +17,15 @@ use std::path::{Path, PathBuf};
 const MAGIC: &[u8; 4] = b"FLPS";
 const FORMAT: u16 = 1;
 /// The contract the snapshot's bytes were produced under.
-pub const WIT_VERSION: &str = "0.3.0";
+pub use crate::plugin::WIT_VERSION;
+
+/// Whether a snapshot made under contract `made` can be restored now: the
+/// same major. 0.3.0 is the contract 1.0.0 renumbered when the plugin SDK
+/// went public (no change to it), so its snapshots carry over an upgrade.
+fn contract_restorable(made: &str) -> bool {
+    let major = |v: &str| v.split('.').next().unwrap_or_default().to_owned();
+    made == "0.3.0" || major(made) == major(WIT_VERSION)
+}
 
 /// A snapshot that passed its checks.
 #[derive(Debug)]
@@ -97,7 +105,7 @@ impl ParserStateStore {
             };
             match decode(&bytes) {
                 Err(why) => self.quarantine(&path, "corrupt", &why),
-                Ok((made_by, wit, _)) if made_by != plugin || wit != WIT_VERSION => self
+                Ok((made_by, wit, _)) if made_by != plugin || !contract_restorable(wit) => self
                     .quarantine(
                         &path,
                         "set-aside",

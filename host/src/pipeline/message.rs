@@ -3,7 +3,7 @@
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use flowlink_plugin_sdk::Flow;
+use flowlink_flow::Flow;
 
 use tokio::sync::oneshot;
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::BytePermit;
+use crate::config::BreakerSettings;
 use crate::plugin::{ParserInstance, StreamId};
 
 /// Which parser worker a message goes to. All messages of one key meet
@@ -166,6 +167,7 @@ pub enum WorkerInput {
         consumer: usize,
         name: Arc<str>,
         session: Box<ParserInstance>,
+        breaker: BreakerSettings,
     },
     /// A consumer's parser changed on reload: move to `session`, carrying
     /// the old session's state over when `carry_state` (same plugin).
@@ -173,6 +175,7 @@ pub enum WorkerInput {
         consumer: usize,
         session: Box<ParserInstance>,
         carry_state: bool,
+        breaker: BreakerSettings,
     },
     /// A consumer removed by a reload: its session goes; `done` fires once
     /// every flow of its earlier messages is with the aggregator.

@@ -3,7 +3,9 @@
 //! queue is counted, never silently absorbed.
 
 mod byte_budget;
+mod circuit_breaker;
 pub mod message;
+mod quarantine;
 mod shard_router;
 mod worker;
 

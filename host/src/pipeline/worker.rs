@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
+use super::circuit_breaker::{Admit, CircuitBreaker, Transition};
+use super::quarantine::Quarantine;
 use super::{AggregatorInput, ByteBudget, BytePermit, ParsedFlows, RawMessage, WorkerInput};
-use crate::config::ConsumerConfig;
+use crate::config::{BreakerSettings, ConsumerConfig};
 use crate::metrics::{self, ConsumerCounters, Metrics};
 use crate::parser_state::ParserStateStore;
 use crate::plugin::{
@@ -35,6 +37,10 @@ pub struct WorkerSetup {
     pub aggregator_budget: ByteBudget,
     /// Where a worker waits for room in `aggregator_budget`.
     pub runtime: tokio::runtime::Handle,
+    /// Where quarantined messages go (`data_directory/quarantine/`).
+    pub data_directory: std::path::PathBuf,
+    /// `quarantine_mb` in bytes, shared by the workers; 0: off.
+    pub quarantine_max_bytes: u64,
 }
 
 pub struct ParserWorkerPool {
@@ -100,6 +106,9 @@ pub fn open_session(
                 consumer.name, consumer.parser.plugin
             )
         })?;
+    plugin
+        .check_pin(consumer.parser.sha256.as_deref())
+        .map_err(|why| anyhow::anyhow!("consumer {:?}: {why}", consumer.name))?;
     let tag: Arc<str> = format!(
         "plugin={} consumer={} worker={worker}",
         plugin.name, consumer.name
@@ -167,6 +176,26 @@ const MAX_BATCH_BYTES: usize = 1 << 20;
 struct Slot {
     name: Arc<str>,
     session: ParserInstance,
+    breaker: CircuitBreaker,
+    quarantine: Option<Quarantine>,
+}
+
+impl Slot {
+    fn new(
+        setup: &WorkerSetup,
+        worker: usize,
+        name: Arc<str>,
+        session: ParserInstance,
+        breaker: BreakerSettings,
+    ) -> Slot {
+        let share = setup.quarantine_max_bytes / setup.workers.max(1) as u64;
+        Slot {
+            quarantine: Quarantine::open(&setup.data_directory, &name, worker, share),
+            name,
+            session,
+            breaker: CircuitBreaker::new(breaker),
+        }
+    }
 }
 
 fn run_worker(
@@ -181,10 +210,13 @@ fn run_worker(
         .iter()
         .zip(sessions)
         .map(|(consumer, session)| {
-            Some(Slot {
-                name: consumer.name.as_str().into(),
+            Some(Slot::new(
+                &setup,
+                worker,
+                consumer.name.as_str().into(),
                 session,
-            })
+                consumer.parser.breaker,
+            ))
         })
         .collect();
     let mut batch: Vec<RawMessage> = Vec::with_capacity(MAX_BATCH_MESSAGES);
@@ -238,7 +270,7 @@ fn run_worker(
             {
                 snapshots.write(&setup.state_store, *consumer, slot);
             }
-            apply_control(&mut slots, control);
+            apply_control(&setup, worker, &mut slots, control);
         }
         if snapshots.due() {
             snapshots.write_all(&setup.state_store, &mut slots);
@@ -324,7 +356,12 @@ impl Snapshots {
     }
 }
 
-fn apply_control(slots: &mut Vec<Option<Slot>>, control: WorkerInput) {
+fn apply_control(
+    setup: &WorkerSetup,
+    worker: usize,
+    slots: &mut Vec<Option<Slot>>,
+    control: WorkerInput,
+) {
     match control {
         WorkerInput::Message(..) => unreachable!("messages are batched"),
         WorkerInput::StreamClosed { consumer, stream } => {
@@ -336,19 +373,18 @@ fn apply_control(slots: &mut Vec<Option<Slot>>, control: WorkerInput) {
             consumer,
             name,
             session,
+            breaker,
         } => {
             if slots.len() <= consumer {
                 slots.resize_with(consumer + 1, || None);
             }
-            slots[consumer] = Some(Slot {
-                name,
-                session: *session,
-            });
+            slots[consumer] = Some(Slot::new(setup, worker, name, *session, breaker));
         }
         WorkerInput::ReplaceSession {
             consumer,
             session,
             carry_state,
+            breaker,
         } => {
             if let Some(Some(slot)) = slots.get_mut(consumer) {
                 let mut session = *session;
@@ -356,6 +392,7 @@ fn apply_control(slots: &mut Vec<Option<Slot>>, control: WorkerInput) {
                     session.adopt_state(&mut slot.session);
                 }
                 slot.session = session;
+                slot.breaker = CircuitBreaker::new(breaker);
             }
         }
         WorkerInput::CloseConsumer { consumer, done } => {
@@ -374,6 +411,14 @@ fn adopt_new_builds(setup: &WorkerSetup, slots: &mut [Option<Slot>]) {
             && !Arc::ptr_eq(&current, session.plugin())
         {
             session.swap_plugin(current);
+            if slot.breaker.reset() == Some(Transition::Closed) {
+                tracing::info!(
+                    consumer = %slot.name,
+                    plugin = %session.plugin().name,
+                    version = %session.plugin().version,
+                    "plugin circuit closed: a new build was swapped in"
+                );
+            }
         }
     }
 }
@@ -390,6 +435,10 @@ fn parse_group(
 ) -> bool {
     let counters = setup.metrics.consumer(consumer);
     let counters = &*counters;
+    let now = Instant::now();
+    if slot.breaker.admit(now) == Admit::Refuse {
+        return refuse_group(slot, consumer, group, counters, output);
+    }
     let name = &*slot.name;
     let session = &mut slot.session;
     let exporters: Vec<SocketAddr> = group.iter().map(|m| m.exporter).collect();
@@ -417,6 +466,13 @@ fn parse_group(
         .collect();
     let restarts_before = session.restarts;
     let results = session.parse_batch(stream, &messages, replay);
+    let faults: Vec<bool> = results
+        .iter()
+        .map(|r| r.as_ref().is_err_and(ParseFailure::is_plugin_fault))
+        .collect();
+    if let Some(transition) = slot.breaker.record(now, faults) {
+        log_breaker(name, session.plugin().name.as_str(), transition);
+    }
     // The flows of these messages, as few queue items as the bound allows.
     let mut pending: Option<ParsedFlows> = None;
     metrics::add(
@@ -448,6 +504,10 @@ fn parse_group(
             Err(failure) => {
                 count_failure(counters, &failure);
                 if failure.is_plugin_fault() {
+                    if let Some(quarantine) = &mut slot.quarantine {
+                        quarantine.keep(message.origin.received_ms, exporter, &message.payload);
+                        metrics::add(&counters.messages_quarantined, 1);
+                    }
                     tracing::warn!(
                         consumer = %name,
                         exporter = %exporter,
@@ -473,6 +533,57 @@ fn parse_group(
         None => output
             .blocking_send(AggregatorInput::Acks { consumer, acks })
             .is_ok(),
+    }
+}
+
+/// A batch that meets an open circuit breaker: not parsed, counted, kept in
+/// quarantine when it is on, acknowledged (a replaying source would
+/// otherwise stall on a plugin that cannot parse).
+fn refuse_group(
+    slot: &mut Slot,
+    consumer: usize,
+    group: Vec<RawMessage>,
+    counters: &ConsumerCounters,
+    output: &mpsc::Sender<AggregatorInput>,
+) -> bool {
+    metrics::add(&counters.plugin_circuit_open, group.len() as u64);
+    let mut acks = Vec::new();
+    for message in group {
+        if let Some(quarantine) = &mut slot.quarantine {
+            quarantine.keep(message.received_ms, message.exporter, &message.payload);
+            metrics::add(&counters.messages_quarantined, 1);
+        }
+        acks.extend(message.ack);
+    }
+    acks.is_empty()
+        || output
+            .blocking_send(AggregatorInput::Acks { consumer, acks })
+            .is_ok()
+}
+
+fn log_breaker(consumer: &str, plugin: &str, transition: Transition) {
+    match transition {
+        Transition::Opened {
+            faults,
+            of,
+            backoff,
+        } => tracing::error!(
+            consumer,
+            plugin,
+            faults,
+            of_messages = of,
+            backoff_seconds = backoff.as_secs(),
+            "plugin circuit-broken: it faulted on {faults} of its last {of} messages; its messages \
+             are not parsed for {} s, then one batch is tried (a new build closes it at once)",
+            backoff.as_secs()
+        ),
+        Transition::Closed => {
+            tracing::info!(
+                consumer,
+                plugin,
+                "plugin circuit closed: a trial batch parsed"
+            )
+        }
     }
 }
 

@@ -1,8 +1,8 @@
-//! Host-side bindings of `wit/parser.wit`. The only place `bindgen!` runs.
+//! Host-side bindings of `wit/parser.wit` (kept in the SDK crate, `crates/sdk/wit`). The only place `bindgen!` runs.
 
 wasmtime::component::bindgen!({
     world: "flow-parser",
-    path: "../wit",
+    path: "../crates/sdk/wit",
     additional_derives: [PartialEq],
 });
 

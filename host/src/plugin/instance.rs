@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use flowlink_plugin_sdk::packed::{PACKED_FLOW_LEN, unpack};
-use flowlink_plugin_sdk::{Flow, Rejected};
+use flowlink_flow::packed::{PACKED_FLOW_LEN, unpack};
+use flowlink_flow::{Flow, Rejected};
 use wasmtime::component::ResourceAny;
 use wasmtime::{Store, Trap};
 
@@ -253,11 +253,28 @@ impl ParserInstance {
         &self.plugin
     }
 
+    /// The largest linear memory this instance has been granted, bytes
+    /// (`None` while it is faulted).
+    pub fn memory_bytes(&self) -> Option<usize> {
+        self.live.as_ref().map(|live| live.store.data().memory.peak)
+    }
+
     /// Moves this session to another build of its plugin between two
     /// messages: the old sessions' state (templates) is saved and restored
     /// into new ones. If the old instance is faulted its state is gone; if
     /// the new one refuses the state it starts empty (logged).
     pub fn swap_plugin(&mut self, plugin: Arc<LoadedPlugin>) {
+        let started = std::time::Instant::now();
+        self.swap_plugin_timed(plugin);
+        tracing::debug!(
+            tag = %self.tag,
+            version = %self.plugin.version,
+            pause_us = started.elapsed().as_micros() as u64,
+            "worker moved to the new plugin build"
+        );
+    }
+
+    fn swap_plugin_timed(&mut self, plugin: Arc<LoadedPlugin>) {
         let saved = self.save_all();
         let old = std::mem::replace(&mut self.plugin, plugin);
         let mut live = match self.start() {

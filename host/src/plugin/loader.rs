@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
+use wasmtime::component::Component;
+
+use super::WIT_VERSION;
 use super::bindings::FlowParserPre;
 use super::engine::{LoadStats, PluginEngine, wasm_error};
 use super::sandbox::{SandboxLimits, SandboxState};
@@ -15,6 +18,11 @@ pub struct LoadedPlugin {
     pub name: String,
     pub version: String,
     pub formats: Vec<String>,
+    /// The `flowlink:parser` version it was built against (same major as
+    /// [`WIT_VERSION`]).
+    pub contract: String,
+    /// Everything it imports (all granted, or it would not have loaded).
+    pub imports: Vec<String>,
     pub path: PathBuf,
     pub load: LoadStats,
     pub(super) pre: FlowParserPre<SandboxState>,
@@ -31,19 +39,40 @@ impl std::fmt::Debug for LoadedPlugin {
 }
 
 impl LoadedPlugin {
+    /// Refuses this build when a consumer pins another one
+    /// (`parser.sha256`); the reason names both digests and the file.
+    pub fn check_pin(&self, pin: Option<&str>) -> Result<(), String> {
+        match pin {
+            Some(pin) if pin != self.load.digest => Err(format!(
+                "parser.sha256 pins {pin}, but {} ({} {}) has sha256 {}",
+                self.path.display(),
+                self.name,
+                self.version,
+                self.load.digest
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Compiles and links `path`, then asks the component for its `info()`
-    /// under the default sandbox limits.
+    /// under the default sandbox limits. Refused, with the reason: a
+    /// component of another contract major, one that imports what the
+    /// sandbox does not grant, one that exports no parser.
     pub fn load(engine: &Arc<PluginEngine>, path: &Path) -> Result<Arc<LoadedPlugin>> {
         let (component, load) = engine.load_component(path)?;
+        let contract = contract_version(engine, &component)
+            .with_context(|| format!("{} is not a flowlink parser", path.display()))?;
+        check_imports(engine, &component)
+            .with_context(|| format!("{} is refused", path.display()))?;
         let instance_pre = engine
             .linker()
             .instantiate_pre(&component)
             .map_err(wasm_error)
             .with_context(|| {
                 format!(
-                    "{} imports something flowlink does not provide (plugins may import only \
-                 flowlink:parser@0.3.0 and WASI; a plugin built against another version of \
-                 the contract must be rebuilt)",
+                    "{} (contract {contract}) needs something this flowlink (contract {WIT_VERSION}) \
+                     does not provide: built against a newer minor version, it must be rebuilt \
+                     against {WIT_VERSION} or run on a newer flowlink",
                     path.display()
                 )
             })?;
@@ -51,7 +80,8 @@ impl LoadedPlugin {
             .map_err(wasm_error)
             .with_context(|| {
                 format!(
-                    "{} does not export the flowlink:parser/parser@0.3.0 interface",
+                    "{} exports flowlink:parser/parser@{contract}, but not in the form {WIT_VERSION} \
+                     defines",
                     path.display()
                 )
             })?;
@@ -83,9 +113,122 @@ impl LoadedPlugin {
             name: info.name,
             version: info.version,
             formats: info.formats,
+            contract,
+            imports: import_names(engine, &component),
             path: path.to_owned(),
             load,
             pre,
         }))
+    }
+}
+
+/// The `flowlink:parser` version the component was built against, from the
+/// name of its `parser` export; refused unless its major is the host's.
+/// Within a major, changes are additive: wasmtime matches the export of an
+/// older or newer minor by semver, and any function the host calls must exist.
+fn contract_version(engine: &PluginEngine, component: &Component) -> Result<String> {
+    const EXPORT: &str = "flowlink:parser/parser@";
+    let ty = component.component_type();
+    let exports: Vec<&str> = ty.exports(engine.engine()).map(|(name, _)| name).collect();
+    let Some(version) = exports.iter().find_map(|name| name.strip_prefix(EXPORT)) else {
+        bail!(
+            "it does not export the flowlink:parser/parser interface (it exports: {})",
+            if exports.is_empty() {
+                "nothing".to_owned()
+            } else {
+                exports.join(", ")
+            }
+        );
+    };
+    if !same_major(version, WIT_VERSION) {
+        bail!(
+            "it was built against the contract flowlink:parser@{version}; this flowlink takes \
+             flowlink:parser@{} (any {}.x): rebuild it with the SDK of this flowlink \
+             (flowlink plugin new writes one)",
+            WIT_VERSION,
+            major(WIT_VERSION)
+        );
+    }
+    Ok(version.to_owned())
+}
+
+/// Semver compatibility as wasmtime matches names: same major from 1.0 on;
+/// below 1.0, the same minor.
+fn same_major(a: &str, b: &str) -> bool {
+    major(a) == major(b) && !major(a).is_empty()
+}
+
+/// `1` of `1.2.3`, `0.3` of `0.3.1`.
+fn major(version: &str) -> &str {
+    let version = version.split(['-', '+']).next().unwrap_or(version);
+    let mut parts = version.splitn(3, '.');
+    match (parts.next(), parts.next()) {
+        (Some("0"), Some(_)) => version.rsplitn(2, '.').last().unwrap_or(version),
+        (Some(major), _) => major,
+        _ => "",
+    }
+}
+
+/// What a parser may import: the flowlink host functions and the parts of
+/// WASI a std guest links by default, served by a context that grants
+/// nothing (no files, no environment; see sandbox.rs).
+const GRANTED_IMPORTS: &[&str] = &[
+    "flowlink:parser/",
+    "wasi:io/",
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+];
+
+fn import_names(engine: &PluginEngine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine.engine())
+        .map(|(name, _)| name.to_owned())
+        .collect()
+}
+
+/// Refuses a component that imports anything else (sockets, HTTP, another
+/// package), naming every such import.
+fn check_imports(engine: &PluginEngine, component: &Component) -> Result<()> {
+    let refused: Vec<String> = import_names(engine, component)
+        .into_iter()
+        .filter(|name| name != "log" && !GRANTED_IMPORTS.iter().any(|p| name.starts_with(p)))
+        .collect();
+    if !refused.is_empty() {
+        bail!(
+            "it imports what the sandbox does not grant: {} (a parser gets its messages \
+             from the host and has no network, files or environment)",
+            refused.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn majors_follow_semver() {
+        assert_eq!(major("1.0.0"), "1");
+        assert_eq!(major("1.7.2"), "1");
+        assert_eq!(major("2.0.0-rc1"), "2");
+        assert_eq!(major("0.3.1"), "0.3");
+        assert!(same_major("1.0.0", "1.9.0"));
+        assert!(same_major("0.3.0", "0.3.4"));
+        assert!(!same_major("1.0.0", "2.0.0"));
+        assert!(!same_major("0.3.0", "0.4.0"));
+        assert!(!same_major("", ""));
+    }
+
+    #[test]
+    fn the_host_version_is_the_wit_files() {
+        let wit = include_str!("../../../crates/sdk/wit/parser.wit");
+        assert!(
+            wit.contains(&format!("package flowlink:parser@{WIT_VERSION};")),
+            "WIT_VERSION {WIT_VERSION} differs from wit/parser.wit"
+        );
     }
 }

@@ -19,4 +19,8 @@ pub use instance::{FaultReplay, ParseFailure, ParserInstance, StreamId};
 pub use loader::LoadedPlugin;
 pub use registry::{PluginRegistry, resolve_plugin};
 pub use sandbox::SandboxLimits;
-pub use watcher::{PluginUse, PluginWatcher};
+pub use watcher::{PluginUse, PluginUses, PluginWatcher};
+
+/// The `flowlink:parser` contract this host speaks (`wit/parser.wit`). It
+/// loads components of the same major.
+pub const WIT_VERSION: &str = "1.0.0";

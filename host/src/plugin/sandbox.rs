@@ -45,6 +45,7 @@ impl SandboxState {
             memory: MemoryCap {
                 cap: limits.memory_bytes,
                 refused: None,
+                peak: 0,
             },
             tag,
             log_lines: 0,
@@ -107,6 +108,8 @@ impl FlowParserImports for SandboxState {
 pub(super) struct MemoryCap {
     cap: usize,
     pub(super) refused: Option<usize>,
+    /// The largest linear memory granted so far, bytes.
+    pub(super) peak: usize,
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -125,6 +128,7 @@ impl ResourceLimiter for MemoryCap {
                 self.cap
             );
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 

@@ -1,5 +1,5 @@
-//! Hot swap. The plugin directory is watched; a new or changed component is
-//! compiled and checked off the hot path (it loads, reports its name, opens
+//! Hot swap. The plugin directory is watched; a component renamed into it,
+//! or closed after being written, is compiled and checked off the hot path (it loads, reports its name, opens
 //! a session with every consumer's properties, survives an empty message),
 //! then published in the registry. Workers move their sessions to it
 //! between two batches, carrying template state across. A component that
@@ -7,11 +7,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::{
@@ -28,6 +29,33 @@ pub struct PluginUse {
     pub plugin: String,
     pub properties_json: String,
     pub limits: SandboxLimits,
+    /// `parser.sha256`: a build with another digest is not swapped in.
+    pub sha256: Option<String>,
+}
+
+/// The running consumers' uses of plugins, shared with the watcher: a
+/// reload replaces them, so a consumer added by SIGHUP is checked too.
+#[derive(Default)]
+pub struct PluginUses(RwLock<Vec<PluginUse>>);
+
+impl PluginUses {
+    pub fn new(uses: Vec<PluginUse>) -> Arc<Self> {
+        Arc::new(PluginUses(RwLock::new(uses)))
+    }
+
+    pub fn set(&self, uses: Vec<PluginUse>) {
+        *self.0.write().expect("plugin uses") = uses;
+    }
+
+    fn of(&self, plugin: &str) -> Vec<PluginUse> {
+        self.0
+            .read()
+            .expect("plugin uses")
+            .iter()
+            .filter(|u| u.plugin == plugin)
+            .cloned()
+            .collect()
+    }
 }
 
 /// Keeps the watch alive; dropping it stops hot swapping.
@@ -40,13 +68,13 @@ impl PluginWatcher {
         engine: Arc<PluginEngine>,
         registry: Arc<PluginRegistry>,
         dir: &Path,
-        uses: Vec<PluginUse>,
+        uses: Arc<PluginUses>,
     ) -> Result<PluginWatcher> {
         let (tx, rx) = channel();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 if let Ok(event) = event
-                    && matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_))
+                    && complete_file(&event.kind)
                 {
                     for path in event.paths {
                         let _ = tx.send(path);
@@ -66,11 +94,23 @@ impl PluginWatcher {
     }
 }
 
+/// A file is looked at only once it is whole: renamed into place (the
+/// documented way to deploy) or closed after writing (a copy in place).
+/// Creation and each write of a copy under way are not such moments, so a
+/// half-written file is never compiled.
+fn complete_file(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(_))
+    )
+}
+
 fn settle_and_swap(
     events: Receiver<PathBuf>,
     engine: &Arc<PluginEngine>,
     registry: &PluginRegistry,
-    uses: &[PluginUse],
+    uses: &PluginUses,
 ) {
     while let Ok(first) = events.recv() {
         let mut changed = BTreeSet::from([first]);
@@ -91,12 +131,7 @@ fn settle_and_swap(
     }
 }
 
-fn try_swap(
-    engine: &Arc<PluginEngine>,
-    registry: &PluginRegistry,
-    uses: &[PluginUse],
-    path: &Path,
-) {
+fn try_swap(engine: &Arc<PluginEngine>, registry: &PluginRegistry, uses: &PluginUses, path: &Path) {
     let plugin = match LoadedPlugin::load(engine, path) {
         Ok(plugin) => plugin,
         Err(e) => {
@@ -114,8 +149,11 @@ fn try_swap(
     {
         return;
     }
-    for check in uses.iter().filter(|u| u.plugin == plugin.name) {
-        if let Err(why) = smoke_test(engine, &plugin, check) {
+    for check in &uses.of(&plugin.name) {
+        if let Err(why) = plugin
+            .check_pin(check.sha256.as_deref())
+            .and_then(|()| smoke_test(engine, &plugin, check))
+        {
             tracing::error!(
                 "plugin {} ({} {}) not swapped in, the running version stays: consumer {:?}: {why}",
                 path.display(),

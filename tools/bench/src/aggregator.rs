@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use anyhow::Result;
-use flowlink_plugin_sdk::{Flow, IpAddr as WitIp};
+use flowlink_flow::{Flow, IpAddr as WitIp};
 
 use super::resident_bytes;
 use flowlink::aggregator::{DirectionInference, Window};

@@ -8,6 +8,7 @@ mod kafka;
 mod parser;
 mod spool;
 mod state;
+mod swap;
 mod text;
 
 use std::time::{Duration, Instant};
@@ -52,6 +53,8 @@ enum BenchCommand {
     Kafka(kafka::KafkaArgs),
     /// Parser state snapshots: size, save, write and restore times.
     State(state::StateArgs),
+    /// Hot swap: the pause per swap (p50, p99) and an instance's memory.
+    Swap(swap::SwapArgs),
 }
 
 fn run(command: BenchCommand) -> Result<()> {
@@ -62,6 +65,7 @@ fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Text(args) => text::run(args),
         BenchCommand::Kafka(args) => kafka::run(args),
         BenchCommand::State(args) => state::run(args),
+        BenchCommand::Swap(args) => swap::run(args),
     }
 }
 

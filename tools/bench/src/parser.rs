@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use flowlink_decoders::netflow::{self, NetflowDecoder};
 use flowlink_decoders::sflow::SflowDecoder;
-use flowlink_plugin_sdk::Batch;
+use flowlink_flow::Batch;
 
 use super::{measure, parse_pass};
 use flowlink::plugin::resolve_plugin;

@@ -12,7 +12,7 @@ use anyhow::{Result, bail};
 use flowlink::parser_state::ParserStateStore;
 use flowlink::plugin::resolve_plugin;
 use flowlink::plugin::{
-    FaultReplay, IpAddr, Message, Origin, ParserInstance, PluginEngine, SandboxLimits,
+    FaultReplay, IpAddr, LoadedPlugin, Message, Origin, ParserInstance, PluginEngine, SandboxLimits,
 };
 
 #[derive(clap::Args)]
@@ -37,34 +37,9 @@ pub fn run(args: StateArgs) -> Result<()> {
     let engine = PluginEngine::new(None)?;
     let plugin = resolve_plugin(&engine, &args.plugin, &args.plugin_dir)?;
     let datagram = std::fs::read(&args.templates)?;
-    let session = |tag: &str| {
-        ParserInstance::new(
-            engine.clone(),
-            plugin.clone(),
-            "{\"max_templates\": 1000000}".into(),
-            SandboxLimits::default(),
-            Arc::from(tag),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))
-    };
+    let session = |tag: &str| new_session(&engine, &plugin, tag);
     let mut learner = session("bench-learn")?;
-    let messages: Vec<Message> = (0..args.exporters)
-        .map(|i| Message {
-            origin: Origin {
-                exporter: IpAddr::V4(0x0a00_0000 + i),
-                port: 2055,
-                received_ms: 1,
-            },
-            payload: datagram.clone(),
-        })
-        .collect();
-    for chunk in messages.chunks(64) {
-        for result in learner.parse_batch(None, chunk, FaultReplay::Capped) {
-            if let Err(e) = result {
-                bail!("the template datagram did not parse: {e}");
-            }
-        }
-    }
+    teach(&mut learner, &datagram, args.exporters)?;
     let dir = std::env::temp_dir().join(format!("flowlink-bench-state-{}", std::process::id()));
     let store = ParserStateStore::new(&dir);
     let (mut save, mut write, mut restore) = (Vec::new(), Vec::new(), Vec::new());
@@ -95,6 +70,44 @@ pub fn run(args: StateArgs) -> Result<()> {
     println!("save-state (in the sandbox): {}", summary(&mut save));
     println!("write (atomic, fsynced)    : {}", summary(&mut write));
     println!("restore-state              : {}", summary(&mut restore));
+    Ok(())
+}
+
+/// A session of `plugin` allowed to learn a million templates.
+pub(crate) fn new_session(
+    engine: &Arc<PluginEngine>,
+    plugin: &Arc<LoadedPlugin>,
+    tag: &str,
+) -> Result<ParserInstance> {
+    ParserInstance::new(
+        engine.clone(),
+        plugin.clone(),
+        "{\"max_templates\": 1000000}".into(),
+        SandboxLimits::default(),
+        Arc::from(tag),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Sends `datagram` (templates) from `exporters` exporters, 10.0.0.0/8.
+pub(crate) fn teach(session: &mut ParserInstance, datagram: &[u8], exporters: u32) -> Result<()> {
+    let messages: Vec<Message> = (0..exporters)
+        .map(|i| Message {
+            origin: Origin {
+                exporter: IpAddr::V4(0x0a00_0000 + i),
+                port: 2055,
+                received_ms: 1,
+            },
+            payload: datagram.to_vec(),
+        })
+        .collect();
+    for chunk in messages.chunks(64) {
+        for result in session.parse_batch(None, chunk, FaultReplay::Capped) {
+            if let Err(e) = result {
+                bail!("the template datagram did not parse: {e}");
+            }
+        }
+    }
     Ok(())
 }
 

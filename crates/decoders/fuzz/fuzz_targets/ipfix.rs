@@ -4,7 +4,7 @@
 
 use flowlink_decoders::ipfix;
 use flowlink_decoders::template::TemplateSession;
-use flowlink_plugin_sdk::Batch;
+use flowlink_flow::Batch;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|sets: &[u8]| {

@@ -4,7 +4,7 @@
 
 use flowlink_decoders::netflow::NetflowDecoder;
 use flowlink_decoders::template::TemplateConfig;
-use flowlink_plugin_sdk::Batch;
+use flowlink_flow::Batch;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

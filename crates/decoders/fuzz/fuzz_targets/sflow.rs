@@ -2,7 +2,7 @@
 #![no_main]
 
 use flowlink_decoders::sflow::{SflowDecoder, packet_header};
-use flowlink_plugin_sdk::Batch;
+use flowlink_flow::Batch;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -8,7 +8,7 @@ pub mod v9;
 
 use std::net::IpAddr;
 
-use flowlink_plugin_sdk::Batch;
+use flowlink_flow::Batch;
 
 use crate::ipfix;
 use crate::template::{TemplateConfig, TemplateSession};

@@ -2,7 +2,7 @@
 //! shares the header and the first 40 bytes of a record, so it reuses
 //! [`decode_fixed`] with its own [`Layout`].
 
-use flowlink_plugin_sdk::{Action, Batch, Flow, IpAddr};
+use flowlink_flow::{Action, Batch, Flow, IpAddr};
 
 use super::DatagramError;
 use crate::ByteReader;

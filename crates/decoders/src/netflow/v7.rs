@@ -1,7 +1,7 @@
 //! NetFlow v7 (Catalyst switches): the v5 header, up to 28 records of 52
 //! bytes whose first 40 bytes are laid out as in v5.
 
-use flowlink_plugin_sdk::Batch;
+use flowlink_flow::Batch;
 
 use super::DatagramError;
 use super::v5::{Layout, decode_fixed};

@@ -1,7 +1,7 @@
 //! NetFlow v9 (RFC 3954): a 20-byte header, then flowsets — templates
 //! (id 0), options templates (id 1) and data (id ≥ 256).
 
-use flowlink_plugin_sdk::Batch;
+use flowlink_flow::Batch;
 
 use super::DatagramError;
 use crate::ByteReader;

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use flowlink_plugin_sdk::{Action, Batch, Flow, ip_from_std};
+use flowlink_flow::{Action, Batch, Flow, ip_from_std};
 
 use super::SflowError;
 use crate::ByteReader;

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use foldhash::fast::RandomState;
 
-use flowlink_plugin_sdk::Batch;
+use flowlink_flow::Batch;
 
 pub use field::{FieldAction, FieldSpec, REVERSE_PEN, VARIABLE_LENGTH};
 use pending::PendingSets;

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use flowlink_plugin_sdk::{Action, Flow, ip_from_std};
+use flowlink_flow::{Action, Flow, ip_from_std};
 
 use super::field::{FieldAction, read_uint};
 use crate::packet_header::{self, PacketSummary};

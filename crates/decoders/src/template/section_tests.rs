@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use flowlink_plugin_sdk::{Batch, Flow, ip_to_std};
+use flowlink_flow::{Batch, Flow, ip_to_std};
 
 use crate::netflow::NetflowDecoder;
 

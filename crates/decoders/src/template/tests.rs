@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use flowlink_plugin_sdk::{Batch, IpAddr as WitIp};
+use flowlink_flow::{Batch, IpAddr as WitIp};
 
 use crate::netflow::NetflowDecoder;
 use crate::template::TemplateConfig;

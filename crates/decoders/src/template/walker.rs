@@ -4,7 +4,7 @@
 //! withdrawals; [`Dialect`] says which, so the rules (reserved ids,
 //! padding, errors) are written once.
 
-use flowlink_plugin_sdk::Batch;
+use flowlink_flow::Batch;
 
 use super::sets::Sets;
 use super::{DataSet, ExportClock, FieldSpec, Scope, Template, TemplateSession};

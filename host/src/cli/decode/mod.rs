@@ -12,13 +12,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 
 use flowlink::pipeline::now_ms;
-use flowlink_plugin_sdk::{Action, Flow, ip_to_std};
+use flowlink_flow::{Action, Flow, ip_to_std};
 
 use flowlink::plugin::{
     Origin, ParserInstance, PluginEngine, SandboxLimits, ip_to_wit, resolve_plugin,
 };
 
-pub use capture::{FileMessages, read_messages};
+pub use capture::{CaptureMessage, FileMessages, read_messages};
 
 pub struct DecodeArgs {
     pub plugin: String,
@@ -133,7 +133,8 @@ pub fn default_exporter() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
 }
 
-fn flow_json(flow: &Flow, exporter: IpAddr) -> serde_json::Value {
+/// One flow as `decode` and `plugin check` print it.
+pub fn flow_json(flow: &Flow, exporter: IpAddr) -> serde_json::Value {
     serde_json::json!({
         "src_addr": ip_to_std(flow.src).to_string(),
         "dst_addr": ip_to_std(flow.dst).to_string(),
