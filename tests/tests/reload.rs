@@ -127,10 +127,13 @@ fn five_sighups_during_a_netflow_stream_lose_nothing() {
 }
 
 #[test]
-fn sighup_adds_and_removes_consumers_and_leaves_the_others_alone() {
+fn sighup_adds_changes_and_removes_consumers_and_leaves_the_others_alone() {
     let emulator = Emulator::start();
     let metrics = format!("127.0.0.1:{}", free_tcp_port());
     let (keep, gone, added) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let changes = free_udp_port();
+    // The same parser with another deadline: a new session, the window kept.
+    let text_parser_changed = TEXT_PARSER.replace("type: text,", "type: text, timeout_ms: 500,");
     let dir = temp_dir("reload-consumers");
     let before = config_yaml(
         &emulator,
@@ -138,11 +141,20 @@ fn sighup_adds_and_removes_consumers_and_leaves_the_others_alone() {
         &[
             ("keep", "{ type: netflow }", keep),
             ("gone", TEXT_PARSER, gone),
+            ("changes", TEXT_PARSER, changes),
         ],
     );
     let mut daemon = Daemon::start_in(&dir, &before);
     let mut expected_gone = Totals::new();
     send_kv(gone, 90, 20, &mut expected_gone);
+    let mut expected_changes = Totals::new();
+    send_kv(changes, 92, 5, &mut expected_changes);
+    wait_metric(
+        &daemon,
+        &metrics,
+        "flowlink_flows_parsed_total{consumer=\"changes\"}",
+        5,
+    );
     send_files(&datagram_files("softflowd_v5"), keep);
     wait_metric(
         &daemon,
@@ -163,6 +175,7 @@ fn sighup_adds_and_removes_consumers_and_leaves_the_others_alone() {
         &[
             ("keep", "{ type: netflow }", keep),
             ("added", TEXT_PARSER, added),
+            ("changes", &text_parser_changed, changes),
         ],
     );
     std::fs::write(dir.join("flowlink.yaml"), after).unwrap();
@@ -179,8 +192,21 @@ fn sighup_adds_and_removes_consumers_and_leaves_the_others_alone() {
         daemon.log()
     );
     assert!(daemon.log().contains("added \"added\""), "{}", daemon.log());
+    assert!(
+        daemon.log().contains("restarted \"changes\" (parser)"),
+        "{}",
+        daemon.log()
+    );
+    send_kv(changes, 93, 5, &mut expected_changes);
+    wait_metric(
+        &daemon,
+        &metrics,
+        "flowlink_flows_parsed_total{consumer=\"changes\"}",
+        10,
+    );
 
     let mut expected = expected_gone.clone();
+    expected.extend(expected_changes);
     send_kv(added, 91, 10, &mut expected);
     wait_metric(
         &daemon,
