@@ -56,3 +56,9 @@ def record(line, separator):
 class Parser(exports.Parser):
     def info(self):
         return parser.ParserInfo(name="pipe-log-py", version="0.1.0", formats=["pipe-log"])
+
+    def describe(self):
+        """Only in the build against a newer minor of the contract
+        (scripts/build-plugins adds `describe` to a copy of the WIT at 1.1.0):
+        a function a 1.0.0 host never calls."""
+        return "pipe-separated firewall log"

@@ -369,3 +369,39 @@ fn a_parser_written_in_python_runs_in_the_daemon() {
     daemon.wait_log("record rejected", 1);
     assert!(daemon.terminate().success());
 }
+
+#[test]
+fn a_component_built_against_a_newer_minor_of_the_contract_is_taken() {
+    // scripts/build-plugins builds the Python parser against a copy of the
+    // WIT at 1.1.0 with one function added, which this host never calls.
+    let plugin = flowlink_e2e::test_plugin_dir().join("pipe-log-py-1.1.wasm");
+    assert!(
+        plugin.is_file(),
+        "{} missing: scripts/build-plugins",
+        plugin.display()
+    );
+    let sample = flowlink_e2e::repo_root().join("host/src/cli/plugin/template/text/sample.log");
+    let out = flowlink_in(
+        &temp_dir("newer-minor"),
+        &project_target_dir(),
+        &[
+            "plugin",
+            "check",
+            plugin.to_str().unwrap(),
+            "--sample",
+            sample.to_str().unwrap(),
+        ],
+    );
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("contract   flowlink:parser@1.1.0 (this flowlink: 1.0.0)"),
+        "{report}"
+    );
+    let flows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let expected = expected_from_sample(&std::fs::read_to_string(&sample).unwrap());
+    assert_eq!(flows.len(), expected.len());
+}

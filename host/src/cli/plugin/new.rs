@@ -29,8 +29,8 @@ const BINARY_TEST: &str = include_str!("template/binary/test.rs");
 /// empty) and returns its path.
 pub fn new_project(parent: &Path, name: &str, kind: Kind) -> Result<PathBuf> {
     check_name(name)?;
-    let parent = std::path::absolute(parent)
-        .with_context(|| format!("resolving {}", parent.display()))?;
+    let parent =
+        std::path::absolute(parent).with_context(|| format!("resolving {}", parent.display()))?;
     let project = parent.join(name);
     if project.exists()
         && std::fs::read_dir(&project)
