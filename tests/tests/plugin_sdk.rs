@@ -61,6 +61,24 @@ fn expected_from_sample(sample: &str) -> Expected {
     expected
 }
 
+/// Waits until the PCE holds exactly `expected` (packets and bytes per key).
+fn wait_for_the_pce(emulator: &Emulator, expected: &Expected, daemon: &Daemon) {
+    let delivered = wait_for(Duration::from_secs(30), || {
+        let got: Expected = emulator
+            .totals()
+            .into_iter()
+            .map(|(key, (_, packets, bytes))| (key, (packets, bytes)))
+            .collect();
+        (&got == expected).then_some(())
+    });
+    assert!(
+        delivered.is_some(),
+        "the PCE holds {:?}, expected {expected:?}\n{}",
+        emulator.totals(),
+        daemon.log()
+    );
+}
+
 #[test]
 fn a_plugin_written_outside_the_repository_runs_in_a_daemon() {
     let home = temp_dir("plugin-sdk");
@@ -192,20 +210,7 @@ fn a_plugin_written_outside_the_repository_runs_in_a_daemon() {
         .send_to(sample_text.as_bytes(), ("127.0.0.1", port))
         .unwrap();
 
-    let delivered = wait_for(Duration::from_secs(30), || {
-        let got: Expected = emulator
-            .totals()
-            .into_iter()
-            .map(|(key, (_, packets, bytes))| (key, (packets, bytes)))
-            .collect();
-        (got == expected).then_some(())
-    });
-    assert!(
-        delivered.is_some(),
-        "the PCE holds {:?}, expected {expected:?}\n{}",
-        emulator.totals(),
-        daemon.log()
-    );
+    wait_for_the_pce(&emulator, &expected, &daemon);
     assert!(daemon.terminate().success());
 }
 
@@ -352,20 +357,7 @@ fn a_parser_written_in_python_runs_in_the_daemon() {
             ("127.0.0.1", port),
         )
         .unwrap();
-    let delivered = wait_for(Duration::from_secs(30), || {
-        let got: Expected = emulator
-            .totals()
-            .into_iter()
-            .map(|(key, (_, packets, bytes))| (key, (packets, bytes)))
-            .collect();
-        (got == expected).then_some(())
-    });
-    assert!(
-        delivered.is_some(),
-        "the PCE holds {:?}, expected {expected:?}\n{}",
-        emulator.totals(),
-        daemon.log()
-    );
+    wait_for_the_pce(&emulator, &expected, &daemon);
     daemon.wait_log("record rejected", 1);
     assert!(daemon.terminate().success());
 }
