@@ -43,7 +43,11 @@ def record(line, separator):
     time, action, protocol, src, src_port, dst, dst_port, packets, octets = fields
     src_family, src_raw = address(src)
     dst_family, dst_raw = address(dst)
-    proto = int(protocol) if protocol.isdigit() else PROTOCOLS[protocol.strip().lower()]
+    proto = (
+        number(protocol, "protocol", 255)
+        if protocol.strip().isdigit()
+        else PROTOCOLS[protocol.strip().lower()]
+    )
     ms = number(time, "time", 2**53) * 1000
     return PACKED.pack(
         src_family, dst_family, proto, 0, 0, 0, ACTIONS[action.strip().lower()], 1,

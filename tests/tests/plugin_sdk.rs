@@ -24,6 +24,32 @@ fn flowlink_in(cwd: &Path, target: &Path, args: &[&str]) -> std::process::Output
         .expect("running flowlink")
 }
 
+/// `build/python-plugins`: scripts/build-plugins builds the Python parser
+/// there with componentize-py.
+fn python_plugin_dir() -> PathBuf {
+    let dir = flowlink_e2e::repo_root().join("build/python-plugins");
+    let built = std::fs::metadata(dir.join("pipe-log-py.wasm"))
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}/pipe-log-py.wasm: {e}: run scripts/build-plugins",
+                dir.display()
+            )
+        });
+    for source in ["app.py", "parser.py"] {
+        let path = flowlink_e2e::repo_root()
+            .join("plugins/python-pipe-log")
+            .join(source);
+        let changed = std::fs::metadata(&path).unwrap().modified().unwrap();
+        assert!(
+            built >= changed,
+            "{} is newer than its build: run scripts/build-plugins",
+            path.display()
+        );
+    }
+    dir
+}
+
 /// Where plugin projects of the tests build: kept between runs (speed only).
 fn project_target_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -321,7 +347,7 @@ fn a_build_that_breaks_the_contract_or_the_sandbox_is_refused_by_name() {
 #[test]
 fn a_parser_written_in_python_runs_in_the_daemon() {
     // Built by scripts/build-plugins with componentize-py against wit/parser.wit.
-    let plugin = flowlink_e2e::test_plugin_dir().join("pipe-log-py.wasm");
+    let plugin = python_plugin_dir().join("pipe-log-py.wasm");
     assert!(
         plugin.is_file(),
         "{} missing: scripts/build-plugins builds it (componentize-py from scripts/install-peers)",
@@ -366,7 +392,7 @@ fn a_parser_written_in_python_runs_in_the_daemon() {
 fn a_component_built_against_a_newer_minor_of_the_contract_is_taken() {
     // scripts/build-plugins builds the Python parser against a copy of the
     // WIT at 1.1.0 with one function added, which this host never calls.
-    let plugin = flowlink_e2e::test_plugin_dir().join("pipe-log-py-1.1.wasm");
+    let plugin = python_plugin_dir().join("contract-1.1/pipe-log-py.wasm");
     assert!(
         plugin.is_file(),
         "{} missing: scripts/build-plugins",

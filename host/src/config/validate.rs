@@ -177,7 +177,8 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
         let name_chars = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
         if consumer.name.trim().is_empty() {
             p.add(format!("{at}.name"), "must not be empty");
-        } else if !consumer.name.chars().all(name_chars) {
+        } else if !consumer.name.chars().all(name_chars) || consumer.name.chars().all(|c| c == '.')
+        {
             // It names log fields, metric labels and batches.
             p.add(
                 format!("{at}.name"),
@@ -316,12 +317,13 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
                 );
                 BreakerSettings {
                     messages: messages as usize,
+                    // Below `messages` unless set: equal to it turns the breaker off.
                     faults: p.ranged(
                         &format!("{at}.faults"),
                         raw.faults,
                         0,
                         messages,
-                        defaults.faults.min(messages as usize) as u64,
+                        (defaults.faults as u64).min(messages - 1),
                     ) as usize,
                     max_backoff: Duration::from_secs(p.ranged(
                         &format!("{at}.max_backoff_seconds"),

@@ -115,6 +115,11 @@ impl Running {
         if changes.is_empty() && added.is_empty() && removed.is_empty() {
             return Ok(None);
         }
+        // While the change is applied, a hot swap must satisfy both the
+        // running consumers and the new ones (their pins, their properties).
+        let mut both = super::plugin_uses(&self.config.consumers);
+        both.extend(super::plugin_uses(&new.consumers));
+        self.plugin_uses.set(both);
 
         // Everything that can refuse is tried before anything changes:
         // each new or changed parser opens its sessions.
@@ -335,6 +340,10 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("parser_workers", old.parser_workers == new.parser_workers);
     check("queue_capacity", old.queue_capacity == new.queue_capacity);
     check("queue_max_mb", old.queue_max_bytes == new.queue_max_bytes);
+    check(
+        "quarantine_mb",
+        old.quarantine_max_bytes == new.quarantine_max_bytes,
+    );
     check(
         "aggregation_max_keys",
         old.aggregation_max_keys == new.aggregation_max_keys,

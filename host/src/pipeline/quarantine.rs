@@ -54,10 +54,11 @@ impl Quarantine {
     }
 
     /// Keeps `payload`; the file name says when and from where it came.
-    pub fn keep(&mut self, received_ms: u64, exporter: SocketAddr, payload: &[u8]) {
+    /// False when it was not kept (larger than the bound, or the write failed).
+    pub fn keep(&mut self, received_ms: u64, exporter: SocketAddr, payload: &[u8]) -> bool {
         let size = payload.len() as u64;
         if size > self.max_bytes {
-            return;
+            return false;
         }
         while self.bytes + size > self.max_bytes {
             let Some((old, old_size)) = self.files.pop_front() else {
@@ -66,25 +67,40 @@ impl Quarantine {
             let _ = std::fs::remove_file(&old);
             self.bytes -= old_size;
         }
-        self.seq += 1;
-        let name = format!(
-            "{received_ms:013}-{}-{}-{:06}.bin",
-            exporter.ip().to_string().replace(':', "_"),
-            exporter.port(),
-            self.seq
-        );
-        let path = self.dir.join(name);
-        let written =
-            std::fs::create_dir_all(&self.dir).and_then(|()| std::fs::write(&path, payload));
-        match written {
-            Ok(()) => {
-                self.files.push_back((path, size));
-                self.bytes += size;
-            }
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "cannot keep a message in quarantine: {e}")
+        if let Err(e) = std::fs::create_dir_all(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), "cannot keep a message in quarantine: {e}");
+            return false;
+        }
+        // Never over a file of an earlier run: `create_new`, else the next number.
+        for _ in 0..1000 {
+            self.seq += 1;
+            let name = format!(
+                "{received_ms:013}-{}-{}-{:06}.bin",
+                exporter.ip().to_string().replace(':', "_"),
+                exporter.port(),
+                self.seq
+            );
+            let path = self.dir.join(name);
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .and_then(|mut file| std::io::Write::write_all(&mut file, payload));
+            match written {
+                Ok(()) => {
+                    self.files.push_back((path, size));
+                    self.bytes += size;
+                    return true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    tracing::warn!(path = %path.display(), "cannot keep a message in quarantine: {e}");
+                    return false;
+                }
             }
         }
+        false
     }
 }
 
@@ -99,17 +115,25 @@ mod tests {
         let exporter: SocketAddr = "192.0.2.1:2055".parse().unwrap();
         let mut q = Quarantine::open(&data, "c", 0, 250).unwrap();
         for n in 0..5u8 {
-            q.keep(1_000 + u64::from(n), exporter, &[n; 100]);
+            assert!(q.keep(1_000 + u64::from(n), exporter, &[n; 100]));
         }
+        assert!(!q.keep(2_000, exporter, &[9; 300]), "larger than the bound");
         let mut kept: Vec<Vec<u8>> = std::fs::read_dir(data.join("quarantine/c/worker-0"))
             .unwrap()
             .map(|e| std::fs::read(e.unwrap().path()).unwrap())
             .collect();
         kept.sort();
         assert_eq!(kept, vec![vec![3u8; 100], vec![4u8; 100]]);
-        // A new run counts what is there.
-        let again = Quarantine::open(&data, "c", 0, 250).unwrap();
+        // A new run counts what is there and writes beside it.
+        let mut again = Quarantine::open(&data, "c", 0, 250).unwrap();
         assert_eq!(again.bytes, 200);
+        assert!(again.keep(1_003, exporter, &[7; 50]));
+        assert_eq!(
+            std::fs::read_dir(data.join("quarantine/c/worker-0"))
+                .unwrap()
+                .count(),
+            3
+        );
         assert!(Quarantine::open(&data, "c", 0, 0).is_none());
         std::fs::remove_dir_all(&data).unwrap();
     }

@@ -435,9 +435,12 @@ fn parse_group(
 ) -> bool {
     let counters = setup.metrics.consumer(consumer);
     let counters = &*counters;
-    let now = Instant::now();
-    if slot.breaker.admit(now) == Admit::Refuse {
-        return refuse_group(slot, consumer, group, counters, output);
+    // Sources that replay (receipts) are always parsed: a message refused
+    // unparsed would be acknowledged, and they are slowed by backpressure,
+    // not by loss. Datagrams meet the breaker.
+    if slot.breaker.admit(Instant::now()) == Admit::Refuse && group.iter().all(|m| m.ack.is_none())
+    {
+        return refuse_group(slot, group, counters);
     }
     let name = &*slot.name;
     let session = &mut slot.session;
@@ -470,7 +473,9 @@ fn parse_group(
         .iter()
         .map(|r| r.as_ref().is_err_and(ParseFailure::is_plugin_fault))
         .collect();
-    if let Some(transition) = slot.breaker.record(now, faults) {
+    // The backoff counts from the end of the call: a batch of timeouts
+    // may take longer than the backoff itself.
+    if let Some(transition) = slot.breaker.record(Instant::now(), faults) {
         log_breaker(name, session.plugin().name.as_str(), transition);
     }
     // The flows of these messages, as few queue items as the bound allows.
@@ -503,9 +508,10 @@ fn parse_group(
             }
             Err(failure) => {
                 count_failure(counters, &failure);
-                if failure.is_plugin_fault() {
-                    if let Some(quarantine) = &mut slot.quarantine {
-                        quarantine.keep(message.origin.received_ms, exporter, &message.payload);
+                if failure.is_lost_to_the_plugin() {
+                    if let Some(quarantine) = &mut slot.quarantine
+                        && quarantine.keep(message.origin.received_ms, exporter, &message.payload)
+                    {
                         metrics::add(&counters.messages_quarantined, 1);
                     }
                     tracing::warn!(
@@ -536,29 +542,18 @@ fn parse_group(
     }
 }
 
-/// A batch that meets an open circuit breaker: not parsed, counted, kept in
-/// quarantine when it is on, acknowledged (a replaying source would
-/// otherwise stall on a plugin that cannot parse).
-fn refuse_group(
-    slot: &mut Slot,
-    consumer: usize,
-    group: Vec<RawMessage>,
-    counters: &ConsumerCounters,
-    output: &mpsc::Sender<AggregatorInput>,
-) -> bool {
+/// Datagrams that meet an open circuit breaker: not parsed, counted, kept
+/// in quarantine when it is on. Always true (nothing waits downstream).
+fn refuse_group(slot: &mut Slot, group: Vec<RawMessage>, counters: &ConsumerCounters) -> bool {
     metrics::add(&counters.plugin_circuit_open, group.len() as u64);
-    let mut acks = Vec::new();
     for message in group {
-        if let Some(quarantine) = &mut slot.quarantine {
-            quarantine.keep(message.received_ms, message.exporter, &message.payload);
+        if let Some(quarantine) = &mut slot.quarantine
+            && quarantine.keep(message.received_ms, message.exporter, &message.payload)
+        {
             metrics::add(&counters.messages_quarantined, 1);
         }
-        acks.extend(message.ack);
     }
-    acks.is_empty()
-        || output
-            .blocking_send(AggregatorInput::Acks { consumer, acks })
-            .is_ok()
+    true
 }
 
 fn log_breaker(consumer: &str, plugin: &str, transition: Transition) {
@@ -653,6 +648,7 @@ fn count_failure(counters: &ConsumerCounters, failure: &ParseFailure) {
             &counters.plugin_traps
         }
         ParseFailure::TooManyRecords { .. } => &counters.plugin_over_cap,
+        ParseFailure::NotTried(_) => &counters.messages_not_tried,
     };
     metrics::add(counter, 1);
 }

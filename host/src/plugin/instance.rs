@@ -41,11 +41,20 @@ pub enum ParseFailure {
     InvalidOutput(String),
     #[error("plugin could not be started: {0}")]
     Unavailable(String),
+    /// Left untried: the plugin faulted [`MAX_FAULTS_PER_BATCH`] times on
+    /// the batch before it (lost, but not a fault of its own).
+    #[error("not tried: the plugin faulted {0} times on this batch")]
+    NotTried(usize),
 }
 
 impl ParseFailure {
     /// True when the plugin misbehaved (as opposed to refusing bad input).
     pub fn is_plugin_fault(&self) -> bool {
+        !matches!(self, ParseFailure::Rejected(_) | ParseFailure::NotTried(_))
+    }
+
+    /// The message never reached a working parser: kept in quarantine.
+    pub fn is_lost_to_the_plugin(&self) -> bool {
         !matches!(self, ParseFailure::Rejected(_))
     }
 }
@@ -198,9 +207,7 @@ impl ParserInstance {
                     .iter()
                     .map(|m| {
                         if replay == FaultReplay::Capped && faults > MAX_FAULTS_PER_BATCH {
-                            return Err(ParseFailure::Unavailable(format!(
-                                "not tried: the plugin faulted {MAX_FAULTS_PER_BATCH} times on this batch"
-                            )));
+                            return Err(ParseFailure::NotTried(MAX_FAULTS_PER_BATCH));
                         }
                         let result = self
                             .parse_batch(stream, std::slice::from_ref(m), replay)

@@ -70,9 +70,9 @@ impl LoadedPlugin {
             .map_err(wasm_error)
             .with_context(|| {
                 format!(
-                    "{} (contract {contract}) needs something this flowlink (contract {WIT_VERSION}) \
-                     does not provide: built against a newer minor version, it must be rebuilt \
-                     against {WIT_VERSION} or run on a newer flowlink",
+                    "{} (contract {contract}) imports something this flowlink (contract \
+                     {WIT_VERSION}) does not provide; a build against a newer minor \
+                     of the contract must be rebuilt against {WIT_VERSION} or run on a newer flowlink",
                     path.display()
                 )
             })?;

@@ -35,7 +35,7 @@ impl Parser for {{type_name}} {
                 continue;
             }
             let u32_at = |i: usize| u32::from_be_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
-            let start_ms = u64::from(u32_at(25)) * 1000;
+            let start_ms = u64::from(u32_at(25)) * 1000; // at most 2^32 s: no overflow
             out.flows.push(Flow {
                 src: IpAddr::V4(u32_at(0)),
                 dst: IpAddr::V4(u32_at(4)),

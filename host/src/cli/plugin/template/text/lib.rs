@@ -40,7 +40,7 @@ fn record(line: &str, separator: char) -> Result<Flow, String> {
     let [time, action, protocol, src, src_port, dst, dst_port, packets, bytes] = fields[..] else {
         return Err(format!("{} fields, expected 9", fields.len()));
     };
-    let ms = parse_count(time)? * 1000;
+    let ms = parse_count(time)?.checked_mul(1000).ok_or("time out of range")?;
     Ok(Flow {
         src: parse_ip(src)?,
         dst: parse_ip(dst)?,
