@@ -440,7 +440,8 @@ fn parse_group(
     // not by loss. Datagrams meet the breaker.
     if slot.breaker.admit(Instant::now()) == Admit::Refuse && group.iter().all(|m| m.ack.is_none())
     {
-        return refuse_group(slot, group, counters);
+        refuse_group(slot, group, counters);
+        return true;
     }
     let name = &*slot.name;
     let session = &mut slot.session;
@@ -509,11 +510,13 @@ fn parse_group(
             Err(failure) => {
                 count_failure(counters, &failure);
                 if failure.is_lost_to_the_plugin() {
-                    if let Some(quarantine) = &mut slot.quarantine
-                        && quarantine.keep(message.origin.received_ms, exporter, &message.payload)
-                    {
-                        metrics::add(&counters.messages_quarantined, 1);
-                    }
+                    quarantine(
+                        &mut slot.quarantine,
+                        counters,
+                        message.origin.received_ms,
+                        exporter,
+                        &message.payload,
+                    );
                     tracing::warn!(
                         consumer = %name,
                         exporter = %exporter,
@@ -542,18 +545,34 @@ fn parse_group(
     }
 }
 
+/// Keeps a message the plugin did not parse, when quarantine is on.
+fn quarantine(
+    quarantine: &mut Option<Quarantine>,
+    counters: &ConsumerCounters,
+    received_ms: u64,
+    exporter: SocketAddr,
+    payload: &[u8],
+) {
+    if let Some(quarantine) = quarantine
+        && quarantine.keep(received_ms, exporter, payload)
+    {
+        metrics::add(&counters.messages_quarantined, 1);
+    }
+}
+
 /// Datagrams that meet an open circuit breaker: not parsed, counted, kept
-/// in quarantine when it is on. Always true (nothing waits downstream).
-fn refuse_group(slot: &mut Slot, group: Vec<RawMessage>, counters: &ConsumerCounters) -> bool {
+/// in quarantine when it is on.
+fn refuse_group(slot: &mut Slot, group: Vec<RawMessage>, counters: &ConsumerCounters) {
     metrics::add(&counters.plugin_circuit_open, group.len() as u64);
     for message in group {
-        if let Some(quarantine) = &mut slot.quarantine
-            && quarantine.keep(message.received_ms, message.exporter, &message.payload)
-        {
-            metrics::add(&counters.messages_quarantined, 1);
-        }
+        quarantine(
+            &mut slot.quarantine,
+            counters,
+            message.received_ms,
+            message.exporter,
+            &message.payload,
+        );
     }
-    true
 }
 
 fn log_breaker(consumer: &str, plugin: &str, transition: Transition) {
