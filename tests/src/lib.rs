@@ -27,6 +27,14 @@ pub use process::{
 };
 pub use traffic::{distinct_key_datagrams, send_capture, send_datagrams};
 
+/// Puts `bytes` in `dir` as `file` the way a deployment does: written under
+/// a temporary name, then renamed into place.
+pub fn install_plugin(dir: &Path, file: &str, bytes: &[u8]) {
+    let staging = dir.join(format!(".{file}.new"));
+    std::fs::write(&staging, bytes).unwrap();
+    std::fs::rename(&staging, dir.join(file)).unwrap();
+}
+
 /// A component with a custom section appended: other bytes (another
 /// sha256, another build to the hot swap), the same code.
 pub fn rebuilt_component(wasm: &[u8], note: &str) -> Vec<u8> {

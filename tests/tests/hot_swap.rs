@@ -3,21 +3,13 @@
 //! one learned, and loses no datagram; a broken build is refused and the
 //! running one stays.
 
-use std::path::Path;
 use std::time::Duration;
 
 use flowlink_e2e::{
     Daemon, DaemonConfig, Emulator, datagram_files, expected_aggregation, free_tcp_port,
-    free_udp_port, plugin_dir, read_flows_csv, rebuilt_component, scrape, send_datagrams, temp_dir,
-    wait_for,
+    free_udp_port, install_plugin, plugin_dir, read_flows_csv, rebuilt_component, scrape,
+    send_datagrams, temp_dir, wait_for,
 };
-
-/// Replaces a plugin file the way a deployment would: write aside, rename.
-fn install(dir: &Path, bytes: &[u8]) {
-    let staging = dir.join(".netflow.wasm.new");
-    std::fs::write(&staging, bytes).unwrap();
-    std::fs::rename(&staging, dir.join("netflow.wasm")).unwrap();
-}
 
 #[test]
 fn a_new_build_takes_over_with_its_templates_and_a_broken_one_is_refused() {
@@ -59,7 +51,11 @@ fn a_new_build_takes_over_with_its_templates_and_a_broken_one_is_refused() {
         daemon.log()
     );
 
-    install(&plugins, &rebuilt_component(&original, "build 2"));
+    install_plugin(
+        &plugins,
+        "netflow.wasm",
+        &rebuilt_component(&original, "build 2"),
+    );
     let swapped = wait_for(Duration::from_secs(20), || {
         daemon
             .log()
@@ -86,7 +82,7 @@ fn a_new_build_takes_over_with_its_templates_and_a_broken_one_is_refused() {
         b"\0asm\x0d\0\x01\0 not a component",
     )
     .unwrap();
-    install(&plugins, b"\0asm not even close");
+    install_plugin(&plugins, "netflow.wasm", b"\0asm not even close");
     let refused = wait_for(Duration::from_secs(20), || {
         daemon
             .log()
@@ -184,13 +180,11 @@ fn ten_swaps_under_twenty_thousand_datagrams_a_second_lose_no_record() {
         .spawn()
         .unwrap();
     for build in 1..=10 {
-        let staging = plugins.join(".netflow.wasm.new");
-        std::fs::write(
-            &staging,
-            rebuilt_component(&original, &format!("build {build}")),
-        )
-        .unwrap();
-        std::fs::rename(&staging, plugins.join("netflow.wasm")).unwrap();
+        install_plugin(
+            &plugins,
+            "netflow.wasm",
+            &rebuilt_component(&original, &format!("build {build}")),
+        );
         daemon.wait_log("swapped in a new plugin build", build);
     }
     assert!(sender.wait().unwrap().success());

@@ -72,7 +72,7 @@ fn sha256sum(file: &std::path::Path) -> String {
 #[test]
 fn a_pinned_consumer_runs_only_the_build_it_pins() {
     use flowlink_e2e::{
-        Daemon, DaemonConfig, Emulator, free_udp_port, rebuilt_component, wait_for,
+        Daemon, DaemonConfig, Emulator, free_udp_port, install_plugin, rebuilt_component, wait_for,
     };
     use std::time::Duration;
 
@@ -106,16 +106,11 @@ fn a_pinned_consumer_runs_only_the_build_it_pins() {
 
     // Its own digest (upper case is fine): runs; a new build is not swapped in.
     let mut daemon = Daemon::start_in(&dir, &config(&digest.to_uppercase()));
-    std::fs::write(
-        plugins.join(".netflow.wasm.new"),
-        rebuilt_component(&original, "build 2"),
-    )
-    .unwrap();
-    std::fs::rename(
-        plugins.join(".netflow.wasm.new"),
-        plugins.join("netflow.wasm"),
-    )
-    .unwrap();
+    install_plugin(
+        &plugins,
+        "netflow.wasm",
+        &rebuilt_component(&original, "build 2"),
+    );
     let refused = wait_for(Duration::from_secs(30), || {
         let log = daemon.log();
         log.lines()

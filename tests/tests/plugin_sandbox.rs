@@ -283,16 +283,11 @@ fn a_plugin_that_keeps_faulting_is_circuit_broken_quarantined_and_a_new_build_cl
     );
 
     // A new build closes the breaker at once: good traffic flows again.
-    std::fs::write(
-        plugins.join(".hostile.wasm.new"),
-        flowlink_e2e::rebuilt_component(&hostile, "fixed"),
-    )
-    .unwrap();
-    std::fs::rename(
-        plugins.join(".hostile.wasm.new"),
-        plugins.join("hostile.wasm"),
-    )
-    .unwrap();
+    flowlink_e2e::install_plugin(
+        &plugins,
+        "hostile.wasm",
+        &flowlink_e2e::rebuilt_component(&hostile, "fixed"),
+    );
     daemon.wait_log("swapped in a new plugin build", 1);
     let good = flowlink_e2e::traffic::v5_datagram(&flowlink_e2e::traffic::v5_records(30));
     send(&good);

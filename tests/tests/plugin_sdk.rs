@@ -205,13 +205,8 @@ fn a_plugin_written_outside_the_repository_runs_in_a_daemon() {
         .plugin_dir(&plugins)
         .yaml();
     let mut daemon = Daemon::start_in(&dir, &config);
-    // Deployed as documented: copied under a temporary name, then renamed.
-    std::fs::copy(&wasm, plugins.join(".pipe-log.wasm.part")).unwrap();
-    std::fs::rename(
-        plugins.join(".pipe-log.wasm.part"),
-        plugins.join("pipe-log.wasm"),
-    )
-    .unwrap();
+    // Deployed as documented: written under a temporary name, then renamed.
+    flowlink_e2e::install_plugin(&plugins, "pipe-log.wasm", &std::fs::read(&wasm).unwrap());
     assert!(
         wait_for(Duration::from_secs(60), || {
             let log = daemon.log();

@@ -62,8 +62,8 @@ impl LoadedPlugin {
         let (component, load) = engine.load_component(path)?;
         let contract = contract_version(engine, &component)
             .with_context(|| format!("{} is not a flowlink parser", path.display()))?;
-        check_imports(engine, &component)
-            .with_context(|| format!("{} is refused", path.display()))?;
+        let imports = import_names(engine, &component);
+        check_imports(&imports).with_context(|| format!("{} is refused", path.display()))?;
         let instance_pre = engine
             .linker()
             .instantiate_pre(&component)
@@ -114,7 +114,7 @@ impl LoadedPlugin {
             version: info.version,
             formats: info.formats,
             contract,
-            imports: import_names(engine, &component),
+            imports,
             path: path.to_owned(),
             load,
             pre,
@@ -191,10 +191,11 @@ fn import_names(engine: &PluginEngine, component: &Component) -> Vec<String> {
 
 /// Refuses a component that imports anything else (sockets, HTTP, another
 /// package), naming every such import.
-fn check_imports(engine: &PluginEngine, component: &Component) -> Result<()> {
-    let refused: Vec<String> = import_names(engine, component)
-        .into_iter()
-        .filter(|name| name != "log" && !GRANTED_IMPORTS.iter().any(|p| name.starts_with(p)))
+fn check_imports(imports: &[String]) -> Result<()> {
+    let refused: Vec<&str> = imports
+        .iter()
+        .map(String::as_str)
+        .filter(|name| *name != "log" && !GRANTED_IMPORTS.iter().any(|p| name.starts_with(p)))
         .collect();
     if !refused.is_empty() {
         bail!(
