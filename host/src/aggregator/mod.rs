@@ -2,6 +2,7 @@
 //! each consumer, and hands a batch to the uploader at every window boundary.
 
 mod checkpoint;
+mod closer;
 mod direction;
 mod flow_key;
 mod window;
@@ -21,6 +22,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::metrics::{self, Metrics};
 use crate::pipeline::{Ack, AggregatorInput, ParsedFlows, now_ms};
 use crate::uploader::UploadJob;
+use closer::ClosedWindow;
 
 /// How windows are cut, keyed and kept on disk.
 pub struct WindowSettings {
@@ -39,7 +41,10 @@ pub struct Aggregator {
     max_keys: usize,
     direction: DirectionInference,
     metrics: Arc<Metrics>,
-    output: mpsc::Sender<UploadJob>,
+    /// Taken by `run`: the window closer's input is made from it.
+    output: Option<mpsc::Sender<UploadJob>>,
+    /// Set by `run`.
+    closer: Option<mpsc::Sender<ClosedWindow>>,
     checkpoints: WindowCheckpoints,
     checkpoint_every: Duration,
     /// By slot: receipts of the records in the window since its last
@@ -74,7 +79,8 @@ impl Aggregator {
             max_keys,
             direction,
             metrics,
-            output,
+            output: Some(output),
+            closer: None,
             checkpoints,
             checkpoint_every,
             acks,
@@ -82,8 +88,13 @@ impl Aggregator {
     }
 
     /// Runs until `input` closes (every worker has stopped), then flushes the
-    /// open windows so a shutdown loses nothing.
+    /// open windows so a shutdown loses nothing, and returns once the last
+    /// batch is with the uploader.
     pub async fn run(mut self, mut input: mpsc::Receiver<AggregatorInput>) {
+        let (closer_tx, closer_rx) = mpsc::channel(closer::CLOSER_QUEUE);
+        let output = self.output.take().expect("run once");
+        let closer = tokio::spawn(closer::run(closer_rx, self.checkpoints.clone(), output));
+        self.closer = Some(closer_tx);
         let mut next_checkpoint = Instant::now() + self.checkpoint_every;
         loop {
             let boundary = self.next_boundary();
@@ -114,6 +125,8 @@ impl Aggregator {
             }
         }
         self.flush_all(true).await;
+        self.closer = None;
+        let _ = closer.await;
     }
 
     /// Writes every window that changed since its last checkpoint, then
@@ -125,7 +138,8 @@ impl Aggregator {
                 continue;
             };
             if window.is_dirty() {
-                let batch = window.to_batch(&self.consumer_names[consumer], now);
+                let name = &self.consumer_names[consumer];
+                let batch = crate::blocking::off_the_runtime(|| window.to_batch(name, now));
                 let checkpoints = self.checkpoints.clone();
                 let written = tokio::task::spawn_blocking(move || checkpoints.write(&batch))
                     .await
@@ -221,33 +235,29 @@ impl Aggregator {
         let Some(Some(open)) = self.windows.get_mut(consumer) else {
             return;
         };
-        let window = std::mem::replace(open, Window::new(window_start(now, self.window_len)));
+        // The next window is sized like this one: a busy consumer's map
+        // does not grow and rehash its way up again every window.
+        let next = Window::with_capacity(window_start(now, self.window_len), open.len());
+        let window = std::mem::replace(open, next);
         let acks = std::mem::take(&mut self.acks[consumer]);
         if window.is_empty() {
             // Receipts of messages that gave no flows: nothing to keep.
             acks.into_iter().for_each(Ack::done);
             return;
         }
-        // A million keys take a fifth of a second to close: off the
-        // runtime's scheduling, so receive tasks keep running meanwhile.
-        let name = &self.consumer_names[consumer];
-        let batch = crate::blocking::off_the_runtime(|| window.into_batch(name, now));
-        tracing::info!(
-            consumer = %self.consumer_names[consumer],
-            flows = batch.flows.len(),
-            batch_id = %batch.batch_id,
-            "window closed"
-        );
-        let checkpoint = Some(self.checkpoints.path_of(&batch));
-        let job = UploadJob {
-            batch,
+        // A million keys take a fifth of a second to turn into a batch:
+        // the closer does it while this goes on with the next window.
+        let closed = ClosedWindow {
+            window,
+            consumer: self.consumer_names[consumer].clone(),
+            end_ms: now,
             acks,
-            checkpoint,
             at_shutdown,
         };
-        // Waits when the uploader is behind: backpressure, not loss.
-        if self.output.send(job).await.is_err() {
-            tracing::error!("uploader stopped; a window could not be handed over");
+        let closer = self.closer.as_ref().expect("set by run");
+        // Waits when the closer (or the uploader behind it) is behind.
+        if closer.send(closed).await.is_err() {
+            tracing::error!("window closer stopped; a window could not be handed over");
         }
     }
 }

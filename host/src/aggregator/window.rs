@@ -1,15 +1,17 @@
 //! One consumer's open aggregation window.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use foldhash::fast::RandomState;
-use std::net::IpAddr;
 
 use super::FlowKey;
 use super::direction::DirectionInference;
 use crate::proto::{AggregatedFlow, FlowBatch, ip_to_bytes};
 use flowlink_flow::Flow;
 
+/// A key's counters as the tests read them.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowTotals {
     pub connections: u64,
@@ -21,6 +23,88 @@ pub struct WindowTotals {
     pub exporter: IpAddr,
 }
 
+/// An IPv4 key, the common case, in 12 bytes (a [`FlowKey`] takes 40):
+/// at a million keys the map's size decides both the memory and the
+/// cache misses every insert pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct V4Key {
+    src: u32,
+    dst: u32,
+    dst_port: u16,
+    protocol: u8,
+    action: u8,
+}
+
+impl V4Key {
+    fn of(key: &FlowKey) -> Option<Self> {
+        match (key.src, key.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => Some(V4Key {
+                src: src.into(),
+                dst: dst.into(),
+                dst_port: key.dst_port,
+                protocol: key.protocol,
+                action: key.action,
+            }),
+            _ => None,
+        }
+    }
+
+    fn key(&self) -> FlowKey {
+        FlowKey {
+            src: IpAddr::V4(self.src.into()),
+            dst: IpAddr::V4(self.dst.into()),
+            dst_port: self.dst_port,
+            protocol: self.protocol,
+            action: self.action,
+        }
+    }
+}
+
+/// A key's counters; the exporter as an index into the window's list of
+/// exporters (a window sees a few, each of a million keys named one).
+#[derive(Debug, Clone, Copy)]
+struct Totals {
+    connections: u64,
+    packets: u64,
+    bytes: u64,
+    first_seen_ms: u64,
+    last_seen_ms: u64,
+    exporter: u32,
+}
+
+impl Totals {
+    fn new(exporter: u32) -> Self {
+        Totals {
+            connections: 0,
+            packets: 0,
+            bytes: 0,
+            first_seen_ms: u64::MAX,
+            last_seen_ms: 0,
+            exporter,
+        }
+    }
+
+    /// Folds one record in. Counters are scaled by the record's sampling
+    /// interval here, once, whatever the format.
+    #[inline]
+    fn fold(&mut self, flow: &Flow) {
+        let scale = u64::from(flow.sampling_interval.max(1));
+        self.connections += 1;
+        self.packets = self
+            .packets
+            .saturating_add(flow.packets.saturating_mul(scale));
+        self.bytes = self.bytes.saturating_add(flow.bytes.saturating_mul(scale));
+        if flow.start_ms != 0 {
+            self.first_seen_ms = self.first_seen_ms.min(flow.start_ms);
+        }
+        self.last_seen_ms = self.last_seen_ms.max(flow.end_ms.max(flow.start_ms));
+    }
+}
+
+// foldhash: faster than SipHash on these keys, still seeded per process,
+// so traffic cannot be shaped into collisions.
+type KeyMap<K> = HashMap<K, Totals, RandomState>;
+
 pub struct Window {
     start_ms: u64,
     /// Fixed when the window opens: its checkpoints and its final upload
@@ -28,31 +112,42 @@ pub struct Window {
     batch_id: String,
     /// Flows added since the last checkpoint.
     dirty: bool,
-    // foldhash: faster than SipHash on these keys, still seeded per process,
-    // so traffic cannot be shaped into collisions.
-    keys: HashMap<FlowKey, WindowTotals, RandomState>,
+    v4: KeyMap<V4Key>,
+    /// IPv6 keys, and the odd record mixing families.
+    other: KeyMap<FlowKey>,
+    exporters: Vec<IpAddr>,
+    /// The exporter of the last record and its index: records come in
+    /// runs of one exporter.
+    last_exporter: Option<(IpAddr, u32)>,
 }
 
 impl Window {
     pub fn new(start_ms: u64) -> Self {
+        Self::with_capacity(start_ms, 0)
+    }
+
+    /// A window with room for `keys` IPv4 keys, so a busy consumer's next
+    /// window does not grow (and rehash) its way up to the last one's size.
+    pub fn with_capacity(start_ms: u64, keys: usize) -> Self {
         Window {
             start_ms,
             batch_id: new_batch_id(),
             dirty: false,
-            keys: HashMap::default(),
+            v4: HashMap::with_capacity_and_hasher(keys, RandomState::default()),
+            other: HashMap::default(),
+            exporters: Vec::new(),
+            last_exporter: None,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.v4.len() + self.other.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
     }
 
-    /// Folds one record in. Counters are scaled by the record's sampling
-    /// interval here, once, whatever the format.
     /// Whether flows came in since the last [`Window::checkpointed`].
     pub fn is_dirty(&self) -> bool {
         self.dirty
@@ -62,34 +157,52 @@ impl Window {
         self.dirty = false;
     }
 
+    fn exporter_index(&mut self, exporter: IpAddr) -> u32 {
+        if let Some((ip, index)) = self.last_exporter
+            && ip == exporter
+        {
+            return index;
+        }
+        let index = match self.exporters.iter().position(|e| *e == exporter) {
+            Some(i) => i as u32,
+            None => {
+                self.exporters.push(exporter);
+                (self.exporters.len() - 1) as u32
+            }
+        };
+        self.last_exporter = Some((exporter, index));
+        index
+    }
+
+    /// Folds one record in. A key keeps the exporter of its first record.
     pub fn add(&mut self, flow: &Flow, exporter: IpAddr, direction: &DirectionInference) {
         self.dirty = true;
-        let scale = u64::from(flow.sampling_interval.max(1));
         let key = FlowKey::folded(flow, direction);
-        let totals = self.keys.entry(key).or_insert(WindowTotals {
-            connections: 0,
-            packets: 0,
-            bytes: 0,
-            first_seen_ms: u64::MAX,
-            last_seen_ms: 0,
-            exporter,
-        });
-        totals.connections += 1;
-        totals.packets = totals
-            .packets
-            .saturating_add(flow.packets.saturating_mul(scale));
-        totals.bytes = totals
-            .bytes
-            .saturating_add(flow.bytes.saturating_mul(scale));
-        if flow.start_ms != 0 {
-            totals.first_seen_ms = totals.first_seen_ms.min(flow.start_ms);
-        }
-        totals.last_seen_ms = totals.last_seen_ms.max(flow.end_ms.max(flow.start_ms));
+        let exporter = self.exporter_index(exporter);
+        let totals = match V4Key::of(&key) {
+            Some(v4) => self.v4.entry(v4).or_insert_with(|| Totals::new(exporter)),
+            None => self
+                .other
+                .entry(key)
+                .or_insert_with(|| Totals::new(exporter)),
+        };
+        totals.fold(flow);
     }
 
     #[cfg(test)]
-    pub fn get(&self, key: &FlowKey) -> Option<&WindowTotals> {
-        self.keys.get(key)
+    pub fn get(&self, key: &FlowKey) -> Option<WindowTotals> {
+        let totals = match V4Key::of(key) {
+            Some(v4) => self.v4.get(&v4),
+            None => self.other.get(key),
+        }?;
+        Some(WindowTotals {
+            connections: totals.connections,
+            packets: totals.packets,
+            bytes: totals.bytes,
+            first_seen_ms: totals.first_seen_ms,
+            last_seen_ms: totals.last_seen_ms,
+            exporter: self.exporters[totals.exporter as usize],
+        })
     }
 
     pub fn into_batch(self, consumer: &str, end_ms: u64) -> FlowBatch {
@@ -98,27 +211,27 @@ impl Window {
 
     /// The window so far as a batch (for a checkpoint), under its own id.
     pub fn to_batch(&self, consumer: &str, end_ms: u64) -> FlowBatch {
-        let flows = self
-            .keys
-            .iter()
-            .map(|(key, totals)| AggregatedFlow {
-                src_ip: ip_to_bytes(key.src),
-                dst_ip: ip_to_bytes(key.dst),
-                dst_port: u32::from(key.dst_port),
-                protocol: u32::from(key.protocol),
-                connections: totals.connections,
-                packets: totals.packets,
-                bytes: totals.bytes,
-                first_seen_ms: if totals.first_seen_ms == u64::MAX {
-                    0
-                } else {
-                    totals.first_seen_ms
-                },
-                last_seen_ms: totals.last_seen_ms,
-                exporter: ip_to_bytes(totals.exporter),
-                action: u32::from(key.action),
-            })
-            .collect();
+        let exporters: Vec<Vec<u8>> = self.exporters.iter().map(|e| ip_to_bytes(*e)).collect();
+        let flow = |key: FlowKey, totals: &Totals| AggregatedFlow {
+            src_ip: ip_to_bytes(key.src),
+            dst_ip: ip_to_bytes(key.dst),
+            dst_port: u32::from(key.dst_port),
+            protocol: u32::from(key.protocol),
+            connections: totals.connections,
+            packets: totals.packets,
+            bytes: totals.bytes,
+            first_seen_ms: if totals.first_seen_ms == u64::MAX {
+                0
+            } else {
+                totals.first_seen_ms
+            },
+            last_seen_ms: totals.last_seen_ms,
+            exporter: exporters[totals.exporter as usize].clone(),
+            action: u32::from(key.action),
+        };
+        let mut flows = Vec::with_capacity(self.len());
+        flows.extend(self.v4.iter().map(|(key, totals)| flow(key.key(), totals)));
+        flows.extend(self.other.iter().map(|(key, totals)| flow(*key, totals)));
         FlowBatch {
             batch_id: self.batch_id.clone(),
             consumer: consumer.to_owned(),
@@ -206,6 +319,32 @@ mod tests {
         assert_eq!(w.len(), 1);
         let t = w.get(&FlowKey::of(&request)).unwrap();
         assert_eq!((t.connections, t.packets, t.bytes), (2, 4, 400));
+    }
+
+    #[test]
+    fn ipv6_and_mixed_keys_are_kept_apart_with_their_exporters() {
+        let off = DirectionInference::new(crate::config::DirectionRule::Off, &[]);
+        let (a, b): (IpAddr, IpAddr) =
+            ("192.0.2.1".parse().unwrap(), "2001:db8::9".parse().unwrap());
+        let v4 = flow(1, 443, 1, 10, 0, 0, 1);
+        let mut v6 = v4;
+        v6.src = WitIp::V6((0x2001_0db8 << 32, 1));
+        let mut mixed = v4;
+        mixed.dst = v6.src;
+        let mut w = Window::new(0);
+        w.add(&v4, a, &off);
+        w.add(&v6, b, &off);
+        w.add(&mixed, b, &off);
+        w.add(&v4, b, &off);
+        assert_eq!(w.len(), 3);
+        assert_eq!(w.get(&FlowKey::of(&v4)).unwrap().exporter, a);
+        assert_eq!(w.get(&FlowKey::of(&v4)).unwrap().connections, 2);
+        assert_eq!(w.get(&FlowKey::of(&v6)).unwrap().exporter, b);
+        assert_eq!(w.get(&FlowKey::of(&mixed)).unwrap().bytes, 10);
+        let batch = w.to_batch("c", 1);
+        assert_eq!(batch.flows.len(), 3);
+        let exporters: Vec<_> = batch.flows.iter().map(|f| f.exporter.len()).collect();
+        assert_eq!(exporters.iter().filter(|l| **l == 16).count(), 2);
     }
 
     #[test]

@@ -13,6 +13,9 @@ use anyhow::{Context, Result, bail};
 
 use super::decode::read_messages;
 
+mod synthetic;
+use synthetic::Generated;
+
 /// Datagrams per `sendmmsg` call.
 const BATCH: usize = 32;
 
@@ -34,8 +37,18 @@ pub struct ReplayArgs {
     /// Send the bytes exactly as captured (no export time or sequence rewrite).
     #[arg(long)]
     verbatim: bool,
+    /// Instead of files: generate a stream in this format whose records are
+    /// all different traffic keys, each one packet of 1,000 bytes.
+    #[arg(long, value_enum, conflicts_with = "files")]
+    generate: Option<Generated>,
+    /// With --generate: records (distinct keys) in one pass of the stream.
+    #[arg(long, default_value_t = 1_000_000, requires = "generate")]
+    keys: u32,
+    /// With --generate: records per datagram.
+    #[arg(long, default_value_t = 30, requires = "generate")]
+    records_per_datagram: u32,
     /// pcap/pcapng captures or raw datagram files, sent in the order given.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "generate")]
     files: Vec<PathBuf>,
 }
 
@@ -209,14 +222,17 @@ struct Sent {
 }
 
 pub fn run(args: ReplayArgs) -> Result<()> {
-    let mut input = Vec::new();
+    let mut input = match args.generate {
+        Some(format) => synthetic::datagrams(format, args.keys, args.records_per_datagram),
+        None => Vec::new(),
+    };
     for file in &args.files {
         let read = read_messages(file, SocketAddr::from(([127, 0, 0, 1], 0)))
             .with_context(|| format!("reading {}", file.display()))?;
         input.extend(read.messages.into_iter().map(|m| m.payload));
     }
     if input.is_empty() {
-        bail!("no datagrams in the input files");
+        bail!("no datagrams in the input (files, or --generate with --keys 0)");
     }
     if args.exporters == 0 {
         bail!("--exporters must be at least 1");
