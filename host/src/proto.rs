@@ -4,10 +4,30 @@
 include!(concat!(env!("OUT_DIR"), "/flowlink.v1.rs"));
 
 /// The schema's address encoding: 4 bytes for IPv4, 16 for IPv6, network order.
-pub fn ip_to_bytes(ip: std::net::IpAddr) -> Vec<u8> {
+pub fn ip_to_bytes(ip: std::net::IpAddr) -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(ip_octets(&ip).as_slice())
+}
+
+/// An address's octets in the schema's encoding, without allocating.
+pub fn ip_octets(ip: &std::net::IpAddr) -> IpOctets {
     match ip {
-        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
-        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+        std::net::IpAddr::V4(v4) => IpOctets::V4(v4.octets()),
+        std::net::IpAddr::V6(v6) => IpOctets::V6(v6.octets()),
+    }
+}
+
+/// 4 or 16 octets, on the stack.
+pub enum IpOctets {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+impl IpOctets {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            IpOctets::V4(o) => o,
+            IpOctets::V6(o) => o,
+        }
     }
 }
 

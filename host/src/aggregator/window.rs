@@ -3,11 +3,12 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use bytes::{Bytes, BytesMut};
 use foldhash::fast::RandomState;
 
 use super::FlowKey;
 use super::direction::DirectionInference;
-use crate::proto::{AggregatedFlow, FlowBatch, ip_to_bytes};
+use crate::proto::{AggregatedFlow, FlowBatch, ip_octets, ip_to_bytes};
 use flowlink_flow::Flow;
 
 /// A key's counters as the tests read them.
@@ -210,11 +211,32 @@ impl Window {
     }
 
     /// The window so far as a batch (for a checkpoint), under its own id.
+    /// Every address is a slice of one buffer: three allocations per key
+    /// (a million keys: three million) would cost more than the rest.
     pub fn to_batch(&self, consumer: &str, end_ms: u64) -> FlowBatch {
-        let exporters: Vec<Vec<u8>> = self.exporters.iter().map(|e| ip_to_bytes(*e)).collect();
-        let flow = |key: FlowKey, totals: &Totals| AggregatedFlow {
-            src_ip: ip_to_bytes(key.src),
-            dst_ip: ip_to_bytes(key.dst),
+        let keys = || {
+            let v4 = self.v4.iter().map(|(key, totals)| (key.key(), totals));
+            v4.chain(self.other.iter().map(|(key, totals)| (*key, totals)))
+        };
+        // Pass one: the addresses, in iteration order (the same in pass
+        // two: the maps are not touched in between).
+        let mut octets = BytesMut::with_capacity(self.v4.len() * 8 + self.other.len() * 32);
+        for (key, _) in keys() {
+            octets.extend_from_slice(ip_octets(&key.src).as_slice());
+            octets.extend_from_slice(ip_octets(&key.dst).as_slice());
+        }
+        let octets = octets.freeze();
+        let exporters: Vec<Bytes> = self.exporters.iter().map(|e| ip_to_bytes(*e)).collect();
+        let mut at = 0;
+        let mut slice = |ip: &IpAddr| {
+            let len = if ip.is_ipv4() { 4 } else { 16 };
+            at += len;
+            octets.slice(at - len..at)
+        };
+        let mut flows = Vec::with_capacity(self.len());
+        flows.extend(keys().map(|(key, totals)| AggregatedFlow {
+            src_ip: slice(&key.src),
+            dst_ip: slice(&key.dst),
             dst_port: u32::from(key.dst_port),
             protocol: u32::from(key.protocol),
             connections: totals.connections,
@@ -228,10 +250,7 @@ impl Window {
             last_seen_ms: totals.last_seen_ms,
             exporter: exporters[totals.exporter as usize].clone(),
             action: u32::from(key.action),
-        };
-        let mut flows = Vec::with_capacity(self.len());
-        flows.extend(self.v4.iter().map(|(key, totals)| flow(key.key(), totals)));
-        flows.extend(self.other.iter().map(|(key, totals)| flow(*key, totals)));
+        }));
         FlowBatch {
             batch_id: self.batch_id.clone(),
             consumer: consumer.to_owned(),

@@ -40,8 +40,8 @@ mod tests {
     #[test]
     fn splits_at_the_pce_limit() {
         let flow = AggregatedFlow {
-            src_ip: vec![10, 0, 0, 1],
-            dst_ip: vec![0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            src_ip: vec![10, 0, 0, 1].into(),
+            dst_ip: vec![0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1].into(),
             dst_port: 443,
             protocol: 6,
             ..Default::default()

@@ -44,9 +44,10 @@ pub struct ReplayArgs {
     /// With --generate: records (distinct keys) in one pass of the stream.
     #[arg(long, default_value_t = 1_000_000, requires = "generate")]
     keys: u32,
-    /// With --generate: records per datagram.
-    #[arg(long, default_value_t = 30, requires = "generate")]
-    records_per_datagram: u32,
+    /// With --generate: records per datagram (default: 30 for v9 and
+    /// IPFIX, 10 sFlow samples, what fits in a 1,500-byte MTU).
+    #[arg(long, requires = "generate")]
+    records_per_datagram: Option<u32>,
     /// pcap/pcapng captures or raw datagram files, sent in the order given.
     #[arg(required_unless_present = "generate")]
     files: Vec<PathBuf>,
@@ -223,7 +224,12 @@ struct Sent {
 
 pub fn run(args: ReplayArgs) -> Result<()> {
     let mut input = match args.generate {
-        Some(format) => synthetic::datagrams(format, args.keys, args.records_per_datagram),
+        Some(format) => synthetic::datagrams(
+            format,
+            args.keys,
+            args.records_per_datagram
+                .unwrap_or_else(|| format.default_per_datagram()),
+        ),
         None => Vec::new(),
     };
     for file in &args.files {

@@ -17,6 +17,16 @@ pub enum Generated {
     Sflow,
 }
 
+impl Generated {
+    /// Records per datagram unless told: what fits in a 1,500-byte MTU.
+    pub fn default_per_datagram(self) -> u32 {
+        match self {
+            Generated::V9 | Generated::Ipfix => 30,
+            Generated::Sflow => 10,
+        }
+    }
+}
+
 /// Bytes and packets of every generated record.
 pub const RECORD_BYTES: u32 = 1000;
 
@@ -209,7 +219,8 @@ mod tests {
         let keys: std::collections::HashSet<_> = (0..100_000).map(key).collect();
         assert_eq!(keys.len(), 100_000);
         for format in [Generated::V9, Generated::Ipfix, Generated::Sflow] {
-            let d = datagrams(format, 95, 30);
+            let per = format.default_per_datagram();
+            let d = datagrams(format, per * 3 + 5, per);
             assert_eq!(d.len(), 4, "{format:?}");
             assert!(d.iter().all(|d| d.len() <= 1500), "{format:?}");
         }
