@@ -135,7 +135,10 @@ impl<'a> RecordFields<'a> {
     }
 
     /// Every action but the packet sections (which borrow the message).
-    #[inline]
+    /// Always inlined: in the wasm32 build LLVM kept it out of line, a call
+    /// per field that was 11 % of the guest's time (perf with a perf map);
+    /// inlined, the v9 and IPFIX components decode 15–25 % faster.
+    #[inline(always)]
     fn apply_value(&mut self, action: FieldAction, bytes: &[u8]) {
         use FieldAction::*;
         match action {
