@@ -22,7 +22,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::metrics::{self, Metrics};
 use crate::pipeline::{Ack, AggregatorInput, ParsedFlows, now_ms};
 use crate::uploader::UploadJob;
-use closer::ClosedWindow;
+use closer::{ClosedWindow, CloserJob};
 
 /// How windows are cut, keyed and kept on disk.
 pub struct WindowSettings {
@@ -44,7 +44,7 @@ pub struct Aggregator {
     /// Taken by `run`: the window closer's input is made from it.
     output: Option<mpsc::Sender<UploadJob>>,
     /// Set by `run`.
-    closer: Option<mpsc::Sender<ClosedWindow>>,
+    closer: Option<mpsc::Sender<CloserJob>>,
     checkpoints: WindowCheckpoints,
     checkpoint_every: Duration,
     /// By slot: receipts of the records in the window since its last
@@ -129,35 +129,35 @@ impl Aggregator {
         let _ = closer.await;
     }
 
-    /// Writes every window that changed since its last checkpoint, then
-    /// fires the receipts of the records in it: their aggregate is on disk.
+    /// Hands the closer every window that changed since its last
+    /// checkpoint, as a batch, with the receipts of the records in it: the
+    /// closer writes it (encoding and fsync off this task) and fires them
+    /// once their aggregate is on disk.
     async fn checkpoint_all(&mut self) {
         let now = now_ms();
         for consumer in 0..self.windows.len() {
             let Some(Some(window)) = self.windows.get_mut(consumer) else {
                 continue;
             };
-            if window.is_dirty() {
-                let name = &self.consumer_names[consumer];
-                let batch = crate::blocking::off_the_runtime(|| window.to_batch(name, now));
-                let checkpoints = self.checkpoints.clone();
-                let written = tokio::task::spawn_blocking(move || checkpoints.write(&batch))
-                    .await
-                    .map_err(anyhow::Error::from)
-                    .and_then(|r| r);
-                if let Err(e) = written {
-                    // Receipts wait for the window's upload instead.
-                    tracing::error!(
-                        consumer = %self.consumer_names[consumer],
-                        "cannot write the window checkpoint: {e:#}"
-                    );
-                    continue;
-                }
+            let name = &self.consumer_names[consumer];
+            let batch = window.is_dirty().then(|| {
                 window.checkpointed();
-            }
-            std::mem::take(&mut self.acks[consumer])
-                .into_iter()
-                .for_each(Ack::done);
+                crate::blocking::off_the_runtime(|| window.to_batch(name, now))
+            });
+            let job = CloserJob::Checkpoint {
+                consumer: name.clone(),
+                batch,
+                acks: std::mem::take(&mut self.acks[consumer]),
+            };
+            self.to_closer(job).await;
+        }
+    }
+
+    /// Waits when the closer (or the uploader behind it) is behind.
+    async fn to_closer(&self, job: CloserJob) {
+        let closer = self.closer.as_ref().expect("set by run");
+        if closer.send(job).await.is_err() {
+            tracing::error!("window closer stopped; a window could not be handed over");
         }
     }
 
@@ -254,11 +254,7 @@ impl Aggregator {
             acks,
             at_shutdown,
         };
-        let closer = self.closer.as_ref().expect("set by run");
-        // Waits when the closer (or the uploader behind it) is behind.
-        if closer.send(closed).await.is_err() {
-            tracing::error!("window closer stopped; a window could not be handed over");
-        }
+        self.to_closer(CloserJob::Close(closed)).await;
     }
 }
 
