@@ -1,6 +1,6 @@
 //! Blocking work (an fsync, encoding a million-key batch) called from async
 //! code: the runtime moves its other tasks to another thread meanwhile, so
-//! the receive tasks keep running.
+//! they keep running.
 
 /// Runs `work` in place, telling a multi-threaded runtime first; a plain
 /// call elsewhere (a single-threaded runtime in tests and tools, or no

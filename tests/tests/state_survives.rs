@@ -29,9 +29,18 @@ fn rows(job: &str, frames: std::ops::RangeInclusive<u32>) -> Vec<CsvFlow> {
         .collect()
 }
 
+/// The files written whole in `dir`: not the `.NAME.tmp` a write in
+/// progress leaves before its rename (a SIGKILL then loses it).
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    !p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -5,6 +5,8 @@
 //! records.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::mpsc;
 
@@ -30,10 +32,12 @@ pub struct ClosedWindow {
 
 pub enum CloserJob {
     /// The window so far (`None`: nothing new since the last checkpoint)
-    /// and the receipts of the records that came since.
+    /// with the flag to raise if it cannot be written (the aggregator then
+    /// writes it again next round), and the receipts of the records that
+    /// came since.
     Checkpoint {
         consumer: String,
-        batch: Option<FlowBatch>,
+        batch: Option<(FlowBatch, Arc<AtomicBool>)>,
         acks: Vec<Ack>,
     },
     Close(ClosedWindow),
@@ -56,7 +60,7 @@ pub async fn run(
                 batch,
                 acks,
             } => {
-                if let Some(batch) = batch {
+                if let Some((batch, failed)) = batch {
                     let checkpoints = checkpoints.clone();
                     let written = tokio::task::spawn_blocking(move || checkpoints.write(&batch))
                         .await
@@ -65,8 +69,9 @@ pub async fn run(
                     if let Err(e) = written {
                         tracing::error!(
                             %consumer,
-                            "cannot write the window checkpoint: {e:#}; its receipts wait for the window's upload"
+                            "cannot write the window checkpoint: {e:#}; tried again next round, its receipts wait until then or for the window's upload"
                         );
+                        failed.store(true, Ordering::Relaxed);
                         unwritten.entry(consumer).or_default().extend(acks);
                         continue;
                     }
@@ -82,8 +87,7 @@ pub async fn run(
                 // no flows since the last checkpoint: nothing to keep.
                 acks.into_iter().for_each(Ack::done);
             }
-            CloserJob::Close(closed) => {
-                let mut closed = closed;
+            CloserJob::Close(mut closed) => {
                 if let Some(mut earlier) = unwritten.remove(&closed.consumer) {
                     earlier.append(&mut closed.acks);
                     closed.acks = earlier;
@@ -173,11 +177,12 @@ mod tests {
         // Under a regular file: no directory can be made there.
         let checkpoints = WindowCheckpoints::new(std::path::Path::new("/dev/null/flowlink"));
         let closer = tokio::spawn(run(input, checkpoints, output));
-        let window = window_of_one_key();
+        let mut window = window_of_one_key();
+        let failed = window.checkpointed();
         let (ack, mut receipt) = Ack::new();
         let checkpoint = CloserJob::Checkpoint {
             consumer: "edge".into(),
-            batch: Some(window.to_batch("edge", 1)),
+            batch: Some((window.to_batch("edge", 1), failed.clone())),
             acks: vec![ack],
         };
         jobs.send(checkpoint).await.unwrap();
@@ -190,6 +195,10 @@ mod tests {
         });
         jobs.send(close).await.unwrap();
         let upload = uploads.recv().await.expect("the window's batch");
+        assert!(
+            failed.load(Ordering::Relaxed),
+            "the aggregator is told to write it again"
+        );
         assert_eq!(upload.batch.flows.len(), 1);
         assert!(receipt.try_recv().is_err(), "fired without being on disk");
         assert_eq!(upload.acks.len(), 1, "the receipt travels with the upload");

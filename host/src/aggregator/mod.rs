@@ -140,14 +140,19 @@ impl Aggregator {
                 continue;
             };
             let name = &self.consumer_names[consumer];
-            let batch = window.is_dirty().then(|| {
-                window.checkpointed();
+            let mut failed = None;
+            let batch = window.needs_checkpoint().then(|| {
+                failed = Some(window.checkpointed());
                 crate::blocking::off_the_runtime(|| window.to_batch(name, now))
             });
+            let acks = std::mem::take(&mut self.acks[consumer]);
+            if batch.is_none() && acks.is_empty() {
+                continue;
+            }
             let job = CloserJob::Checkpoint {
                 consumer: name.clone(),
-                batch,
-                acks: std::mem::take(&mut self.acks[consumer]),
+                batch: batch.zip(failed),
+                acks,
             };
             self.to_closer(job).await;
         }
@@ -228,8 +233,8 @@ impl Aggregator {
         }
     }
 
-    /// Closes a window: its batch goes to the uploader with the receipts
-    /// and checkpoint file that wait on it.
+    /// Closes a window: it goes to the closer, which hands its batch to the
+    /// uploader with the receipts and checkpoint file that wait on it.
     async fn flush(&mut self, consumer: usize, at_shutdown: bool) {
         let now = now_ms();
         let Some(Some(open)) = self.windows.get_mut(consumer) else {
@@ -237,7 +242,8 @@ impl Aggregator {
         };
         // The next window is sized like this one: a busy consumer's map
         // does not grow and rehash its way up again every window.
-        let next = Window::with_capacity(window_start(now, self.window_len), open.len());
+        let capacity = if at_shutdown { 0 } else { open.v4_len() };
+        let next = Window::with_capacity(window_start(now, self.window_len), capacity);
         let window = std::mem::replace(open, next);
         let acks = std::mem::take(&mut self.acks[consumer]);
         if window.is_empty() {

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use foldhash::fast::RandomState;
@@ -24,7 +26,8 @@ pub struct WindowTotals {
     pub exporter: IpAddr,
 }
 
-/// An IPv4 key, the common case, in 12 bytes (a [`FlowKey`] takes 40):
+/// An IPv4 key, the common case, in 12 bytes (a [`FlowKey`] takes 38,
+/// 40 with padding):
 /// at a million keys the map's size decides both the memory and the
 /// cache misses every insert pays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -111,8 +114,11 @@ pub struct Window {
     /// Fixed when the window opens: its checkpoints and its final upload
     /// carry the same id, so a receiver that dedupes sees it once.
     batch_id: String,
-    /// Flows added since the last checkpoint.
+    /// Flows added since the last checkpoint was handed over.
     dirty: bool,
+    /// Set by the closer when that checkpoint could not be written: the
+    /// next round writes the window again.
+    checkpoint_failed: Arc<AtomicBool>,
     v4: KeyMap<V4Key>,
     /// IPv6 keys, and the odd record mixing families.
     other: KeyMap<FlowKey>,
@@ -134,6 +140,7 @@ impl Window {
             start_ms,
             batch_id: new_batch_id(),
             dirty: false,
+            checkpoint_failed: Arc::default(),
             v4: HashMap::with_capacity_and_hasher(keys, RandomState::default()),
             other: HashMap::default(),
             exporters: Vec::new(),
@@ -149,13 +156,22 @@ impl Window {
         self.len() == 0
     }
 
-    /// Whether flows came in since the last [`Window::checkpointed`].
-    pub fn is_dirty(&self) -> bool {
-        self.dirty
+    /// IPv4 keys: what [`Window::with_capacity`] sizes.
+    pub fn v4_len(&self) -> usize {
+        self.v4.len()
     }
 
-    pub fn checkpointed(&mut self) {
+    /// Whether the window needs writing: flows came in since the last
+    /// checkpoint was handed over, or that one could not be written.
+    pub fn needs_checkpoint(&self) -> bool {
+        self.dirty || self.checkpoint_failed.swap(false, Ordering::Relaxed)
+    }
+
+    /// The window is being written; returns the flag the writer sets if it
+    /// cannot be.
+    pub fn checkpointed(&mut self) -> Arc<AtomicBool> {
         self.dirty = false;
+        self.checkpoint_failed.clone()
     }
 
     fn exporter_index(&mut self, exporter: IpAddr) -> u32 {

@@ -23,14 +23,24 @@ const MAX_DATAGRAM: usize = 65_535;
 const KERNEL_DROPS_EVERY: Duration = Duration::from_secs(2);
 
 /// Binds every port now (so a port in use fails the start, naming the
-/// port) and starts one receive task per socket.
+/// port) and starts one receive thread per socket.
 pub fn start(ctx: ConnectorContext, props: &UdpProperties) -> Result<ConnectorHandle> {
+    let stop = CancellationToken::new();
+    // A later port failing stops the threads of the earlier ones, which
+    // would otherwise hold the router (and so the shutdown) forever.
+    start_sockets(ctx, props, stop.clone()).inspect_err(|_| stop.cancel())
+}
+
+fn start_sockets(
+    ctx: ConnectorContext,
+    props: &UdpProperties,
+    stop: CancellationToken,
+) -> Result<ConnectorHandle> {
     let address = props
         .listen_address
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let receive_buffer = props.receive_buffer_bytes.unwrap_or(DEFAULT_RECEIVE_BUFFER);
     let ports = props.ports.ports().map_err(anyhow::Error::msg)?;
-    let stop = CancellationToken::new();
     let mut tasks = Vec::new();
     for port in ports {
         let addr = SocketAddr::new(address, port);
@@ -130,8 +140,10 @@ fn receive_loop(ctx: ConnectorContext, socket: UdpSocket, stop: CancellationToke
             }
             Err(e) => {
                 // ICMP port-unreachable and similar surface here on some
-                // kernels; they say nothing about this socket.
+                // kernels; they say nothing about this socket. A pause, so
+                // an error that does not clear cannot spin a core.
                 tracing::debug!("UDP receive error: {e}");
+                std::thread::sleep(LINGER);
                 continue;
             }
         };

@@ -224,12 +224,18 @@ struct Sent {
 
 pub fn run(args: ReplayArgs) -> Result<()> {
     let mut input = match args.generate {
-        Some(format) => synthetic::datagrams(
-            format,
-            args.keys,
-            args.records_per_datagram
-                .unwrap_or_else(|| format.default_per_datagram()),
-        ),
+        Some(format) => {
+            let per = args
+                .records_per_datagram
+                .unwrap_or_else(|| format.default_per_datagram());
+            if !(1..=synthetic::MAX_PER_DATAGRAM).contains(&per) {
+                bail!(
+                    "--records-per-datagram must be 1 to {}",
+                    synthetic::MAX_PER_DATAGRAM
+                );
+            }
+            synthetic::datagrams(format, args.keys, per)
+        }
         None => Vec::new(),
     };
     for file in &args.files {
@@ -248,7 +254,12 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             "--exporters above 1 sends from 127.0.0.1, 127.0.0.2, …: the target must be an IPv4 loopback address"
         );
     }
-    let sequences = sequence_plan(&input);
+    // A generated stream knows how far a pass moves its sequences; for
+    // captures it is inferred.
+    let sequences = match args.generate {
+        Some(format) => synthetic::sequence_plan(format, &input, args.keys),
+        None => sequence_plan(&input),
+    };
     let mut streams = (1..=args.exporters)
         .map(|n| {
             let source = match args.to.ip() {

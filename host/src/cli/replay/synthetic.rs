@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 pub enum Generated {
     /// NetFlow v9 (RFC 3954), template 256, IPv4 5-tuple, counters and uptimes.
     V9,
-    /// IPFIX (RFC 7011), the same fields as `v9`.
+    /// IPFIX (RFC 7011), the same fields as `v9`, times in milliseconds.
     Ipfix,
     /// sFlow v5 flow samples with a raw Ethernet/IPv4/TCP header, rate 1.
     Sflow,
@@ -63,9 +63,33 @@ pub fn datagrams(format: Generated, keys: u32, per_datagram: u32) -> Vec<Vec<u8>
     out
 }
 
-/// (element id, length) of the template both NetFlow v9 and IPFIX use:
-/// addresses, ports, protocol, TCP flags, packets, octets, uptimes.
-const FIELDS: [(u16, u16); 10] = [
+/// Per datagram: its sequence number and what one pass of the stream
+/// advances it by (v9 counts datagrams, IPFIX data records), for replay's
+/// rewrite; sFlow is sent as generated.
+pub fn sequence_plan(
+    format: Generated,
+    datagrams: &[Vec<u8>],
+    keys: u32,
+) -> Vec<Option<(u32, u32)>> {
+    let (at, step) = match format {
+        Generated::V9 => (12, datagrams.len() as u32),
+        Generated::Ipfix => (8, keys),
+        Generated::Sflow => return vec![None; datagrams.len()],
+    };
+    datagrams
+        .iter()
+        .map(|d| {
+            Some((
+                u32::from_be_bytes(d[at..at + 4].try_into().expect("4 bytes")),
+                step,
+            ))
+        })
+        .collect()
+}
+
+/// (element id, length) of the fields both NetFlow v9 and IPFIX use:
+/// addresses, ports, protocol, TCP flags, packets, octets.
+const FIELDS: [(u16, u16); 8] = [
     (8, 4),  // source IPv4 address
     (12, 4), // destination IPv4 address
     (7, 2),  // source port
@@ -74,14 +98,20 @@ const FIELDS: [(u16, u16); 10] = [
     (6, 1),  // TCP flags
     (2, 4),  // packets
     (1, 4),  // octets
-    (22, 4), // first switched (uptime ms)
-    (21, 4), // last switched
 ];
+/// Then the times: v9 as uptimes (the header carries the uptime); IPFIX
+/// as flowStart/EndMilliseconds (its header has no uptime to count from).
+const V9_TIMES: [(u16, u16); 2] = [(22, 4), (21, 4)];
+const IPFIX_TIMES: [(u16, u16); 2] = [(152, 8), (153, 8)];
 const TEMPLATE_ID: u16 = 256;
 /// The exporter's uptime in the header; records end just before it.
 const UPTIME_MS: u32 = 3_600_000;
 
-fn put_record(out: &mut Vec<u8>, index: u32) {
+/// Records per datagram at most: the counts and lengths are 16-bit, and a
+/// datagram stays under 64 KiB.
+pub const MAX_PER_DATAGRAM: u32 = 1000;
+
+fn put_record(out: &mut Vec<u8>, index: u32, dialect: Dialect) {
     let (src, dst, src_port, dst_port) = key(index);
     out.extend_from_slice(&src.octets());
     out.extend_from_slice(&dst.octets());
@@ -91,29 +121,50 @@ fn put_record(out: &mut Vec<u8>, index: u32) {
     out.push(0x1b); // FIN PSH ACK SYN: a whole connection
     out.extend_from_slice(&1u32.to_be_bytes());
     out.extend_from_slice(&RECORD_BYTES.to_be_bytes());
-    out.extend_from_slice(&(UPTIME_MS - 2000).to_be_bytes());
-    out.extend_from_slice(&(UPTIME_MS - 1000).to_be_bytes());
+    match dialect {
+        Dialect::V9 => {
+            out.extend_from_slice(&(UPTIME_MS - 2000).to_be_bytes());
+            out.extend_from_slice(&(UPTIME_MS - 1000).to_be_bytes());
+        }
+        Dialect::Ipfix => {
+            let export_ms = u64::from(EXPORT_SECS) * 1000;
+            out.extend_from_slice(&(export_ms - 2000).to_be_bytes());
+            out.extend_from_slice(&(export_ms - 1000).to_be_bytes());
+        }
+    }
 }
 
-fn put_template(out: &mut Vec<u8>, set_id: u16) {
-    let len = 4 + 4 + 4 * FIELDS.len();
+#[derive(Clone, Copy)]
+enum Dialect {
+    V9,
+    Ipfix,
+}
+
+fn put_template(out: &mut Vec<u8>, dialect: Dialect) {
+    let (set_id, times) = match dialect {
+        Dialect::V9 => (0u16, V9_TIMES),
+        Dialect::Ipfix => (2, IPFIX_TIMES),
+    };
+    let fields = FIELDS.iter().chain(times.iter());
+    let count = FIELDS.len() + times.len();
+    let len = 4 + 4 + 4 * count;
     out.extend_from_slice(&set_id.to_be_bytes());
     out.extend_from_slice(&(len as u16).to_be_bytes());
     out.extend_from_slice(&TEMPLATE_ID.to_be_bytes());
-    out.extend_from_slice(&(FIELDS.len() as u16).to_be_bytes());
-    for (id, length) in FIELDS {
+    out.extend_from_slice(&(count as u16).to_be_bytes());
+    for &(id, length) in fields {
         out.extend_from_slice(&id.to_be_bytes());
         out.extend_from_slice(&length.to_be_bytes());
     }
 }
 
 /// A data set of `records`, padded to 4 bytes.
-fn put_data_set(out: &mut Vec<u8>, records: std::ops::Range<u32>) {
+fn put_data_set(out: &mut Vec<u8>, records: std::ops::Range<u32>, dialect: Dialect) {
     let start = out.len();
     out.extend_from_slice(&TEMPLATE_ID.to_be_bytes());
     out.extend_from_slice(&[0, 0]);
     for index in records {
-        put_record(out, index);
+        put_record(out, index, dialect);
     }
     while !(out.len() - start).is_multiple_of(4) {
         out.push(0);
@@ -136,9 +187,9 @@ fn v9(records: std::ops::Range<u32>, sequence: u32, with_template: bool) -> Vec<
     out.extend_from_slice(&sequence.to_be_bytes());
     out.extend_from_slice(&0u32.to_be_bytes()); // source id
     if with_template {
-        put_template(&mut out, 0);
+        put_template(&mut out, Dialect::V9);
     }
-    put_data_set(&mut out, records);
+    put_data_set(&mut out, records, Dialect::V9);
     out
 }
 
@@ -151,9 +202,9 @@ fn ipfix(records: std::ops::Range<u32>, sequence: u32, with_template: bool) -> V
     out.extend_from_slice(&sequence.to_be_bytes());
     out.extend_from_slice(&0u32.to_be_bytes()); // observation domain
     if with_template {
-        put_template(&mut out, 2);
+        put_template(&mut out, Dialect::Ipfix);
     }
-    put_data_set(&mut out, records);
+    put_data_set(&mut out, records, Dialect::Ipfix);
     let len = out.len() as u16;
     out[2..4].copy_from_slice(&len.to_be_bytes());
     out
@@ -213,6 +264,16 @@ fn packet_header(index: u32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pass_advances_v9_by_its_datagrams_and_ipfix_by_its_records() {
+        let v9 = datagrams(Generated::V9, 95, 30);
+        let plan = sequence_plan(Generated::V9, &v9, 95);
+        assert_eq!(plan[3], Some((3, 4)));
+        let ipfix = datagrams(Generated::Ipfix, 95, 30);
+        let plan = sequence_plan(Generated::Ipfix, &ipfix, 95);
+        assert_eq!(plan[3], Some((90, 95)));
+    }
 
     #[test]
     fn every_record_is_its_own_key_and_the_last_datagram_takes_the_rest() {
