@@ -144,7 +144,7 @@ mod tests {
     use super::*;
     use crate::aggregator::DirectionInference;
     use crate::config::DirectionRule;
-    use flowlink_flow::{Action, Flow, IpAddr as WitIp};
+    use flowlink_flow::{Flow, IpAddr as WitIp};
 
     fn window_of_one_key() -> Window {
         let flow = Flow {
@@ -155,14 +155,7 @@ mod tests {
             protocol: 6,
             packets: 1,
             bytes: 100,
-            start_ms: 1,
-            end_ms: 2,
-            sampling_interval: 1,
-            tcp_flags: 0,
-            icmp_type: 0,
-            icmp_code: 0,
-            icmp_unknown: false,
-            action: Action::Unknown,
+            ..Flow::default()
         };
         let mut window = Window::new(0);
         let off = DirectionInference::new(DirectionRule::Off, &[]);
