@@ -164,7 +164,8 @@ impl Window {
     /// Whether the window needs writing: flows came in since the last
     /// checkpoint was handed over, or that one could not be written.
     pub fn needs_checkpoint(&self) -> bool {
-        self.dirty || self.checkpoint_failed.swap(false, Ordering::Relaxed)
+        let failed = self.checkpoint_failed.swap(false, Ordering::Relaxed);
+        self.dirty || failed
     }
 
     /// The window is being written; returns the flag the writer sets if it
