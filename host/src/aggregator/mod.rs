@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
 use crate::metrics::{self, Metrics};
@@ -41,11 +42,10 @@ pub struct Aggregator {
     max_keys: usize,
     direction: DirectionInference,
     metrics: Arc<Metrics>,
-    /// Taken by `run`: the window closer's input is made from it.
-    output: Option<mpsc::Sender<UploadJob>>,
-    /// Set by `run`.
-    closer: Option<mpsc::Sender<CloserJob>>,
-    checkpoints: WindowCheckpoints,
+    /// Closes windows and writes checkpoints, handing batches to the
+    /// uploader.
+    closer: mpsc::Sender<CloserJob>,
+    closer_task: JoinHandle<()>,
     checkpoint_every: Duration,
     /// By slot: receipts of the records in the window since its last
     /// checkpoint.
@@ -53,6 +53,7 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
+    /// Starts the window closer, so it must be called on the runtime.
     pub fn new(
         consumer_names: Vec<String>,
         settings: WindowSettings,
@@ -72,6 +73,8 @@ impl Aggregator {
             .map(|_| Some(Window::new(start)))
             .collect();
         let acks = consumer_names.iter().map(|_| Vec::new()).collect();
+        let (closer, jobs) = mpsc::channel(closer::CLOSER_QUEUE);
+        let closer_task = tokio::spawn(closer::run(jobs, checkpoints, output));
         Aggregator {
             consumer_names,
             windows,
@@ -79,9 +82,8 @@ impl Aggregator {
             max_keys,
             direction,
             metrics,
-            output: Some(output),
-            closer: None,
-            checkpoints,
+            closer,
+            closer_task,
             checkpoint_every,
             acks,
         }
@@ -91,10 +93,6 @@ impl Aggregator {
     /// open windows so a shutdown loses nothing, and returns once the last
     /// batch is with the uploader.
     pub async fn run(mut self, mut input: mpsc::Receiver<AggregatorInput>) {
-        let (closer_tx, closer_rx) = mpsc::channel(closer::CLOSER_QUEUE);
-        let output = self.output.take().expect("run once");
-        let closer = tokio::spawn(closer::run(closer_rx, self.checkpoints.clone(), output));
-        self.closer = Some(closer_tx);
         let mut next_checkpoint = Instant::now() + self.checkpoint_every;
         loop {
             let boundary = self.next_boundary();
@@ -125,8 +123,13 @@ impl Aggregator {
             }
         }
         self.flush_all(true).await;
-        self.closer = None;
-        let _ = closer.await;
+        let Aggregator {
+            closer,
+            closer_task,
+            ..
+        } = self;
+        drop(closer);
+        let _ = closer_task.await;
     }
 
     /// Hands the closer every window that changed since its last
@@ -160,8 +163,7 @@ impl Aggregator {
 
     /// Waits when the closer (or the uploader behind it) is behind.
     async fn to_closer(&self, job: CloserJob) {
-        let closer = self.closer.as_ref().expect("set by run");
-        if closer.send(job).await.is_err() {
+        if self.closer.send(job).await.is_err() {
             tracing::error!("window closer stopped; a window could not be handed over");
         }
     }
