@@ -5,7 +5,8 @@
 //! (shard router, parser workers running [`plugin`] sessions) →
 //! [`aggregator`] → [`uploader`] (with [`spool`] while the PCE is away).
 //! [`config`] describes; each owner builds its runtime parts from it.
-//! [`daemon`] wires the stages, owns signals and reloads.
+//! [`daemon`] wires the stages, owns signals and reloads. A consumer with
+//! `relay:` goes [`connector`] → [`relay`] → Kafka instead.
 
 pub mod aggregator;
 pub mod blocking;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod connector;
 pub mod daemon;
 pub mod durable_file;
+pub mod kafka_log;
 pub mod logging;
 pub mod metrics;
 pub mod metrics_reporter;
@@ -20,5 +22,6 @@ pub mod parser_state;
 pub mod pipeline;
 pub mod plugin;
 pub mod proto;
+pub mod relay;
 pub mod spool;
 pub mod uploader;

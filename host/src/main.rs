@@ -135,9 +135,14 @@ fn execute(command: Command) -> Result<()> {
                 })?;
             }
             println!(
-                "{}: OK ({} consumers)",
+                "{}: OK ({} consumers{})",
                 config.file.display(),
-                config.consumers.len()
+                config.consumers.len() + config.relays.len(),
+                if config.relays.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} relaying to Kafka", config.relays.len())
+                }
             );
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             for line in config::describe(&config, &text) {

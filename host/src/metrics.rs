@@ -42,6 +42,9 @@ counters!(ConsumerCounters {
     messages_quarantined: "messages kept in data_directory/quarantine/ after a plugin fault",
     flows_aggregated: "flow records folded into a window",
     aggregation_early_flushes: "windows flushed early because the key bound was hit",
+    messages_relayed: "messages a relay's Kafka broker acknowledged",
+    relay_disk_buffered: "messages a relay wrote to its disk buffer (broker away or slow)",
+    relay_drops: "messages a relay lost: disk buffer over its bound or unwritable, or refused by the producer",
 });
 
 counters!(UploadCounters {

@@ -17,6 +17,7 @@ pub struct DaemonConfig {
     metrics: Option<String>,
     extra: Vec<String>,
     parser_settings: Vec<String>,
+    relay: Option<String>,
 }
 
 impl DaemonConfig {
@@ -35,7 +36,15 @@ impl DaemonConfig {
             metrics: None,
             extra: Vec::new(),
             parser_settings: Vec::new(),
+            relay: None,
         }
+    }
+
+    /// The consumer relays (`relay:` instead of `parser:`), as a YAML flow
+    /// mapping (`{ type: kafka, properties: {...} }`).
+    pub fn relay(mut self, yaml: &str) -> Self {
+        self.relay = Some(yaml.to_owned());
+        self
     }
 
     pub fn udp(mut self, port: u16) -> Self {
@@ -120,18 +129,20 @@ impl DaemonConfig {
             .iter()
             .map(|l| format!("      {l}\n"))
             .collect();
+        let decoding = match &self.relay {
+            Some(relay) => format!("    relay: {relay}\n"),
+            None => format!("    parser:\n      type: {}\n{parser}", self.parser),
+        };
         format!(
             "pce_addr: {pce}\napi_key:\n  key: {EMULATOR_KEY}\n  secret: {secret}\naggregation_seconds: {window}\n\
              spool_retry_seconds: 1\ndata_directory: data\nplugin_dir: {plugins}\n{metrics}{extra}\
-             consumers:\n  - name: {name}\n    connectors:\n      - {connector}\n    parser:\n      type: {parser}\n{parser_settings}",
+             consumers:\n  - name: {name}\n    connectors:\n      - {connector}\n{decoding}",
             pce = self.pce_addr,
             secret = self.secret,
             window = self.window_seconds,
             plugins = self.plugin_dir.display(),
             name = self.consumer,
             connector = self.connectors.join("\n      - "),
-            parser = self.parser,
-            parser_settings = parser,
         )
     }
 }

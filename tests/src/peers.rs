@@ -10,11 +10,28 @@ use serde_json::{Value, json};
 
 use super::process::{free_tcp_port, wait_for};
 
+/// Starts a peer. With `FLOWLINK_E2E_PEER_LOGS=DIR` set, its output goes to
+/// `DIR/PROGRAM-PID.log`, to see why a peer misbehaved.
 fn spawn(program: &str, args: &[&str], install: &str) -> Child {
+    let log = std::env::var_os("FLOWLINK_E2E_PEER_LOGS").map(|dir| {
+        let path = std::path::Path::new(&dir).join(format!(
+            "{program}-{}-{}.log",
+            std::process::id(),
+            free_tcp_port()
+        ));
+        std::fs::File::create(path).expect("peer log file")
+    });
+    let (out, err) = match log {
+        Some(file) => (
+            Stdio::from(file.try_clone().expect("peer log file")),
+            Stdio::from(file),
+        ),
+        None => (Stdio::null(), Stdio::null()),
+    };
     Command::new(program)
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(out)
+        .stderr(err)
         .spawn()
         .unwrap_or_else(|e| panic!("starting {program}: {e} (install it: {install})"))
 }
@@ -169,6 +186,64 @@ impl KafkaBroker {
             .status()
             .expect("tansu topic create");
         assert!(status.success(), "tansu topic create {topic} failed");
+    }
+
+    /// The offsets group `group` committed on `topic`, summed over its
+    /// `partitions`: how many messages it is done with. (tansu's high
+    /// watermarks can fall short of the last message; these do not.)
+    pub fn committed(&self, topic: &str, partitions: i32, group: &str) -> i64 {
+        use rdkafka::config::ClientConfig;
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.address())
+            .set("group.id", group)
+            .create()
+            .expect("creating a Kafka consumer");
+        let timeout = Duration::from_secs(10);
+        let mut list = rdkafka::TopicPartitionList::new();
+        for partition in 0..partitions {
+            list.add_partition(topic, partition);
+        }
+        consumer
+            .committed_offsets(list, timeout)
+            .expect("committed offsets")
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                rdkafka::Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Every message of `topic` (one partition), read until nothing more
+    /// arrives for a second.
+    pub fn read_all(&self, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+        use rdkafka::config::ClientConfig;
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::message::Message;
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.address())
+            .set("group.id", "flowlink-e2e-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("creating a Kafka consumer");
+        let mut list = rdkafka::TopicPartitionList::new();
+        list.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+            .unwrap();
+        consumer.assign(&list).expect("assign");
+        let mut messages = Vec::new();
+        let mut quiet_since = std::time::Instant::now();
+        while quiet_since.elapsed() < Duration::from_secs(1) {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                messages.push((
+                    m.key().unwrap_or_default().to_vec(),
+                    m.payload().unwrap_or_default().to_vec(),
+                ));
+                quiet_since = std::time::Instant::now();
+            }
+        }
+        messages
     }
 
     /// Produces `messages` (key, payload) to `topic` and waits for the acks.

@@ -34,9 +34,28 @@ pub struct WindowSettings {
     pub checkpoint_every: Duration,
 }
 
+/// A consumer as the aggregator sees it.
+#[derive(Debug, Clone, Default)]
+pub struct WindowOwner {
+    pub name: String,
+    /// Whether its windows are checkpointed and its receipts fire then;
+    /// if not, they fire when the window is uploaded (its source keeps the
+    /// records until then: `kafka.commit: upload`).
+    pub checkpointed: bool,
+}
+
+impl WindowOwner {
+    pub fn of(consumer: &crate::config::ConsumerConfig) -> Self {
+        WindowOwner {
+            name: consumer.name.clone(),
+            checkpointed: consumer.checkpoints_windows(),
+        }
+    }
+}
+
 pub struct Aggregator {
     /// By consumer slot; a removed consumer's slot stays, empty.
-    consumer_names: Vec<String>,
+    owners: Vec<WindowOwner>,
     windows: Vec<Option<Window>>,
     window_len: Duration,
     max_keys: usize,
@@ -55,7 +74,7 @@ pub struct Aggregator {
 impl Aggregator {
     /// Starts the window closer, so it must be called on the runtime.
     pub fn new(
-        consumer_names: Vec<String>,
+        owners: Vec<WindowOwner>,
         settings: WindowSettings,
         metrics: Arc<Metrics>,
         output: mpsc::Sender<UploadJob>,
@@ -68,15 +87,12 @@ impl Aggregator {
             checkpoint_every,
         } = settings;
         let start = window_start(now_ms(), window_len);
-        let windows = consumer_names
-            .iter()
-            .map(|_| Some(Window::new(start)))
-            .collect();
-        let acks = consumer_names.iter().map(|_| Vec::new()).collect();
+        let windows = owners.iter().map(|_| Some(Window::new(start))).collect();
+        let acks = owners.iter().map(|_| Vec::new()).collect();
         let (closer, jobs) = mpsc::channel(closer::CLOSER_QUEUE);
         let closer_task = tokio::spawn(closer::run(jobs, checkpoints, output));
         Aggregator {
-            consumer_names,
+            owners,
             windows,
             window_len,
             max_keys,
@@ -108,8 +124,8 @@ impl Aggregator {
                             pending.extend(acks);
                         }
                     }
-                    Some(AggregatorInput::ConsumerAdded { consumer, name }) => {
-                        self.open(consumer, name)
+                    Some(AggregatorInput::ConsumerAdded { consumer, owner }) => {
+                        self.open(consumer, owner)
                     }
                     Some(AggregatorInput::ConsumerRemoved { consumer }) => {
                         self.flush(consumer, false).await;
@@ -142,7 +158,11 @@ impl Aggregator {
             let Some(Some(window)) = self.windows.get_mut(consumer) else {
                 continue;
             };
-            let name = &self.consumer_names[consumer];
+            // Its receipts wait for the upload; its source replays the rest.
+            if !self.owners[consumer].checkpointed {
+                continue;
+            }
+            let name = &self.owners[consumer].name;
             let mut failed = None;
             let batch = window.needs_checkpoint().then(|| {
                 failed = Some(window.checkpointed());
@@ -178,14 +198,14 @@ impl Aggregator {
     }
 
     /// A consumer added by a reload: its window starts now.
-    fn open(&mut self, consumer: usize, name: String) {
+    fn open(&mut self, consumer: usize, owner: WindowOwner) {
         if self.windows.len() <= consumer {
             self.windows.resize_with(consumer + 1, || None);
-            self.consumer_names.resize(consumer + 1, String::new());
+            self.owners.resize(consumer + 1, WindowOwner::default());
             self.acks.resize_with(consumer + 1, Vec::new);
         }
         self.windows[consumer] = Some(Window::new(window_start(now_ms(), self.window_len)));
-        self.consumer_names[consumer] = name;
+        self.owners[consumer] = owner;
     }
 
     async fn add(&mut self, parsed: ParsedFlows) {
@@ -212,7 +232,7 @@ impl Aggregator {
                 if window.len() > self.max_keys {
                     metrics::add(&counters.aggregation_early_flushes, 1);
                     tracing::warn!(
-                        consumer = %self.consumer_names[consumer],
+                        consumer = %self.owners[consumer].name,
                         keys = window.len(),
                         "aggregation_max_keys reached: flushing the window early"
                     );
@@ -257,7 +277,7 @@ impl Aggregator {
         // the closer does it while this goes on with the next window.
         let closed = ClosedWindow {
             window,
-            consumer: self.consumer_names[consumer].clone(),
+            consumer: self.owners[consumer].name.clone(),
             end_ms: now,
             acks,
             at_shutdown,

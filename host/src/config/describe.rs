@@ -79,6 +79,16 @@ pub fn describe(config: &Config, text: &str) -> Vec<String> {
             consumer.parser.plugin
         ));
     }
+    for relay in &config.relays {
+        let connectors: Vec<String> = relay.connectors.iter().map(connector_summary).collect();
+        lines.push(format!(
+            "consumer {:?}: {} → relayed unparsed to Kafka topic {} at {}",
+            relay.name,
+            connectors.join(", "),
+            relay.kafka.topic,
+            relay.kafka.brokers.items().join(",")
+        ));
+    }
     lines
 }
 

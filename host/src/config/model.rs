@@ -73,7 +73,44 @@ pub struct RawConsumer {
     pub connectors: Option<Vec<ConnectorSpec>>,
     /// FlowLink's form: one connector, a mapping. One of the two.
     pub connector: Option<ConnectorSpec>,
-    pub parser: RawParser,
+    /// How its messages are decoded. One of `parser` and `relay`.
+    pub parser: Option<RawParser>,
+    /// Decode nothing: hand every message on, raw, to a Kafka topic that
+    /// outlet daemons consume (docs/scale-out.md).
+    pub relay: Option<RelaySpec>,
+}
+
+/// `relay:` of a consumer: where its raw messages go.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(
+    tag = "type",
+    content = "properties",
+    rename_all = "lowercase",
+    deny_unknown_fields
+)]
+pub enum RelaySpec {
+    Kafka(KafkaRelayProperties),
+}
+
+/// A Kafka topic a relay produces to: each message keyed by its exporter's
+/// address, so one exporter's datagrams (and its templates) stay on one
+/// partition, hence with one outlet.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+pub struct KafkaRelayProperties {
+    /// Bootstrap brokers, `host:port`.
+    pub brokers: StringList,
+    pub topic: String,
+    /// Messages held in memory for the broker (the producer's queue), MiB;
+    /// default 64. Past it, messages wait on disk.
+    pub memory_max_mb: Option<u64>,
+    /// Messages kept on disk while the broker is away or slow
+    /// (`data_directory/relay/<consumer>/`), MiB; default 1024. Past it the
+    /// oldest are dropped and counted.
+    pub disk_max_mb: Option<u64>,
+    /// Any other key is a librdkafka producer property, passed as is
+    /// (`compression.type`, `linger.ms`, TLS, SASL, …).
+    #[serde(flatten)]
+    pub producer: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -192,6 +229,29 @@ pub struct KafkaProperties {
     pub start_offset: Option<KafkaStartOffset>,
     /// Passed to librdkafka as is (TLS, SASL, timeouts, ...).
     pub properties: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// A compacted topic where the members of the group share parser state
+    /// (templates): a member that takes over a partition restores it before
+    /// decoding, so it does not wait for the exporters' next template
+    /// refresh. For outlets behind a relay (docs/scale-out.md).
+    pub state_topic: Option<String>,
+    /// When a message's offset is committed: `checkpoint` (default), once
+    /// the window holding its records is on this machine's disk; `upload`,
+    /// once the window is at the PCE (or spooled). With `upload`, a member
+    /// that dies with its disk loses nothing: its window's messages go again
+    /// to the member that takes its partitions.
+    pub commit: Option<KafkaCommit>,
+}
+
+/// `kafka.commit`: what a committed offset promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaCommit {
+    /// The records are in a window checkpoint on this machine's disk.
+    #[default]
+    Checkpoint,
+    /// The records' window is uploaded or spooled; windows are not
+    /// checkpointed (the topic is their copy).
+    Upload,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
@@ -367,6 +427,18 @@ pub struct Config {
     pub shutdown_upload: Duration,
     pub log: LogConfig,
     pub consumers: Vec<ConsumerConfig>,
+    /// Consumers with `relay:` instead of `parser:`.
+    pub relays: Vec<RelayConfig>,
+}
+
+/// A consumer that relays raw messages instead of parsing them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelayConfig {
+    pub name: String,
+    pub connectors: Vec<ConnectorSpec>,
+    pub kafka: KafkaRelayProperties,
+    pub memory_max_bytes: u64,
+    pub disk_max_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -385,6 +457,17 @@ pub struct ConsumerConfig {
     pub name: String,
     pub connectors: Vec<ConnectorSpec>,
     pub parser: ParserSpec,
+}
+
+impl ConsumerConfig {
+    /// Whether its windows are checkpointed: not when its source keeps
+    /// every record until the window is uploaded (`kafka.commit: upload`).
+    pub fn checkpoints_windows(&self) -> bool {
+        !self
+            .connectors
+            .iter()
+            .any(|c| matches!(c, ConnectorSpec::Kafka(k) if k.commit == Some(KafkaCommit::Upload)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

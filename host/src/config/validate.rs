@@ -172,6 +172,7 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
     let mut names = HashSet::new();
     let mut ports_in_use = HashSet::new();
     let mut consumers = Vec::new();
+    let mut relays = Vec::new();
     for (i, consumer) in raw_consumers.into_iter().enumerate() {
         let at = format!("{section}[{i}]");
         let name_chars = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
@@ -253,7 +254,30 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
                 p.add(format!("{at_props}.max_connections"), "must be at least 1");
             }
         }
-        let parser = consumer.parser;
+        let parser = match (consumer.parser, consumer.relay) {
+            (Some(parser), None) => parser,
+            (None, Some(RelaySpec::Kafka(kafka))) => {
+                relays.push(resolve_relay(&mut p, &at, consumer.name, connectors, kafka));
+                continue;
+            }
+            (Some(_), Some(_)) => {
+                p.add(
+                    at,
+                    "has both `parser` and `relay`: a consumer either parses its messages \
+                     or relays them raw",
+                );
+                continue;
+            }
+            (None, None) => {
+                p.add(
+                    format!("{at}.parser"),
+                    "missing: a consumer needs `parser:` (or `relay:` to hand its messages \
+                     on to Kafka unparsed)",
+                );
+                continue;
+            }
+        };
+        check_commit(&mut p, &at, &connectors);
         if parser.plugin.trim().is_empty() {
             p.add(format!("{at}.parser.type"), "must name a parser plugin");
         }
@@ -408,7 +432,87 @@ pub(super) fn resolve(raw: RawConfig, file: &Path, base: &Path) -> Result<Config
             level: log_level,
         },
         consumers,
+        relays,
     })
+}
+
+/// `kafka.commit: upload` turns the consumer's window checkpoints off, so
+/// every connector of the consumer must be able to replay its window.
+fn check_commit(p: &mut Problems, at: &str, connectors: &[ConnectorSpec]) {
+    let upload = |c: &ConnectorSpec| matches!(c, ConnectorSpec::Kafka(k) if k.commit == Some(KafkaCommit::Upload));
+    if connectors.iter().any(upload) && !connectors.iter().all(upload) {
+        p.add(
+            format!("{at}.connectors"),
+            "`commit: upload` turns this consumer's window checkpoints off, so all its \
+             connectors must be Kafka connectors with `commit: upload` (the others \
+             could not replay what a crash loses)",
+        );
+    }
+}
+
+fn resolve_relay(
+    p: &mut Problems,
+    at: &str,
+    name: String,
+    connectors: Vec<ConnectorSpec>,
+    kafka: KafkaRelayProperties,
+) -> RelayConfig {
+    let props = format!("{at}.relay.properties");
+    if kafka.brokers.items().is_empty() {
+        p.add(format!("{props}.brokers"), "needs at least one host:port");
+    }
+    if kafka.topic.trim().is_empty() {
+        p.add(format!("{props}.topic"), "must name a topic");
+    }
+    for (key, value) in &kafka.producer {
+        if !(value.is_string() || value.is_number() || value.is_boolean()) {
+            p.add(
+                format!("{props}.{key}"),
+                "must be a string, number or boolean (a librdkafka producer property)",
+            );
+        }
+        if matches!(
+            key.as_str(),
+            "bootstrap.servers" | "queue.buffering.max.kbytes" | "enable.idempotence"
+        ) {
+            p.add(
+                format!("{props}.{key}"),
+                "is set by flowlink (brokers, memory_max_mb; the producer is always idempotent)",
+            );
+        }
+    }
+    let memory_mb = p.ranged(
+        &format!("{props}.memory_max_mb"),
+        kafka.memory_max_mb,
+        1,
+        1 << 16,
+        64,
+    );
+    let disk_mb = p.ranged(
+        &format!("{props}.disk_max_mb"),
+        kafka.disk_max_mb,
+        1,
+        1 << 24,
+        1024,
+    );
+    for (j, connector) in connectors.iter().enumerate() {
+        if let ConnectorSpec::Kafka(k) = connector
+            && (k.state_topic.is_some() || k.commit.is_some())
+        {
+            p.add(
+                format!("{at}.connectors[{j}].properties"),
+                "`state_topic` and `commit` are for consumers that parse; a relay's \
+                 offsets move once the broker it relays to has the messages",
+            );
+        }
+    }
+    RelayConfig {
+        name,
+        connectors,
+        kafka,
+        memory_max_bytes: memory_mb << 20,
+        disk_max_bytes: disk_mb << 20,
+    }
 }
 
 fn check_file(p: &mut Problems, at: &str, file: &FileProperties) {
@@ -440,6 +544,13 @@ fn check_kafka(p: &mut Problems, at: &str, kafka: &KafkaProperties) {
         .is_some_and(|g| g.trim().is_empty())
     {
         p.add(format!("{at}.group_id"), "must not be empty");
+    }
+    if kafka
+        .state_topic
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        p.add(format!("{at}.state_topic"), "must name a topic");
     }
     for (key, value) in kafka.properties.iter().flatten() {
         if !(value.is_string() || value.is_number() || value.is_boolean()) {

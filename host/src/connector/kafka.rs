@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -16,76 +17,83 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::kafka_state::{self, StateTopicPublisher};
 use super::{ConnectorContext, ConnectorHandle};
-use crate::config::{KafkaProperties, KafkaStartOffset};
-use crate::pipeline::{Ack, NO_EXPORTER, RawMessage, ShardKey, now_ms};
+use crate::config::{KafkaCommit, KafkaProperties, KafkaStartOffset};
+use crate::kafka_log::KafkaLog;
+use crate::pipeline::{Ack, NO_EXPORTER, RawMessage, ShardKey, WorkerInput, now_ms};
+use crate::relay::{HEADER_EXPORTER_PORT, HEADER_RECEIVED_MS};
 
 /// Groups of messages handed to the workers whose offsets are not stored
 /// yet. Receipts fire once a group's records are on disk (a window
 /// checkpoint, every `checkpoint_seconds`), so this must cover that long:
 /// 4096 groups of up to [`GROUP`] messages.
 const IN_FLIGHT: usize = 4096;
+/// With `commit: upload` receipts fire at window close: room for a window
+/// of ten minutes at a busy topic's rate.
+const IN_FLIGHT_UNTIL_UPLOAD: usize = 1 << 16;
+/// How long reading the state topic may take before decoding goes on
+/// without it.
+const STATE_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// librdkafka properties (by prefix) about reaching the brokers, which
+/// the state topic's producer and reader take from the consumer's.
+const CONNECTION_PROPERTIES: &[&str] = &[
+    "security.",
+    "ssl.",
+    "sasl.",
+    "socket.",
+    "broker.",
+    "reconnect.",
+    "metadata.",
+    "topic.metadata.",
+    "api.version",
+    "client.dns.lookup",
+    "client.rack",
+    "connections.max.idle.ms",
+    "debug",
+];
+
+/// A `state_topic`, and how to reach it.
+struct SharedState {
+    topic: String,
+    client: ClientConfig,
+}
 /// Messages sharing one receipt, at most; a group also closes when the
 /// broker has nothing more for [`GROUP_WAIT`].
 const GROUP: usize = 1024;
 const GROUP_WAIT: Duration = Duration::from_millis(20);
 
-/// Routes librdkafka's log and rebalance events into ours. While a broker
-/// is away librdkafka repeats the same complaint several times a second;
-/// a message identical to the previous one is logged again only after
-/// `REPEAT_AFTER`.
+/// Routes librdkafka's log and rebalance events into ours, and notes each
+/// assignment so the consumer restores shared parser state before it
+/// routes the first message of the new partitions.
 struct KafkaEvents {
+    log: KafkaLog,
     label: String,
-    last: std::sync::Mutex<(String, Option<std::time::Instant>)>,
+    assigned: AtomicBool,
 }
-
-const REPEAT_AFTER: Duration = Duration::from_secs(30);
 
 impl KafkaEvents {
     fn new(label: String) -> Self {
         KafkaEvents {
+            log: KafkaLog::new(label.clone()),
             label,
-            last: std::sync::Mutex::new((String::new(), None)),
+            assigned: AtomicBool::new(false),
         }
-    }
-
-    /// Whether `message` is news (not a repeat of the last one, or a repeat
-    /// after a while).
-    fn is_news(&self, message: &str) -> bool {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let repeat = last.0 == message && last.1.is_some_and(|t| t.elapsed() < REPEAT_AFTER);
-        if !repeat {
-            *last = (message.to_owned(), Some(std::time::Instant::now()));
-        }
-        !repeat
     }
 }
 
 impl ClientContext for KafkaEvents {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Debug | RDKafkaLogLevel::Info | RDKafkaLogLevel::Notice => {
-                tracing::debug!(connector = %self.label, "librdkafka {facility}: {message}")
-            }
-            _ => {
-                // "... (after 0ms in state CONNECT, 1 identical error(s) suppressed)"
-                let gist = message.split(" (after").next().unwrap_or(message);
-                if self.is_news(gist) {
-                    tracing::warn!(connector = %self.label, "librdkafka {facility}: {message}")
-                }
-            }
-        }
+        self.log.log(level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        let text = format!("{error}");
-        if self.is_news(&text) {
-            tracing::warn!(connector = %self.label, "kafka: {error}: {reason}");
-        }
+        self.log.error(error, reason);
     }
 }
 
@@ -99,6 +107,7 @@ impl ConsumerContext for KafkaEvents {
                     .map(|e| format!("{}/{}", e.topic(), e.partition()))
                     .collect();
                 tracing::info!(connector = %self.label, "kafka partitions assigned: {}", parts.join(" "));
+                self.assigned.store(true, Ordering::SeqCst);
             }
             Rebalance::Revoke(list) => {
                 tracing::info!(connector = %self.label, count = list.count(), "kafka partitions revoked");
@@ -114,9 +123,33 @@ type GroupConsumer = StreamConsumer<KafkaEvents>;
 
 pub fn start(ctx: ConnectorContext, props: &KafkaProperties) -> Result<ConnectorHandle> {
     let label = ctx.label();
+    let properties: Vec<(&String, String)> = props
+        .properties
+        .iter()
+        .flatten()
+        .map(|(key, value)| {
+            let value = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (key, value)
+        })
+        .collect();
+    // What the state topic's clients share with the consumer: brokers and
+    // how to reach them (TLS, SASL, sockets), not consumer settings.
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", props.brokers.items().join(","));
+    for (key, value) in &properties {
+        if CONNECTION_PROPERTIES
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+        {
+            client.set(*key, value);
+        }
+    }
+    client.set_log_level(RDKafkaLogLevel::Warning);
     let mut config = ClientConfig::new();
     config
-        .set("bootstrap.servers", props.brokers.items().join(","))
         .set("group.id", props.group_id.as_deref().unwrap_or("flowlink"))
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
@@ -131,12 +164,10 @@ pub fn start(ctx: ConnectorContext, props: &KafkaProperties) -> Result<Connector
         // librdkafka prefetches up to 64 MiB by default, outside the
         // pipeline's byte bounds; the parsers' queue is the buffer.
         .set("queued.max.messages.kbytes", "16384");
-    for (key, value) in props.properties.iter().flatten() {
-        let value = match value {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        config.set(key, value);
+    config.set("bootstrap.servers", props.brokers.items().join(","));
+    // The operator's properties win over ours.
+    for (key, value) in &properties {
+        config.set(*key, value);
     }
     config.set_log_level(RDKafkaLogLevel::Warning);
     let consumer: GroupConsumer = config
@@ -168,11 +199,44 @@ pub fn start(ctx: ConnectorContext, props: &KafkaProperties) -> Result<Connector
     })?;
     tracing::info!(consumer = &*ctx.consumer_name, brokers = %props.brokers.items().join(","), topics = ?topics, "Kafka connector subscribed");
 
+    let shared_state = match &props.state_topic {
+        Some(topic) => {
+            let data_directory = ctx.checkpoint_dir.parent().unwrap_or(&ctx.checkpoint_dir);
+            let member = format!(
+                "{}:{}/{}",
+                kafka_state::host_name(),
+                data_directory.display(),
+                ctx.consumer_name
+            );
+            let publisher =
+                StateTopicPublisher::new(&client, topic, member, format!("{label} state topic"))
+                    .with_context(|| format!("consumer {:?}", &*ctx.consumer_name))?;
+            ctx.state_sinks
+                .register(&ctx.consumer_name, Arc::new(publisher));
+            Some(SharedState {
+                topic: topic.clone(),
+                client,
+            })
+        }
+        None => None,
+    };
+
     let consumer = Arc::new(consumer);
     let stop = CancellationToken::new();
-    let (acks_tx, acks_rx) = mpsc::channel(IN_FLIGHT);
+    // Receipts that wait for an upload are held a whole window.
+    let in_flight = match props.commit.unwrap_or_default() {
+        KafkaCommit::Checkpoint => IN_FLIGHT,
+        KafkaCommit::Upload => IN_FLIGHT_UNTIL_UPLOAD,
+    };
+    let (acks_tx, acks_rx) = mpsc::channel(in_flight);
     let tasks = vec![
-        tokio::spawn(consume(ctx, consumer.clone(), acks_tx, stop.clone())),
+        tokio::spawn(consume(
+            ctx,
+            consumer.clone(),
+            acks_tx,
+            stop.clone(),
+            shared_state,
+        )),
         tokio::spawn(store_offsets(consumer, acks_rx, label)),
     ];
     Ok(ConnectorHandle::new(stop, tasks))
@@ -180,19 +244,71 @@ pub fn start(ctx: ConnectorContext, props: &KafkaProperties) -> Result<Connector
 
 /// The exporter of a message and its worker: the key when that is an
 /// address (a relay keyed by exporter, so templates stay with their
-/// exporter), else none, and the partition decides the worker.
-fn exporter_of(key: Option<&[u8]>, topic: &str, partition: i32) -> (SocketAddr, ShardKey) {
+/// exporter; its port in a header), else none, and the partition decides
+/// the worker.
+fn exporter_of(
+    key: Option<&[u8]>,
+    port: Option<u16>,
+    topic: &str,
+    partition: i32,
+) -> (SocketAddr, ShardKey) {
     let text = key.and_then(|k| std::str::from_utf8(k).ok()).map(str::trim);
     let exporter = text.and_then(|text| {
         text.parse::<SocketAddr>().ok().or_else(|| {
             text.parse::<std::net::IpAddr>()
                 .ok()
-                .map(|ip| SocketAddr::new(ip, 0))
+                .map(|ip| SocketAddr::new(ip, port.unwrap_or(0)))
         })
     });
     match exporter {
         Some(addr) => (addr, ShardKey::exporter(addr.ip())),
         None => (NO_EXPORTER, ShardKey::source((topic, partition))),
+    }
+}
+
+/// A header's value as text.
+fn header<'a>(message: &'a impl Message, name: &str) -> Option<&'a str> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)?
+        .value
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Reads the state topic and has every worker restore what it holds, in
+/// their queues ahead of any message of the partitions just assigned.
+async fn restore_shared_state(ctx: &ConnectorContext, shared: &SharedState) {
+    let (client, topic) = (shared.client.clone(), shared.topic.clone());
+    let started = std::time::Instant::now();
+    let read = tokio::task::spawn_blocking(move || {
+        kafka_state::read_latest(&client, &topic, STATE_READ_TIMEOUT)
+    })
+    .await;
+    match read {
+        Ok(Ok(states)) => {
+            tracing::info!(
+                consumer = &*ctx.consumer_name,
+                topic = %shared.topic,
+                snapshots = states.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "shared parser state read"
+            );
+            if !states.is_empty() {
+                let states = Arc::new(states);
+                ctx.router
+                    .broadcast(|| WorkerInput::RestoreState {
+                        consumer: ctx.consumer,
+                        states: states.clone(),
+                    })
+                    .await;
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(
+            consumer = &*ctx.consumer_name,
+            "shared parser state not read, decoding goes on without it: {e:#}"
+        ),
+        Err(e) => tracing::warn!(consumer = &*ctx.consumer_name, "shared parser state: {e}"),
     }
 }
 
@@ -248,6 +364,20 @@ async fn consume(
     consumer: Arc<GroupConsumer>,
     acks: mpsc::Sender<Pending>,
     stop: CancellationToken,
+    shared_state: Option<SharedState>,
+) {
+    consume_until_stopped(&ctx, &consumer, &acks, &stop, shared_state.as_ref()).await;
+    if shared_state.is_some() {
+        ctx.state_sinks.unregister(&ctx.consumer_name);
+    }
+}
+
+async fn consume_until_stopped(
+    ctx: &ConnectorContext,
+    consumer: &GroupConsumer,
+    acks: &mpsc::Sender<Pending>,
+    stop: &CancellationToken,
+    shared_state: Option<&SharedState>,
 ) {
     let mut last_error: Option<String> = None;
     let mut group: Option<Group> = None;
@@ -302,13 +432,15 @@ async fn consume(
         open.note(message.topic(), message.partition(), message.offset());
         // A tombstone has nothing to parse: only its offset moves on.
         let raw = message.payload().filter(|p| !p.is_empty()).map(|payload| {
+            let port = header(&message, HEADER_EXPORTER_PORT).and_then(|p| p.parse().ok());
             let (exporter, shard) =
-                exporter_of(message.key(), message.topic(), message.partition());
+                exporter_of(message.key(), port, message.topic(), message.partition());
+            let received_ms = header(&message, HEADER_RECEIVED_MS).and_then(|t| t.parse().ok());
             RawMessage {
                 consumer: ctx.consumer,
                 exporter,
                 shard,
-                received_ms: now_ms(),
+                received_ms: received_ms.unwrap_or_else(now_ms),
                 payload: payload.to_vec(),
                 stream: None,
                 ack: Some(open.ack.share()),
@@ -316,6 +448,13 @@ async fn consume(
         });
         let full = open.messages >= GROUP;
         drop(message);
+        // Partitions were assigned while this message was fetched: their
+        // exporters' templates go to the workers before it.
+        if let Some(shared) = shared_state
+            && consumer.context().assigned.swap(false, Ordering::SeqCst)
+        {
+            restore_shared_state(ctx, shared).await;
+        }
         if let Some(raw) = raw {
             ctx.router.route_waiting(raw).await;
         }
@@ -394,22 +533,33 @@ mod tests {
     fn exporter_from_the_key_or_the_partition() {
         let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
         assert_eq!(
-            exporter_of(Some(b"192.0.2.1:2055"), "t", 3),
+            exporter_of(Some(b"192.0.2.1:2055"), None, "t", 3),
             (
                 addr("192.0.2.1:2055"),
                 ShardKey::exporter(addr("192.0.2.1:1").ip())
             )
         );
         assert_eq!(
-            exporter_of(Some(b"2001:db8::1"), "t", 3).0,
+            exporter_of(Some(b"2001:db8::1"), None, "t", 3).0,
             addr("[2001:db8::1]:0")
         );
         // No exporter: plugins see none, and the partition picks the worker.
         assert_eq!(
-            exporter_of(Some(b"not-an-ip"), "t", 3),
+            exporter_of(Some(b"not-an-ip"), Some(9), "t", 3),
             (NO_EXPORTER, ShardKey::source(("t", 3)))
         );
-        assert_eq!(exporter_of(None, "t", 7).1, ShardKey::source(("t", 7)));
-        assert_ne!(exporter_of(None, "t", 7).1, exporter_of(None, "t", 8).1);
+        assert_eq!(
+            exporter_of(None, None, "t", 7).1,
+            ShardKey::source(("t", 7))
+        );
+        // A relay's key and port header.
+        assert_eq!(
+            exporter_of(Some(b"127.0.0.3"), Some(40000), "t", 1).0,
+            addr("127.0.0.3:40000")
+        );
+        assert_ne!(
+            exporter_of(None, None, "t", 7).1,
+            exporter_of(None, None, "t", 8).1
+        );
     }
 }

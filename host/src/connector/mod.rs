@@ -10,6 +10,7 @@ mod aws;
 mod checkpoint;
 mod file;
 mod kafka;
+mod kafka_state;
 mod tcp;
 mod text_framing;
 mod udp;
@@ -25,6 +26,7 @@ pub use checkpoint::CheckpointStore;
 
 use crate::config::ConnectorSpec;
 use crate::metrics::Metrics;
+use crate::parser_state::StateSinks;
 use crate::pipeline::ShardRouter;
 
 /// What every connector is started with.
@@ -39,6 +41,9 @@ pub struct ConnectorContext {
     pub metrics: Arc<Metrics>,
     /// `data_directory/checkpoints`.
     pub checkpoint_dir: PathBuf,
+    /// Where a Kafka connector with a `state_topic` registers, to be
+    /// handed the consumer's parser snapshots.
+    pub state_sinks: Arc<StateSinks>,
 }
 
 impl ConnectorContext {

@@ -13,15 +13,18 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
-use crate::aggregator::{Aggregator, DirectionInference, WindowCheckpoints, WindowSettings};
-use crate::config::{Config, ConsumerConfig};
+use crate::aggregator::{
+    Aggregator, DirectionInference, WindowCheckpoints, WindowOwner, WindowSettings,
+};
+use crate::config::{Config, ConnectorSpec, ConsumerConfig, RelayConfig};
 use crate::connector::{self, ConnectorContext, ConnectorHandle};
 use crate::metrics::Metrics;
-use crate::parser_state::ParserStateStore;
+use crate::parser_state::{ParserStateStore, StateSinks};
 use crate::pipeline::{
     AggregatorInput, ByteBudget, ParserWorkerPool, ShardRouter, WorkerInput, WorkerSetup,
 };
 use crate::plugin::{PluginEngine, PluginRegistry, PluginUse, PluginUses, PluginWatcher};
+use crate::relay;
 use crate::spool::{Spool, SpoolLimits};
 use crate::uploader::{PceClient, UploadJob, Uploader};
 
@@ -110,6 +113,13 @@ struct RunningConsumer {
     connectors: Vec<ConnectorHandle>,
 }
 
+/// A relay as it runs: its connectors hold the only senders of its task's
+/// queue, so the task ends once they have.
+struct RunningRelay {
+    connectors: Vec<ConnectorHandle>,
+    task: tokio::task::JoinHandle<()>,
+}
+
 /// What a reload needs to change the running consumers.
 struct Running {
     config: Config,
@@ -121,6 +131,10 @@ struct Running {
     metrics: Arc<Metrics>,
     /// What the plugin watcher checks new builds against.
     plugin_uses: Arc<PluginUses>,
+    /// Relays start and stop with the daemon; a reload does not change them.
+    relays: Vec<RunningRelay>,
+    /// Where Kafka connectors with a `state_topic` take parser snapshots.
+    state_sinks: Arc<StateSinks>,
 }
 
 /// Runs until SIGTERM or SIGINT. `signals` were armed before the
@@ -200,7 +214,7 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
 
     let (parsed_tx, parsed_rx) = mpsc::channel(AGGREGATOR_QUEUE);
     let aggregator = Aggregator::new(
-        config.consumers.iter().map(|c| c.name.clone()).collect(),
+        config.consumers.iter().map(WindowOwner::of).collect(),
         WindowSettings {
             window_len: config.window,
             max_keys: config.aggregation_max_keys,
@@ -226,12 +240,13 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
         )?),
         None => None,
     };
+    let state_sinks = Arc::new(StateSinks::default());
     let setup = Arc::new(WorkerSetup {
         engine,
         registry,
         consumers: config.consumers.clone(),
         metrics: metrics.clone(),
-        state_store: ParserStateStore::new(&config.data_directory),
+        state_store: ParserStateStore::new(&config.data_directory).with_sinks(state_sinks.clone()),
         snapshot_every: config.state_snapshot,
         workers: config.parser_workers,
         aggregator_budget: ByteBudget::new(config.queue_max_bytes),
@@ -261,6 +276,8 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
         metrics: metrics.clone(),
         config: config.clone(),
         plugin_uses: uses,
+        relays: Vec::new(),
+        state_sinks,
     };
     for (slot, consumer) in config.consumers.iter().enumerate() {
         let connectors = running
@@ -274,8 +291,18 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
         });
     }
 
+    for relay in &config.relays {
+        let slot = metrics.register(&relay.name);
+        let started = running
+            .start_relay(slot, relay)
+            .await
+            .with_context(|| format!("consumer {:?} (relay)", relay.name))?;
+        running.relays.push(started);
+    }
+
     tracing::info!(
         consumers = config.consumers.len(),
+        relays = config.relays.len(),
         workers = config.parser_workers,
         window_s = config.window.as_secs(),
         pce = %config.pce.base_url,
@@ -309,16 +336,27 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
         worker_inputs,
         router,
         aggregator_input,
+        relays,
         ..
     } = running;
-    let connectors: Vec<ConnectorHandle> =
+    let mut relay_tasks = Vec::new();
+    let mut connectors: Vec<ConnectorHandle> =
         consumers.into_iter().flat_map(|c| c.connectors).collect();
+    for relay in relays {
+        connectors.extend(relay.connectors);
+        relay_tasks.push(relay.task);
+    }
     connectors.iter().for_each(ConnectorHandle::stop);
     drop(watcher);
     drop((worker_inputs, router, aggregator_input));
     let workers = tokio::task::spawn_blocking(move || workers.join());
     for connector in connectors {
         connector.finished().await;
+    }
+    // Their routers went with the connectors: each relay delivers or
+    // writes to disk what it holds, then ends.
+    for task in relay_tasks {
+        let _ = task.await;
     }
     workers.await?;
     aggregator.await?;
@@ -337,15 +375,46 @@ impl Running {
         slot: usize,
         consumer: &ConsumerConfig,
     ) -> Result<Vec<ConnectorHandle>> {
+        self.start_connectors_to(&self.router, slot, &consumer.name, &consumer.connectors)
+            .await
+    }
+
+    /// Starts relay `config` on metrics slot `slot`, then its connectors.
+    async fn start_relay(&self, slot: usize, config: &RelayConfig) -> Result<RunningRelay> {
+        let handle = relay::start(
+            config,
+            slot,
+            &self.config.data_directory,
+            self.metrics.clone(),
+            (self.config.queue_capacity, self.config.queue_max_bytes),
+            self.config.shutdown_upload,
+        )?;
+        let connectors = self
+            .start_connectors_to(&handle.router, slot, &config.name, &config.connectors)
+            .await?;
+        Ok(RunningRelay {
+            connectors,
+            task: handle.task,
+        })
+    }
+
+    async fn start_connectors_to(
+        &self,
+        router: &ShardRouter,
+        slot: usize,
+        name: &str,
+        specs: &[ConnectorSpec],
+    ) -> Result<Vec<ConnectorHandle>> {
         let mut handles = Vec::new();
-        for (index, spec) in consumer.connectors.iter().enumerate() {
+        for (index, spec) in specs.iter().enumerate() {
             let ctx = ConnectorContext {
                 consumer: slot,
-                consumer_name: consumer.name.as_str().into(),
+                consumer_name: name.into(),
                 index,
-                router: self.router.clone(),
+                router: router.clone(),
                 metrics: self.metrics.clone(),
                 checkpoint_dir: self.config.data_directory.join("checkpoints"),
+                state_sinks: self.state_sinks.clone(),
             };
             match connector::start(ctx, spec).await {
                 Ok(handle) => handles.push(handle),

@@ -19,6 +19,7 @@ use anyhow::{Result, anyhow};
 use tokio::sync::oneshot;
 
 use super::{Running, RunningConsumer};
+use crate::aggregator::WindowOwner;
 use crate::config::{self, Config, ConsumerConfig};
 use crate::metrics::ReloadResult;
 use crate::pipeline::{AggregatorInput, WorkerInput, open_session};
@@ -99,6 +100,12 @@ impl Running {
                         connectors: old.connectors != consumer.connectors,
                         parser: old.parser != consumer.parser,
                     };
+                    if old.checkpoints_windows() != consumer.checkpoints_windows() {
+                        tracing::warn!(
+                            consumer = %consumer.name,
+                            "SIGHUP: kafka `commit` changed; it takes effect only after a restart"
+                        );
+                    }
                     if change.connectors || change.parser {
                         changes.push(change);
                     }
@@ -203,7 +210,7 @@ impl Running {
                 .aggregator_input
                 .send(AggregatorInput::ConsumerAdded {
                     consumer: slot,
-                    name: name.clone(),
+                    owner: WindowOwner::of(&config),
                 })
                 .await;
             for (input, session) in self.worker_inputs.iter().zip(sessions) {
@@ -299,6 +306,7 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
             changed.push(key);
         }
     };
+    check("consumers with `relay:` (relays)", old.relays == new.relays);
     check("pce_addr", old.pce.base_url == new.pce.base_url);
     check("org_id", old.pce.org_id == new.pce.org_id);
     check("api_key", old.pce.api_key == new.pce.api_key);

@@ -11,8 +11,13 @@
 //! A file that fails its checks is moved to `corrupt/`; one made by another
 //! plugin, or that the plugin refuses, to `set-aside/` — never a crash.
 
+mod shared;
+
+pub use shared::{StateSink, StateSinks};
+
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const MAGIC: &[u8; 4] = b"FLPS";
 const FORMAT: u16 = 1;
@@ -35,16 +40,38 @@ pub struct Snapshot {
     pub state: Vec<u8>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ParserStateStore {
     dir: PathBuf,
+    /// Where snapshots are also published, by consumer (a Kafka state
+    /// topic shared by a group's members).
+    sinks: Arc<StateSinks>,
 }
 
 impl ParserStateStore {
     pub fn new(data_directory: &Path) -> Self {
         ParserStateStore {
             dir: data_directory.join("parser-state"),
+            sinks: Arc::default(),
         }
+    }
+
+    /// Snapshots written also go to the sink registered for their consumer.
+    pub fn with_sinks(mut self, sinks: Arc<StateSinks>) -> Self {
+        self.sinks = sinks;
+        self
+    }
+
+    /// The state in a snapshot published by a member of the group, if
+    /// `plugin` made it under a contract it can restore.
+    pub fn decode_shared<'a>(bytes: &'a [u8], plugin: &str) -> Result<&'a [u8], String> {
+        let (made_by, wit, state) = decode(bytes)?;
+        if made_by != plugin || !contract_restorable(wit) {
+            return Err(format!(
+                "made by plugin {made_by:?} (contract {wit}); this consumer runs {plugin:?} (contract {WIT_VERSION})"
+            ));
+        }
+        Ok(state)
     }
 
     /// Removes the temp files a crash left behind. Only at start, before
@@ -72,11 +99,10 @@ impl ParserStateStore {
     ) -> std::io::Result<()> {
         let dir = self.consumer_dir(consumer);
         fs::create_dir_all(&dir)?;
-        crate::durable_file::write_atomically(
-            &dir,
-            &format!("worker-{worker}.state"),
-            &encode(plugin, state),
-        )
+        let encoded = encode(plugin, state);
+        crate::durable_file::write_atomically(&dir, &format!("worker-{worker}.state"), &encoded)?;
+        self.sinks.publish(consumer, worker, &encoded);
+        Ok(())
     }
 
     /// Every sound snapshot of `consumer` made by `plugin`, by worker.

@@ -177,6 +177,12 @@ pub enum WorkerInput {
         carry_state: bool,
         breaker: BreakerSettings,
     },
+    /// Snapshots other members of a Kafka group published (snapshot file
+    /// bytes): the consumer's session restores those its plugin made.
+    RestoreState {
+        consumer: usize,
+        states: Arc<Vec<Vec<u8>>>,
+    },
     /// A consumer removed by a reload: its session goes; `done` fires once
     /// every flow of its earlier messages is with the aggregator.
     CloseConsumer {
@@ -203,6 +209,9 @@ impl std::fmt::Debug for WorkerInput {
             WorkerInput::CloseConsumer { consumer, .. } => {
                 write!(f, "CloseConsumer({consumer})")
             }
+            WorkerInput::RestoreState { consumer, states } => {
+                write!(f, "RestoreState({consumer}, {} snapshots)", states.len())
+            }
         }
     }
 }
@@ -215,7 +224,7 @@ pub enum AggregatorInput {
     /// A new consumer slot: a window opens for it.
     ConsumerAdded {
         consumer: usize,
-        name: String,
+        owner: crate::aggregator::WindowOwner,
     },
     /// A consumer is gone: its open window is flushed and closed.
     ConsumerRemoved {

@@ -78,6 +78,13 @@ impl ShardRouter {
         let _ = worker.send(WorkerInput::Message(message, bytes)).await;
     }
 
+    /// Queues a control item for every worker, after what each holds.
+    pub async fn broadcast(&self, item: impl Fn() -> WorkerInput) {
+        for worker in &self.workers {
+            let _ = worker.send(item()).await;
+        }
+    }
+
     pub async fn close_stream(&self, consumer: usize, shard: ShardKey, stream: StreamId) {
         let _ = self
             .worker_of(shard)

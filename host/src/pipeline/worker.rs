@@ -225,7 +225,29 @@ fn run_worker(
     let mut reject_log = RejectLog::default();
     let mut generation = setup.registry.generation();
     let mut snapshots = Snapshots::new(worker, setup.snapshot_every);
-    while let Some(first) = input.blocking_recv() {
+    loop {
+        // Idle with state learned since the last snapshot: wait only until
+        // it is due, so the last templates of a burst reach the disk (and
+        // a group's state topic) without waiting for the next message.
+        let first = if snapshots.dirty {
+            let wait = snapshots.until_due();
+            match setup
+                .runtime
+                .block_on(async { tokio::time::timeout(wait, input.recv()).await })
+            {
+                Ok(Some(first)) => first,
+                Ok(None) => break,
+                Err(_) => {
+                    snapshots.write_all(&setup.state_store, &mut slots);
+                    continue;
+                }
+            }
+        } else {
+            match input.blocking_recv() {
+                Some(first) => first,
+                None => break,
+            }
+        };
         // A new plugin build was published: move to it between batches.
         if setup.registry.generation() != generation {
             generation = setup.registry.generation();
@@ -272,6 +294,7 @@ fn run_worker(
             }
             apply_control(&setup, worker, &mut slots, control);
         }
+        snapshots.dirty = true;
         if snapshots.due() {
             snapshots.write_all(&setup.state_store, &mut slots);
         }
@@ -308,6 +331,8 @@ struct Snapshots {
     worker: usize,
     every: Duration,
     last: Option<Instant>,
+    /// Messages were parsed since the last round: state may have changed.
+    dirty: bool,
     written: Vec<Option<Vec<u8>>>,
 }
 
@@ -317,6 +342,7 @@ impl Snapshots {
             worker,
             every,
             last: None,
+            dirty: false,
             written: Vec::new(),
         }
     }
@@ -325,8 +351,16 @@ impl Snapshots {
         self.last.is_none_or(|last| last.elapsed() >= self.every)
     }
 
+    /// How long until the next round is due.
+    fn until_due(&self) -> Duration {
+        self.last.map_or(Duration::ZERO, |last| {
+            self.every.saturating_sub(last.elapsed())
+        })
+    }
+
     fn write_all(&mut self, store: &ParserStateStore, slots: &mut [Option<Slot>]) {
         self.last = Some(Instant::now());
+        self.dirty = false;
         for (consumer, slot) in slots.iter_mut().enumerate() {
             if let Some(slot) = slot {
                 self.write(store, consumer, slot);
@@ -401,7 +435,38 @@ fn apply_control(
             }
             let _ = done.send(());
         }
+        WorkerInput::RestoreState { consumer, states } => {
+            if let Some(Some(slot)) = slots.get_mut(consumer) {
+                restore_shared(slot, worker, &states);
+            }
+        }
     }
+}
+
+/// Merges the group's published snapshots into the session: where two
+/// know a template, the plugin keeps the one learned later.
+fn restore_shared(slot: &mut Slot, worker: usize, states: &[Vec<u8>]) {
+    let plugin = slot.session.plugin().name.clone();
+    let mut restored = 0;
+    for bytes in states {
+        let outcome = ParserStateStore::decode_shared(bytes, &plugin)
+            .and_then(|state| slot.session.restore(state));
+        match outcome {
+            Ok(()) => restored += 1,
+            Err(why) => tracing::warn!(
+                consumer = %slot.name,
+                worker,
+                "a published parser state not restored: {why}"
+            ),
+        }
+    }
+    tracing::info!(
+        consumer = %slot.name,
+        worker,
+        restored,
+        published = states.len(),
+        "parser state restored from the group's state topic"
+    );
 }
 
 fn adopt_new_builds(setup: &WorkerSetup, slots: &mut [Option<Slot>]) {

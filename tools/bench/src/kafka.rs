@@ -155,6 +155,7 @@ async fn through_connector(args: &KafkaArgs, topic: &str) -> Result<Duration> {
         router: ShardRouter::new(vec![tx], usize::MAX, metrics.clone()),
         metrics,
         checkpoint_dir: checkpoint_dir.clone(),
+        state_sinks: Default::default(),
     };
     let spec = ConnectorSpec::Kafka(KafkaProperties {
         brokers: StringList::Text(args.brokers.clone()),
@@ -163,6 +164,8 @@ async fn through_connector(args: &KafkaArgs, topic: &str) -> Result<Duration> {
         group_id: Some(format!("{topic}-connector")),
         start_offset: Some(KafkaStartOffset::Earliest),
         properties: None,
+        state_topic: None,
+        commit: None,
     });
     let handle = connector::start(ctx, &spec).await?;
     let mut received = 0;
