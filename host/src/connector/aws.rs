@@ -16,6 +16,7 @@ use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::config::Region;
 use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -128,8 +129,15 @@ pub async fn start(ctx: ConnectorContext, props: &AwsProperties) -> Result<Conne
 /// The SDK client: the default credential chain (environment, profile,
 /// web identity, IMDS…), optionally a named profile and an assumed role.
 async fn client(props: &AwsProperties) -> Client {
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(props.region.clone()));
+    // rustls on ring, as reqwest's: one TLS stack in the binary.
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(props.region.clone()))
+        .http_client(https);
     if let Some(profile) = &props.profile {
         loader = loader.profile_name(profile);
     }

@@ -93,6 +93,10 @@ pub struct PceClient {
 
 impl PceClient {
     pub fn new(config: &PceConfig) -> Result<Self> {
+        // reqwest is built without a crypto provider of its own (no
+        // aws-lc-sys to compile): ring, for the whole process. An Err only
+        // says one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
