@@ -6,21 +6,25 @@
 //! librdkafka's to reconnect; we log them.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+    StreamConsumer,
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::kafka_positions::PartitionPositions;
 use super::kafka_state::{self, StateTopicPublisher};
 use super::{ConnectorContext, ConnectorHandle};
 use crate::config::{KafkaCommit, KafkaProperties, KafkaStartOffset};
@@ -75,6 +79,7 @@ struct KafkaEvents {
     log: KafkaLog,
     label: String,
     assigned: AtomicBool,
+    positions: Mutex<PartitionPositions>,
 }
 
 impl KafkaEvents {
@@ -83,6 +88,7 @@ impl KafkaEvents {
             log: KafkaLog::new(label.clone()),
             label,
             assigned: AtomicBool::new(false),
+            positions: Mutex::default(),
         }
     }
 }
@@ -97,7 +103,91 @@ impl ClientContext for KafkaEvents {
     }
 }
 
+impl KafkaEvents {
+    fn positions(&self) -> std::sync::MutexGuard<'_, PartitionPositions> {
+        self.positions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Partitions revoked just before and assigned again resume where this
+    /// member was, not at the committed offset (see kafka_positions.rs).
+    fn resume_where_we_were(&self, assignment: &mut TopicPartitionList) {
+        let elements: Vec<(String, i32)> = assignment
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let resume = self
+            .positions()
+            .assign(elements.iter().map(|(t, p)| (t.as_str(), *p)));
+        for (topic, partition, next) in resume {
+            match assignment.set_partition_offset(&topic, partition, Offset::Offset(next)) {
+                Ok(()) => tracing::debug!(
+                    connector = %self.label,
+                    "kafka: {topic}/{partition} resumes at offset {next}, after what the open window holds"
+                ),
+                Err(e) => tracing::warn!(
+                    connector = %self.label,
+                    "kafka: {topic}/{partition} not resumed at {next}: {e}"
+                ),
+            }
+        }
+    }
+}
+
 impl ConsumerContext for KafkaEvents {
+    /// rdkafka's own rebalance, with the assignment's start offsets set
+    /// first (`resume_where_we_were`) and positions kept at revocation.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        assignment: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let done = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.resume_where_we_were(assignment);
+                let done = if cooperative {
+                    consumer.incremental_assign(assignment)
+                } else {
+                    consumer.assign(assignment)
+                };
+                self.post_rebalance(consumer, &Rebalance::Assign(assignment));
+                done
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // A lost assignment (session timed out) may have been read
+                // by another member already: nothing to resume.
+                if !consumer.assignment_lost() {
+                    let elements = assignment.elements();
+                    self.positions()
+                        .revoke(elements.iter().map(|e| (e.topic(), e.partition())));
+                }
+                let done = if cooperative {
+                    consumer.incremental_unassign(assignment)
+                } else {
+                    consumer.unassign()
+                };
+                self.post_rebalance(consumer, &Rebalance::Revoke(assignment));
+                done
+            }
+            other => {
+                let error = KafkaError::Rebalance(other.into());
+                let done = consumer.unassign();
+                self.post_rebalance(consumer, &Rebalance::Error(error));
+                done
+            }
+        };
+        if let Err(e) = done {
+            tracing::warn!(connector = %self.label, "kafka rebalance not applied: {e}");
+        }
+    }
+
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
@@ -430,6 +520,10 @@ async fn consume_until_stopped(
         }
         let open = group.get_or_insert_with(Group::new);
         open.note(message.topic(), message.partition(), message.offset());
+        consumer
+            .context()
+            .positions()
+            .read(message.topic(), message.partition(), message.offset());
         // A tombstone has nothing to parse: only its offset moves on.
         let raw = message.payload().filter(|p| !p.is_empty()).map(|payload| {
             let port = header(&message, HEADER_EXPORTER_PORT).and_then(|p| p.parse().ok());

@@ -10,6 +10,7 @@ mod aws;
 mod checkpoint;
 mod file;
 mod kafka;
+mod kafka_positions;
 mod kafka_state;
 mod tcp;
 mod text_framing;

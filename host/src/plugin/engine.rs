@@ -45,6 +45,12 @@ impl PluginEngine {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // For profiling plugins with `perf`: the guest's functions named in
+        // /tmp/perf-PID.map. perf uses it for code compiled in the process;
+        // code mapped from the .cwasm cache shows as that file's offsets.
+        if std::env::var_os("FLOWLINK_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)
             .map_err(wasm_error)
             .context("creating the wasmtime engine")?;
