@@ -16,7 +16,8 @@ use aws_config::BehaviorVersion;
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::config::Region;
 use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_smithy_http_client::tls;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::{ConnectorBuilder, tls};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -129,12 +130,21 @@ pub async fn start(ctx: ConnectorContext, props: &AwsProperties) -> Result<Conne
 /// The SDK client: the default credential chain (environment, profile,
 /// web identity, IMDS…), optionally a named profile and an assumed role.
 async fn client(props: &AwsProperties) -> Client {
-    // rustls on ring, as reqwest's: one TLS stack in the binary.
-    let https = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
+    // The SDK's own default client, on ring instead of aws-lc (no second
+    // crypto library to build): rustls, and HTTPS_PROXY / NO_PROXY honoured.
+    let https = aws_smithy_http_client::Builder::new().build_with_connector_fn(
+        |settings, runtime_components| {
+            let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ));
+            connector.set_connector_settings(settings.cloned());
+            if let Some(components) = runtime_components {
+                connector.set_sleep_impl(components.sleep_impl());
+            }
+            connector.set_proxy_config(Some(ProxyConfig::from_env()));
+            connector.build()
+        },
+    );
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(props.region.clone()))
         .http_client(https);

@@ -110,6 +110,26 @@ impl KafkaEvents {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// librdkafka's position in each revoked partition: the offset after
+    /// the last message handed to flowlink.
+    fn note_revoked_positions(&self, consumer: &BaseConsumer<Self>, revoked: &TopicPartitionList) {
+        let positions = match consumer.position() {
+            Ok(positions) => positions,
+            Err(e) => {
+                tracing::debug!(connector = %self.label, "kafka: positions at revocation unknown: {e}");
+                return;
+            }
+        };
+        let elements = positions.elements();
+        self.positions().revoke(elements.iter().filter_map(|e| {
+            let wanted = revoked.find_partition(e.topic(), e.partition()).is_some();
+            match e.offset() {
+                Offset::Offset(next) if wanted => Some((e.topic(), e.partition(), next)),
+                _ => None,
+            }
+        }));
+    }
+
     /// Partitions revoked just before and assigned again resume where this
     /// member was, not at the committed offset (see kafka_positions.rs).
     fn resume_where_we_were(&self, assignment: &mut TopicPartitionList) {
@@ -163,10 +183,10 @@ impl ConsumerContext for KafkaEvents {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 // A lost assignment (session timed out) may have been read
                 // by another member already: nothing to resume.
-                if !consumer.assignment_lost() {
-                    let elements = assignment.elements();
-                    self.positions()
-                        .revoke(elements.iter().map(|e| (e.topic(), e.partition())));
+                if consumer.assignment_lost() {
+                    self.positions().forget();
+                } else {
+                    self.note_revoked_positions(consumer, assignment);
                 }
                 let done = if cooperative {
                     consumer.incremental_unassign(assignment)
@@ -177,8 +197,14 @@ impl ConsumerContext for KafkaEvents {
                 done
             }
             other => {
+                // As rdkafka's own: unassign (rdkafka only passes assign
+                // and revoke events here).
                 let error = KafkaError::Rebalance(other.into());
-                let done = consumer.unassign();
+                let done = if cooperative {
+                    consumer.incremental_unassign(assignment)
+                } else {
+                    consumer.unassign()
+                };
                 self.post_rebalance(consumer, &Rebalance::Error(error));
                 done
             }
@@ -520,10 +546,6 @@ async fn consume_until_stopped(
         }
         let open = group.get_or_insert_with(Group::new);
         open.note(message.topic(), message.partition(), message.offset());
-        consumer
-            .context()
-            .positions()
-            .read(message.topic(), message.partition(), message.offset());
         // A tombstone has nothing to parse: only its offset moves on.
         let raw = message.payload().filter(|p| !p.is_empty()).map(|payload| {
             let port = header(&message, HEADER_EXPORTER_PORT).and_then(|p| p.parse().ok());

@@ -48,7 +48,7 @@ impl PluginEngine {
         // For profiling plugins with `perf`: the guest's functions named in
         // /tmp/perf-PID.map. perf uses it for code compiled in the process;
         // code mapped from the .cwasm cache shows as that file's offsets.
-        if std::env::var_os("FLOWLINK_WASM_PERFMAP").is_some() {
+        if std::env::var("FLOWLINK_WASM_PERFMAP").is_ok_and(|v| !v.is_empty() && v != "0") {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
         let engine = Engine::new(&config)

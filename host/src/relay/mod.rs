@@ -126,8 +126,11 @@ impl Relay {
                         }
                     }
                 }
-                _ = tick.tick() => self.replace_if_broken(),
+                _ = tick.tick() => {}
             }
+            // Every pass, not only on the tick: under steady input the
+            // biased select never reaches the tick.
+            self.replace_if_broken();
             self.drain();
             if self.buffer.write_due() {
                 self.write_pending();
@@ -148,7 +151,11 @@ impl Relay {
         match KafkaRelayProducer::new(&self.config, self.counters.clone(), self.failed_tx.clone()) {
             Ok(fresh) => {
                 let old = std::mem::replace(&mut self.producer, fresh);
-                off_the_runtime(|| old.purge());
+                // Destroying a producer blocks too.
+                off_the_runtime(move || {
+                    old.purge();
+                    drop(old);
+                });
             }
             Err(e) => tracing::error!(consumer = %self.name, "relay: no new producer yet: {e:#}"),
         }

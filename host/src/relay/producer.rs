@@ -92,6 +92,29 @@ impl ProducerContext for RelayEvents {
                 ) {
                     self.refused_identity.store(true, Ordering::Relaxed);
                 }
+                // The broker will never take this message, however often
+                // it is sent: dropped and counted, and its receipt fired so
+                // a replayable source moves on rather than waits for it.
+                if matches!(
+                    e,
+                    KafkaError::MessageProduction(
+                        RDKafkaErrorCode::MessageSizeTooLarge
+                            | RDKafkaErrorCode::InvalidMessageSize
+                            | RDKafkaErrorCode::InvalidMessage
+                            | RDKafkaErrorCode::InvalidRecord
+                    )
+                ) {
+                    metrics::add(&self.counters.relay_drops, 1);
+                    self.log.error(
+                        e.clone(),
+                        "the broker refuses a relayed message for good; dropped",
+                    );
+                    if let Some(ack) = ack {
+                        ack.done();
+                    }
+                    drop(segment);
+                    return;
+                }
                 if !matches!(
                     e,
                     KafkaError::MessageProduction(RDKafkaErrorCode::PurgeQueue)
@@ -245,6 +268,10 @@ impl KafkaRelayProducer {
                     e => {
                         metrics::add(&self.counters.relay_drops, 1);
                         tracing::error!(consumer = %self.consumer, exporter = %exporter, bytes = record.payload.len(), "relay: the producer refused a message, dropped: {e}");
+                        // Counted as dropped: a replayable source moves on.
+                        if let Some(ack) = record.ack {
+                            ack.done();
+                        }
                         Err(Refused::Never)
                     }
                 }
