@@ -14,6 +14,7 @@ pub struct DaemonConfig {
     parser: String,
     connectors: Vec<String>,
     plugin_dir: PathBuf,
+    plugin_cache_dir: Option<PathBuf>,
     metrics: Option<String>,
     extra: Vec<String>,
     parser_settings: Vec<String>,
@@ -33,6 +34,7 @@ impl DaemonConfig {
             parser: parser.to_owned(),
             connectors: Vec::new(),
             plugin_dir: super::plugin_dir(),
+            plugin_cache_dir: None,
             metrics: None,
             extra: Vec::new(),
             parser_settings: Vec::new(),
@@ -91,6 +93,12 @@ impl DaemonConfig {
         self
     }
 
+    /// Where compiled plugins are kept; the run's shared cache otherwise.
+    pub fn plugin_cache_dir(mut self, dir: &Path) -> Self {
+        self.plugin_cache_dir = Some(dir.to_owned());
+        self
+    }
+
     pub fn pce_addr(mut self, addr: &str) -> Self {
         self.pce_addr = addr.to_owned();
         self
@@ -135,12 +143,17 @@ impl DaemonConfig {
         };
         format!(
             "pce_addr: {pce}\napi_key:\n  key: {EMULATOR_KEY}\n  secret: {secret}\naggregation_seconds: {window}\n\
-             spool_retry_seconds: 1\ndata_directory: data\nplugin_dir: {plugins}\n{metrics}{extra}\
+             spool_retry_seconds: 1\ndata_directory: data\nplugin_dir: {plugins}\nplugin_cache_dir: {cache}\n{metrics}{extra}\
              consumers:\n  - name: {name}\n    connectors:\n      - {connector}\n{decoding}",
             pce = self.pce_addr,
             secret = self.secret,
             window = self.window_seconds,
             plugins = self.plugin_dir.display(),
+            cache = self
+                .plugin_cache_dir
+                .clone()
+                .unwrap_or_else(super::shared_plugin_cache)
+                .display(),
             name = self.consumer,
             connector = self.connectors.join("\n      - "),
         )

@@ -186,6 +186,16 @@ fn fresh_plugins(dir: PathBuf, packages: &[(&str, &str)]) -> PathBuf {
     dir
 }
 
+/// One compiled-plugin cache for every daemon a test run starts through
+/// `DaemonConfig`: each component is compiled once per run instead of once
+/// per daemon (about a CPU-second each, most of the suite's CPU otherwise).
+/// The cache is keyed by the component's hash, so a test that swaps in other
+/// bytes still compiles them; `plugin_loading` tests the cache itself.
+pub fn shared_plugin_cache() -> PathBuf {
+    static CACHE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| temp_dir("plugin-cache")).clone()
+}
+
 /// First-party plugins (`scripts/build-plugins` puts them there).
 pub fn plugin_dir() -> PathBuf {
     static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();

@@ -216,6 +216,40 @@ impl KafkaBroker {
             .sum()
     }
 
+    /// Group `group`'s state as the broker reports it (`Stable` once a
+    /// rebalance is over) and how many members it has. tansu describes a
+    /// group only once it has committed offsets.
+    pub fn group_state(&self, group: &str) -> Option<(String, usize)> {
+        use rdkafka::config::ClientConfig;
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.address())
+            .create()
+            .expect("creating a Kafka client");
+        let list = consumer
+            .fetch_group_list(Some(group), Duration::from_secs(10))
+            .ok()?;
+        let found = list.groups().iter().find(|g| g.name() == group)?;
+        Some((found.state().to_owned(), found.members().len()))
+    }
+
+    /// Waits until the broker has settled `group` on `members` members: a
+    /// rebalance is over and none is pending. Records read while a partition
+    /// moves can be read again by its next owner (at-least-once), so tests
+    /// that count exactly produce only once the group is stable. The group
+    /// must have committed offsets already (tansu's describe needs them).
+    pub fn wait_stable(&self, group: &str, members: usize) {
+        let want = Some(("Stable".to_owned(), members));
+        let stable = crate::wait_for(Duration::from_secs(90), || {
+            (self.group_state(group) == want).then_some(())
+        });
+        assert!(
+            stable.is_some(),
+            "group {group} not stable with {members} members: {:?}",
+            self.group_state(group)
+        );
+    }
+
     /// Every message of `topic` (one partition), read until nothing more
     /// arrives for a second.
     pub fn read_all(&self, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {

@@ -75,14 +75,22 @@ pub fn assert_totals(emulator: &Emulator, daemon: &Daemon, expected: &Totals, wh
 
 /// Collects a child's stderr lines in the background.
 fn capture_lines(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    capture_lines_until_eof(stream).0
+}
+
+/// [`capture_lines`], with the reader thread: it ends at the stream's end,
+/// so once it has, the lines hold everything the child wrote.
+fn capture_lines_until_eof(
+    stream: impl std::io::Read + Send + 'static,
+) -> (Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
             sink.lock().unwrap().push(line);
         }
     });
-    lines
+    (lines, reader)
 }
 
 /// The tests' HTTP client. It does not check certificates: it only talks
@@ -228,6 +236,9 @@ pub struct Daemon {
     child: Option<Child>,
     pub dir: PathBuf,
     pub stderr: Arc<Mutex<Vec<String>>>,
+    /// The thread reading stderr: after an exit, `log()` waits for it so the
+    /// last lines written are in (the test thread can outrun the reader).
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Resident memory of process `pid`, KiB (`VmRSS`).
@@ -322,11 +333,12 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting flowlink run");
-        let stderr = capture_lines(child.stderr.take().unwrap());
+        let (stderr, reader) = capture_lines_until_eof(child.stderr.take().unwrap());
         Daemon {
             child: Some(child),
             dir: dir.to_owned(),
             stderr,
+            stderr_reader: Some(reader),
         }
     }
 
@@ -347,6 +359,39 @@ impl Daemon {
         let mut child = self.child.take().expect("daemon running");
         let _ = child.kill();
         let _ = child.wait();
+        self.read_log_to_the_end();
+    }
+
+    /// How many partitions this daemon's Kafka connector holds, by its log:
+    /// those of its latest assignment, none if a revocation came after it
+    /// (the group's default, eager, protocol revokes everything).
+    pub fn kafka_partitions_held(&self) -> usize {
+        let lines = self.stderr.lock().unwrap();
+        lines
+            .iter()
+            .rev()
+            .find_map(|l| {
+                if l.contains("kafka partitions revoked") {
+                    Some(0)
+                } else {
+                    l.split_once("kafka partitions assigned:")
+                        .map(|(_, parts)| parts.matches('/').count())
+                }
+            })
+            .unwrap_or(0)
+    }
+
+    /// After the exit: waits (up to 10 s) until every line the daemon wrote
+    /// has been read.
+    fn read_log_to_the_end(&mut self) {
+        if let Some(reader) = self.stderr_reader.take()
+            && wait_for(Duration::from_secs(10), || {
+                reader.is_finished().then_some(())
+            })
+            .is_some()
+        {
+            let _ = reader.join();
+        }
     }
 
     /// A Prometheus counter of this daemon (`metrics_listen` must be set);
@@ -373,10 +418,12 @@ impl Daemon {
     pub fn wait_exit(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("daemon running");
         let status = wait_for(Duration::from_secs(30), || child.try_wait().ok().flatten());
-        status.unwrap_or_else(|| {
+        let status = status.unwrap_or_else(|| {
             let _ = child.kill();
             panic!("daemon did not exit within 30 s")
-        })
+        });
+        self.read_log_to_the_end();
+        status
     }
 
     /// Waits (up to 30 s) until the log has `count` lines containing `text`.
@@ -405,10 +452,12 @@ impl Daemon {
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let status = wait_for(Duration::from_secs(30), || child.try_wait().ok().flatten());
-        status.unwrap_or_else(|| {
+        let status = status.unwrap_or_else(|| {
             let _ = child.kill();
             panic!("daemon did not exit within 30 s of SIGTERM")
-        })
+        });
+        self.read_log_to_the_end();
+        status
     }
 }
 

@@ -17,7 +17,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
     StreamConsumer,
 };
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
@@ -133,14 +133,11 @@ impl KafkaEvents {
     /// Partitions revoked just before and assigned again resume where this
     /// member was, not at the committed offset (see kafka_positions.rs).
     fn resume_where_we_were(&self, assignment: &mut TopicPartitionList) {
-        let elements: Vec<(String, i32)> = assignment
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
-        let resume = self
-            .positions()
-            .assign(elements.iter().map(|(t, p)| (t.as_str(), *p)));
+        let resume = {
+            let elements = assignment.elements();
+            self.positions()
+                .assign(elements.iter().map(|e| (e.topic(), e.partition())))
+        };
         for (topic, partition, next) in resume {
             match assignment.set_partition_offset(&topic, partition, Offset::Offset(next)) {
                 Ok(()) => tracing::debug!(
@@ -153,6 +150,20 @@ impl KafkaEvents {
                 ),
             }
         }
+    }
+}
+
+/// Gives up `assignment` the way the group's protocol expects: only those
+/// partitions when cooperative, the whole assignment when eager.
+fn unassign(
+    consumer: &BaseConsumer<KafkaEvents>,
+    assignment: &TopicPartitionList,
+    cooperative: bool,
+) -> KafkaResult<()> {
+    if cooperative {
+        consumer.incremental_unassign(assignment)
+    } else {
+        consumer.unassign()
     }
 }
 
@@ -188,11 +199,7 @@ impl ConsumerContext for KafkaEvents {
                 } else {
                     self.note_revoked_positions(consumer, assignment);
                 }
-                let done = if cooperative {
-                    consumer.incremental_unassign(assignment)
-                } else {
-                    consumer.unassign()
-                };
+                let done = unassign(consumer, assignment, cooperative);
                 self.post_rebalance(consumer, &Rebalance::Revoke(assignment));
                 done
             }
@@ -200,11 +207,7 @@ impl ConsumerContext for KafkaEvents {
                 // As rdkafka's own: unassign (rdkafka only passes assign
                 // and revoke events here).
                 let error = KafkaError::Rebalance(other.into());
-                let done = if cooperative {
-                    consumer.incremental_unassign(assignment)
-                } else {
-                    consumer.unassign()
-                };
+                let done = unassign(consumer, assignment, cooperative);
                 self.post_rebalance(consumer, &Rebalance::Error(error));
                 done
             }

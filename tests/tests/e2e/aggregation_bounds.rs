@@ -35,11 +35,7 @@ fn a_window_over_its_key_bound_is_flushed_early() {
     });
     let early = early.expect("the early batch reaches the PCE within the hour-long window");
     assert!(early < 1200, "only the early flush so far: {early}");
-    assert!(
-        daemon.log().contains("aggregation_max_keys reached"),
-        "{}",
-        daemon.log()
-    );
+    daemon.wait_log("aggregation_max_keys reached", 1);
 
     assert!(daemon.terminate().success());
     let totals = emulator.totals();

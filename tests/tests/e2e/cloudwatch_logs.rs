@@ -74,13 +74,7 @@ fn vpc_records_from_streams_resume_after_restart() {
         counters["flowlink_records_skipped_total{consumer=\"cloudwatch\"}"], 1,
         "the NODATA record is counted as skipped"
     );
-    assert!(
-        daemon
-            .log()
-            .contains(r#"srcaddr: "10.1.0.300" is not an IP address"#),
-        "{}",
-        daemon.log()
-    );
+    daemon.wait_log(r#"srcaddr: "10.1.0.300" is not an IP address"#, 1);
     assert!(daemon.terminate().success());
 
     // While the daemon is down: more events in an old stream and a new one.
@@ -218,11 +212,7 @@ fn an_unreachable_endpoint_does_not_stop_the_start() {
         .yaml();
     // Daemon::start waits for "flowlink running".
     let mut daemon = Daemon::start("cloudwatch-unreachable", &config);
-    assert!(
-        daemon.log().contains("cannot list streams yet"),
-        "{}",
-        daemon.log()
-    );
+    daemon.wait_log("cannot list streams yet", 1);
     assert!(daemon.terminate().success());
 }
 

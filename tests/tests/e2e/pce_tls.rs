@@ -51,11 +51,14 @@ fn without_the_ca_the_certificate_is_refused_and_batches_wait_in_the_spool() {
             .then_some(())
     });
     assert!(spooled.is_some(), "{}", daemon.log());
-    assert!(
-        daemon.log().to_lowercase().contains("certificate"),
-        "the log says why: {}",
-        daemon.log()
-    );
+    let says_why = wait_for(Duration::from_secs(30), || {
+        daemon
+            .log()
+            .to_lowercase()
+            .contains("certificate")
+            .then_some(())
+    });
+    assert!(says_why.is_some(), "the log says why: {}", daemon.log());
     assert!(emulator.totals().is_empty());
     assert!(daemon.terminate().success());
 }
@@ -64,10 +67,6 @@ fn without_the_ca_the_certificate_is_refused_and_batches_wait_in_the_spool() {
 fn pce_insecure_skips_the_check_and_says_so() {
     let (emulator, mut daemon, _) = run("tls-insecure", Some("pce_insecure: true"));
     assert_delivered(&emulator, &daemon);
-    assert!(
-        daemon.log().contains("pce_insecure is set"),
-        "{}",
-        daemon.log()
-    );
+    daemon.wait_log("pce_insecure is set", 1);
     assert!(daemon.terminate().success());
 }

@@ -365,7 +365,7 @@ fn a_parser_written_in_python_runs_in_the_daemon() {
     let config = DaemonConfig::new(&emulator, "py", "pipe-log-py")
         .udp(port)
         .plugin_dir(&plugins)
-        .with(&format!("plugin_cache_dir: {}", cache.display()))
+        .plugin_cache_dir(&cache)
         .yaml();
     let mut daemon = Daemon::start_in(&dir, &config);
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -191,12 +191,8 @@ fn sighup_adds_changes_and_removes_consumers_and_leaves_the_others_alone() {
         emulator.totals(),
         daemon.log()
     );
-    assert!(daemon.log().contains("added \"added\""), "{}", daemon.log());
-    assert!(
-        daemon.log().contains("restarted \"changes\" (parser)"),
-        "{}",
-        daemon.log()
-    );
+    daemon.wait_log("added \"added\"", 1);
+    daemon.wait_log("restarted \"changes\" (parser)", 1);
     send_kv(changes, 93, 5, &mut expected_changes);
     wait_metric(
         &daemon,
@@ -309,9 +305,11 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 fn sigterm_while_plugins_compile_ends_the_start_cleanly() {
     let emulator = Emulator::start();
     let dir = temp_dir("reload-startup-term");
-    // A fresh plugin cache: every plugin compiles cold (about a second).
+    // A fresh plugin cache under `data/`: every plugin compiles cold (about
+    // a second), and a half-written cache file would be seen below.
     let yaml = DaemonConfig::new(&emulator, "routers", "netflow")
         .udp(free_udp_port())
+        .plugin_cache_dir(&dir.join("data/plugin-cache"))
         .yaml();
     let mut daemon = Daemon::spawn_in(&dir, &yaml);
     daemon.wait_log("loading plugins", 1);

@@ -13,6 +13,7 @@ use flowlink_e2e::{
 
 #[test]
 fn a_new_build_takes_over_with_its_templates_and_a_broken_one_is_refused() {
+    let _alone = super::alone();
     let emulator = Emulator::start();
     let dir = temp_dir("hot-swap");
     let plugins = dir.join("plugins");
@@ -108,6 +109,7 @@ fn a_new_build_takes_over_with_its_templates_and_a_broken_one_is_refused() {
 
 #[test]
 fn ten_swaps_under_twenty_thousand_datagrams_a_second_lose_no_record() {
+    let _alone = super::alone();
     let emulator = Emulator::start();
     let dir = temp_dir("swap-load");
     let plugins = dir.join("plugins");

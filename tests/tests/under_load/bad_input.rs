@@ -46,6 +46,7 @@ fn malformed(n: u32, rng: &mut Lcg) -> Vec<u8> {
 
 #[test]
 fn a_flood_of_bad_datagrams_costs_no_good_record() {
+    let _alone = super::alone();
     let emulator = Emulator::start();
     let port = free_udp_port();
     let metrics = format!("127.0.0.1:{}", free_tcp_port());

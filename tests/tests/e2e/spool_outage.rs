@@ -157,13 +157,7 @@ fn sigkill_with_a_full_spool_then_restart_drains_it() {
 
     setup.emulator.set_fault(json!({"mode": "ok"}));
     let restarted = Daemon::start_in(&dir, &config);
-    assert!(
-        restarted
-            .log()
-            .contains("spool holds batches from an earlier run"),
-        "{}",
-        restarted.log()
-    );
+    restarted.wait_log("spool holds batches from an earlier run", 1);
     setup.assert_all_delivered(&restarted);
     assert!(spool_files(&dir, "spool").is_empty());
 }
@@ -285,7 +279,7 @@ fn a_corrupt_spool_file_is_quarantined_and_the_rest_flows() {
     setup.assert_all_delivered(&daemon);
     assert_eq!(setup.metric("spool_corrupt_total"), 1);
     assert!(dir.join("data/corrupt/0000000000001-000000.batch").exists());
-    assert!(daemon.log().contains("unreadable"), "{}", daemon.log());
+    daemon.wait_log("unreadable", 1);
     assert!(daemon.terminate().success());
 }
 

@@ -104,5 +104,5 @@ fn kernel_drops_are_counted_exactly() {
         scrape(&metrics),
         daemon.log()
     );
-    assert!(daemon.log().contains("the kernel dropped datagrams"));
+    daemon.wait_log("the kernel dropped datagrams", 1);
 }

@@ -126,7 +126,7 @@ fn explicit_protobuf_against_a_stock_pce_is_set_aside_with_the_reason() {
         "bulk_csv",
     ] {
         assert!(answer.contains(text), "{text:?} in {answer}");
-        assert!(daemon.log().contains(text), "{text:?} in the log");
+        daemon.wait_log(text, 1);
     }
     assert_eq!(emulator.received()["csv_lines"], 0, "no CSV when pinned");
     assert!(daemon.terminate().success());
