@@ -186,8 +186,8 @@ fn fresh_plugins(dir: PathBuf, packages: &[(&str, &str)]) -> PathBuf {
     dir
 }
 
-/// One compiled-plugin cache for every daemon a test run starts through
-/// `DaemonConfig`: each component is compiled once per run instead of once
+/// One compiled-plugin cache for every daemon a test binary starts through
+/// `DaemonConfig`: each component is compiled once per binary instead of once
 /// per daemon (about a CPU-second each, most of the suite's CPU otherwise).
 /// The cache is keyed by the component's hash, so a test that swaps in other
 /// bytes still compiles them; `plugin_loading` tests the cache itself.

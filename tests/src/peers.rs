@@ -147,7 +147,7 @@ impl KafkaBroker {
                 "--storage-engine",
                 "memory://tansu/",
             ],
-            "cargo install tansu --locked --features dynostore",
+            "scripts/install-peers tools (cargo install tansu --locked --features dynostore)",
         );
         wait_listening(broker_port, "tansu");
         KafkaBroker {

@@ -231,13 +231,23 @@ impl Drop for Emulator {
     }
 }
 
+/// The `topic/partition` words of a rebalance log line's list (the
+/// fields after it are `key=value`).
+fn partitions_named(list: &str) -> Vec<String> {
+    list.split_whitespace()
+        .take_while(|w| !w.contains('='))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// `flowlink run` with a config written to a fresh temporary directory.
 pub struct Daemon {
     child: Option<Child>,
     pub dir: PathBuf,
     pub stderr: Arc<Mutex<Vec<String>>>,
-    /// The thread reading stderr: after an exit, `log()` waits for it so the
-    /// last lines written are in (the test thread can outrun the reader).
+    /// The thread reading stderr: `terminate`, `wait_exit` and `kill` wait
+    /// for it to reach the end, so `log()` after an exit holds every line
+    /// (the test thread can outrun the reader).
     stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -363,22 +373,22 @@ impl Daemon {
     }
 
     /// How many partitions this daemon's Kafka connector holds, by its log:
-    /// those of its latest assignment, none if a revocation came after it
-    /// (the group's default, eager, protocol revokes everything).
+    /// each assignment adds its partitions, each revocation takes its own
+    /// away (eager or cooperative alike), a failed rebalance leaves none.
     pub fn kafka_partitions_held(&self) -> usize {
-        let lines = self.stderr.lock().unwrap();
-        lines
-            .iter()
-            .rev()
-            .find_map(|l| {
-                if l.contains("kafka partitions revoked") {
-                    Some(0)
-                } else {
-                    l.split_once("kafka partitions assigned:")
-                        .map(|(_, parts)| parts.matches('/').count())
+        let mut held = std::collections::BTreeSet::new();
+        for line in self.stderr.lock().unwrap().iter() {
+            if let Some((_, parts)) = line.split_once("kafka partitions assigned:") {
+                held.extend(partitions_named(parts));
+            } else if let Some((_, parts)) = line.split_once("kafka partitions revoked:") {
+                for part in partitions_named(parts) {
+                    held.remove(&part);
                 }
-            })
-            .unwrap_or(0)
+            } else if line.contains("kafka rebalance failed") {
+                held.clear();
+            }
+        }
+        held.len()
     }
 
     /// After the exit: waits (up to 10 s) until every line the daemon wrote

@@ -218,18 +218,22 @@ impl ConsumerContext for KafkaEvents {
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // Both name the partitions: with the cooperative protocol each event
+        // is a change to what the member holds, not all of it.
+        let parts = |list: &TopicPartitionList| -> String {
+            list.elements()
+                .iter()
+                .map(|e| format!("{}/{}", e.topic(), e.partition()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         match rebalance {
             Rebalance::Assign(list) => {
-                let parts: Vec<String> = list
-                    .elements()
-                    .iter()
-                    .map(|e| format!("{}/{}", e.topic(), e.partition()))
-                    .collect();
-                tracing::info!(connector = %self.label, "kafka partitions assigned: {}", parts.join(" "));
+                tracing::info!(connector = %self.label, "kafka partitions assigned: {}", parts(list));
                 self.assigned.store(true, Ordering::SeqCst);
             }
             Rebalance::Revoke(list) => {
-                tracing::info!(connector = %self.label, count = list.count(), "kafka partitions revoked");
+                tracing::info!(connector = %self.label, "kafka partitions revoked: {}", parts(list));
             }
             Rebalance::Error(e) => {
                 tracing::warn!(connector = %self.label, "kafka rebalance failed: {e}")

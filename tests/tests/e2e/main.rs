@@ -20,7 +20,6 @@ mod file_tail;
 mod flowlink_config;
 mod json_logs;
 mod kafka;
-mod memory_bounds;
 mod packaging;
 mod pce_tls;
 mod plugin_loading;

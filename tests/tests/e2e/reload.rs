@@ -333,8 +333,11 @@ fn sigterm_while_plugins_compile_ends_the_start_cleanly() {
 fn sighup_during_start_up_is_applied_once_running() {
     let emulator = Emulator::start();
     let dir = temp_dir("reload-startup-hup");
+    // A cold plugin cache of its own: the compile is the start-up window
+    // the signal must arrive in.
     let yaml = DaemonConfig::new(&emulator, "routers", "netflow")
         .udp(free_udp_port())
+        .plugin_cache_dir(&dir.join("data/plugin-cache"))
         .yaml();
     let mut daemon = Daemon::spawn_in(&dir, &yaml);
     daemon.wait_log("loading plugins", 1);

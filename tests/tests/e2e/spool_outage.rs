@@ -173,23 +173,34 @@ fn a_tiny_spool_prunes_the_oldest_and_says_how_much_was_lost() {
     );
     setup.send_capture_over(3);
     setup.wait_metric(&daemon, "batches_pruned_total", 2);
-    let log = daemon.log();
-    assert!(log.contains("pruned the oldest spooled batches"), "{log}");
+    daemon.wait_log("pruned the oldest spooled batches", 1);
     let pruned_flows = setup.metric("flows_pruned_total");
     assert!(pruned_flows > 0);
-    let said: u64 = log
-        .lines()
-        .filter(|l| l.contains("pruned the oldest spooled batches"))
-        .filter_map(|l| {
-            l.split("flows=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum();
-    assert_eq!(said, pruned_flows, "the log states the flows lost: {log}");
+    let said = || -> u64 {
+        daemon
+            .log()
+            .lines()
+            .filter(|l| l.contains("pruned the oldest spooled batches"))
+            .filter_map(|l| {
+                l.split("flows=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    // The counters move just before the line is written.
+    let stated = wait_for(Duration::from_secs(30), || {
+        (said() == pruned_flows).then_some(())
+    });
+    assert!(
+        stated.is_some(),
+        "the log states the flows lost ({} of {pruned_flows}): {}",
+        said(),
+        daemon.log()
+    );
 
     setup.emulator.set_fault(json!({"mode": "ok"}));
     setup.wait_metric(&daemon, "batches_replayed_total", 1);
@@ -244,6 +255,7 @@ fn a_401_says_what_to_check_and_keeps_the_batch() {
     let mut daemon = Daemon::start_in(&dir, &config);
     setup.send_capture_over(1);
     setup.wait_metric(&daemon, "batches_set_aside_total", 1);
+    daemon.wait_log("check api_key", 1);
     let log = daemon.log();
     assert!(
         log.contains("401") && log.contains("check api_key"),

@@ -75,6 +75,7 @@ fn default_format_switches_to_csv_against_a_stock_pce() {
     let got: BTreeSet<_> = emulator.totals().into_keys().collect();
     assert_eq!(got, keys);
     assert!(rejected_files(&dir).is_empty(), "nothing set aside");
+    daemon.wait_log(SWITCH_LINE, 1);
     assert_eq!(
         daemon.log().matches(SWITCH_LINE).count(),
         1,

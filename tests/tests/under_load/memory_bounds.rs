@@ -68,6 +68,7 @@ fn spin(len: usize) -> Vec<u8> {
 
 #[test]
 fn a_file_of_maximum_size_lines_waits_for_the_parser_within_the_bound() {
+    let _alone = super::alone();
     let emulator = Emulator::start();
     let dir = temp_dir("memory-file");
     let path = dir.join("flood.log");
@@ -105,6 +106,7 @@ fn a_file_of_maximum_size_lines_waits_for_the_parser_within_the_bound() {
 
 #[test]
 fn a_udp_flood_of_maximum_size_datagrams_is_dropped_beyond_the_bound() {
+    let _alone = super::alone();
     let emulator = Emulator::start();
     let port = free_udp_port();
     let metrics = format!("127.0.0.1:{}", free_tcp_port());
