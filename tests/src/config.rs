@@ -93,7 +93,8 @@ impl DaemonConfig {
         self
     }
 
-    /// Where compiled plugins are kept; the run's shared cache otherwise.
+    /// Where compiled plugins are kept; the test binary's shared cache
+    /// otherwise.
     pub fn plugin_cache_dir(mut self, dir: &Path) -> Self {
         self.plugin_cache_dir = Some(dir.to_owned());
         self

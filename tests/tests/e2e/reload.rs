@@ -301,18 +301,25 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-#[test]
-fn sigterm_while_plugins_compile_ends_the_start_cleanly() {
-    let emulator = Emulator::start();
-    let dir = temp_dir("reload-startup-term");
-    // A fresh plugin cache under `data/`: every plugin compiles cold (about
-    // a second), and a half-written cache file would be seen below.
-    let yaml = DaemonConfig::new(&emulator, "routers", "netflow")
+/// A daemon in `temp_dir(name)` caught while its plugins compile: a fresh
+/// plugin cache under `data/`, so every plugin compiles cold (about a
+/// second, the start-up window a signal must arrive in) and a half-written
+/// cache file would be seen there.
+fn spawn_while_plugins_compile(emulator: &Emulator, name: &str) -> (std::path::PathBuf, Daemon) {
+    let dir = temp_dir(name);
+    let yaml = DaemonConfig::new(emulator, "routers", "netflow")
         .udp(free_udp_port())
         .plugin_cache_dir(&dir.join("data/plugin-cache"))
         .yaml();
-    let mut daemon = Daemon::spawn_in(&dir, &yaml);
+    let daemon = Daemon::spawn_in(&dir, &yaml);
     daemon.wait_log("loading plugins", 1);
+    (dir, daemon)
+}
+
+#[test]
+fn sigterm_while_plugins_compile_ends_the_start_cleanly() {
+    let emulator = Emulator::start();
+    let (dir, mut daemon) = spawn_while_plugins_compile(&emulator, "reload-startup-term");
     daemon.signal(libc::SIGTERM);
     let status = daemon.wait_exit();
     let log = daemon.log();
@@ -332,15 +339,7 @@ fn sigterm_while_plugins_compile_ends_the_start_cleanly() {
 #[test]
 fn sighup_during_start_up_is_applied_once_running() {
     let emulator = Emulator::start();
-    let dir = temp_dir("reload-startup-hup");
-    // A cold plugin cache of its own: the compile is the start-up window
-    // the signal must arrive in.
-    let yaml = DaemonConfig::new(&emulator, "routers", "netflow")
-        .udp(free_udp_port())
-        .plugin_cache_dir(&dir.join("data/plugin-cache"))
-        .yaml();
-    let mut daemon = Daemon::spawn_in(&dir, &yaml);
-    daemon.wait_log("loading plugins", 1);
+    let (_dir, mut daemon) = spawn_while_plugins_compile(&emulator, "reload-startup-hup");
     daemon.signal(libc::SIGHUP);
     daemon.wait_log("flowlink running", 1);
     daemon.wait_log(UNCHANGED, 1);
