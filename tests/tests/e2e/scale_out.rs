@@ -214,6 +214,10 @@ fn a_killed_outlets_exporters_decode_elsewhere_without_a_template_refresh() {
     // past the templates, wherever they go.
     cluster.wait_all_committed(8 * u64::from(EXPORTERS));
     a.kill();
+    // C joins once A's session has expired and the group is B alone: if
+    // C joined first, tansu's assignment would count A, and A's share
+    // would stay unassigned after A's expiry (B alone rejoins, see above).
+    cluster.broker.wait_stable(GROUP, 1);
     let (mut c, c_metrics) = cluster.outlet("scale-kill-outlet-c");
     // Every partition has an owner again: B's and C's assignments after
     // C's arrival cover the four.
