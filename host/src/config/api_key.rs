@@ -122,20 +122,23 @@ mod tests {
 
     #[test]
     fn all_three_forms_resolve() {
-        let dir = std::env::temp_dir().join(format!("flowlink-apikey-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("flowlink-apikey-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         std::fs::write(dir.join("both"), "k1:s1\n").unwrap();
         std::fs::write(dir.join("secret"), "s2\n").unwrap();
-        let combined = ApiKey::resolve(RawApiKey::Combined("k0:s0".into()), &dir).unwrap();
+        let combined = ApiKey::resolve(RawApiKey::Combined("k0:s0".into()), dir).unwrap();
         assert_eq!((combined.key.as_str(), combined.secret()), ("k0", "s0"));
-        let cat = ApiKey::resolve(RawApiKey::Combined("$cat both".into()), &dir).unwrap();
+        let cat = ApiKey::resolve(RawApiKey::Combined("$cat both".into()), dir).unwrap();
         assert_eq!((cat.key.as_str(), cat.secret()), ("k1", "s1"));
         let split = ApiKey::resolve(
             RawApiKey::Split {
                 key: "k2".into(),
                 secret: "$cat secret".into(),
             },
-            &dir,
+            dir,
         )
         .unwrap();
         assert_eq!((split.key.as_str(), split.secret()), ("k2", "s2"));
@@ -148,20 +151,20 @@ mod tests {
             ("colon-nl", "k3:s3"),
         ] {
             std::fs::write(dir.join(file), text).unwrap();
-            let got = ApiKey::resolve(RawApiKey::Combined(format!("$cat {file}")), &dir).unwrap();
+            let got = ApiKey::resolve(RawApiKey::Combined(format!("$cat {file}")), dir).unwrap();
             assert_eq!((got.key.as_str(), got.secret()), ("k3", "s3"), "{file}");
         }
         std::fs::write(dir.join("colons"), "k4:s:4\n").unwrap();
-        let colons = ApiKey::resolve(RawApiKey::Combined("$cat colons".into()), &dir).unwrap();
+        let colons = ApiKey::resolve(RawApiKey::Combined("$cat colons".into()), dir).unwrap();
         assert_eq!(colons.secret(), "s:4");
         std::fs::write(dir.join("three"), "k5 hunter2-secret extra\n").unwrap();
-        let bad = ApiKey::resolve(RawApiKey::Combined("$cat three".into()), &dir).unwrap_err();
+        let bad = ApiKey::resolve(RawApiKey::Combined("$cat three".into()), dir).unwrap_err();
         assert!(
             bad.contains("KEY SECRET") && bad.contains("two lines"),
             "{bad}"
         );
         assert!(!bad.contains("hunter2"), "never echoes the secret: {bad}");
-        let missing = ApiKey::resolve(RawApiKey::Combined("$cat nope".into()), &dir).unwrap_err();
+        let missing = ApiKey::resolve(RawApiKey::Combined("$cat nope".into()), dir).unwrap_err();
         assert!(missing.contains("cannot read"), "{missing}");
     }
 }

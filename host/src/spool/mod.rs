@@ -342,11 +342,11 @@ mod tests {
     use super::*;
     use crate::proto::AggregatedFlow;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("flowlink-spool-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
+    fn temp_dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("flowlink-spool-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     fn batch(id: &str, flows: usize) -> FlowBatch {
@@ -372,13 +372,14 @@ mod tests {
 
     #[test]
     fn keeps_order_across_reopen_and_refuses_a_second_owner() {
-        let dir = temp_dir("order");
+        let tmp = temp_dir("order");
+        let dir = tmp.path();
         let counters = Arc::new(UploadCounters::default());
         {
-            let mut spool = Spool::open(&dir, limits(1 << 20), counters.clone()).unwrap();
+            let mut spool = Spool::open(dir, limits(1 << 20), counters.clone()).unwrap();
             spool.push(&batch("a", 1)).unwrap();
             spool.push(&batch("b", 2)).unwrap();
-            let err = Spool::open(&dir, limits(1 << 20), counters.clone())
+            let err = Spool::open(dir, limits(1 << 20), counters.clone())
                 .err()
                 .unwrap();
             assert!(
@@ -386,7 +387,7 @@ mod tests {
                 "{err}"
             );
         }
-        let mut spool = Spool::open(&dir, limits(1 << 20), counters.clone()).unwrap();
+        let mut spool = Spool::open(dir, limits(1 << 20), counters.clone()).unwrap();
         spool.push(&batch("c", 1)).unwrap();
         let mut seen = Vec::new();
         while let Some(entry) = spool.oldest() {
@@ -398,13 +399,14 @@ mod tests {
 
     #[test]
     fn corrupt_files_are_quarantined_and_counted() {
-        let dir = temp_dir("corrupt");
+        let tmp = temp_dir("corrupt");
+        let dir = tmp.path();
         let counters = Arc::new(UploadCounters::default());
-        let mut spool = Spool::open(&dir, limits(1 << 20), counters.clone()).unwrap();
+        let mut spool = Spool::open(dir, limits(1 << 20), counters.clone()).unwrap();
         spool.push(&batch("good", 1)).unwrap();
         drop(spool);
         fs::write(dir.join("spool/0000000000001-000000.batch"), b"garbage").unwrap();
-        let mut spool = Spool::open(&dir, limits(1 << 20), counters.clone()).unwrap();
+        let mut spool = Spool::open(dir, limits(1 << 20), counters.clone()).unwrap();
         assert_eq!(spool.oldest().unwrap().batch.batch_id, "good");
         assert!(dir.join("corrupt/0000000000001-000000.batch").exists());
         assert_eq!(
@@ -417,10 +419,11 @@ mod tests {
 
     #[test]
     fn refused_batches_are_kept_within_the_size_bound() {
-        let dir = temp_dir("aside");
+        let tmp = temp_dir("aside");
+        let dir = tmp.path();
         let counters = Arc::new(UploadCounters::default());
         let one = encode_record(&batch("x", 10)).len() as u64 + 3;
-        let mut spool = Spool::open(&dir, limits(one * 2), counters.clone()).unwrap();
+        let mut spool = Spool::open(dir, limits(one * 2), counters.clone()).unwrap();
         for id in ["a", "b", "c"] {
             spool.set_aside(&batch(id, 10), None, "401").unwrap();
             std::thread::sleep(Duration::from_millis(2));
@@ -445,9 +448,10 @@ mod tests {
 
     #[test]
     fn files_past_the_retention_are_dropped() {
-        let dir = temp_dir("retention");
+        let tmp = temp_dir("retention");
+        let dir = tmp.path();
         let counters = Arc::new(UploadCounters::default());
-        let mut spool = Spool::open(&dir, limits(1 << 20), counters.clone()).unwrap();
+        let mut spool = Spool::open(dir, limits(1 << 20), counters.clone()).unwrap();
         spool.push(&batch("fresh", 1)).unwrap();
         drop(spool);
         // Written two hours ago by an earlier run; retention is one hour.
@@ -457,7 +461,7 @@ mod tests {
             encode_record(&batch("stale", 4)),
         )
         .unwrap();
-        let mut spool = Spool::open(&dir, limits(1 << 20), counters.clone()).unwrap();
+        let mut spool = Spool::open(dir, limits(1 << 20), counters.clone()).unwrap();
         spool.prune();
         assert_eq!(spool.len(), 1);
         assert_eq!(spool.oldest().unwrap().batch.batch_id, "fresh");
@@ -471,10 +475,11 @@ mod tests {
 
     #[test]
     fn size_bound_drops_the_oldest_and_counts_their_flows() {
-        let dir = temp_dir("prune");
+        let tmp = temp_dir("prune");
+        let dir = tmp.path();
         let counters = Arc::new(UploadCounters::default());
         let one = encode_record(&batch("x", 10)).len() as u64;
-        let mut spool = Spool::open(&dir, limits(one * 2), counters.clone()).unwrap();
+        let mut spool = Spool::open(dir, limits(one * 2), counters.clone()).unwrap();
         for id in ["a", "b", "c", "d"] {
             spool.push(&batch(id, 10)).unwrap();
         }
