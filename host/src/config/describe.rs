@@ -42,7 +42,10 @@ pub fn describe(config: &Config, text: &str) -> Vec<String> {
                 format!("counters logged every {} s", config.metrics_print.as_secs())
             }
             "consumers" | "destinations" => {
-                format!("{} consumer(s), listed below", config.consumers.len())
+                format!(
+                    "{} consumer(s), listed below",
+                    config.consumers.len() + config.relays.len()
+                )
             }
             "plugin_dir" => match &config.plugin_dir {
                 Some(dir) => format!(

@@ -104,13 +104,23 @@ pub struct KafkaRelayProperties {
     /// default 64. Past it, messages wait on disk.
     pub memory_max_mb: Option<u64>,
     /// Messages kept on disk while the broker is away or slow
-    /// (`data_directory/relay/<consumer>/`), MiB; default 1024. Past it the
-    /// oldest are dropped and counted.
+    /// (`data_directory/relay/<consumer>/`), MiB; default 1024, at least 4
+    /// (one segment). Past it the oldest are dropped and counted.
     pub disk_max_mb: Option<u64>,
     /// Any other key is a librdkafka producer property, passed as is
-    /// (`compression.type`, `linger.ms`, TLS, SASL, …).
+    /// (`compression.type`, `linger.ms`, TLS, SASL, …) and checked by
+    /// librdkafka when the configuration is.
     #[serde(flatten)]
     pub producer: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// A pass-through librdkafka property's value as librdkafka takes it:
+/// strings as they are, numbers and booleans as written.
+pub fn librdkafka_value(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 #[derive(Deserialize, JsonSchema)]

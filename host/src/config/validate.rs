@@ -488,10 +488,18 @@ fn resolve_relay(
         1 << 16,
         64,
     );
+    check_librdkafka(
+        p,
+        &props,
+        &kafka.producer,
+        &["brokers", "topic", "memory_max_mb", "disk_max_mb"],
+    );
+    // The buffer writes segments of up to 4 MiB and drops whole ones: a
+    // smaller bound could not be kept.
     let disk_mb = p.ranged(
         &format!("{props}.disk_max_mb"),
         kafka.disk_max_mb,
-        1,
+        4,
         1 << 24,
         1024,
     );
@@ -566,6 +574,38 @@ fn check_kafka(p: &mut Problems, at: &str, kafka: &KafkaProperties) {
             p.add(
                 format!("{at}.properties.{key}"),
                 "is set by flowlink (offsets are stored after parsing; use brokers and group_id)",
+            );
+        }
+    }
+    if let Some(properties) = &kafka.properties {
+        check_librdkafka(p, &format!("{at}.properties"), properties, &[]);
+    }
+}
+
+/// librdkafka's own check of the properties handed to it as they are, the
+/// one it makes when the client is created: an unknown name or a bad value
+/// is named here, by `check-config` and a reload, not found at start. One
+/// key at a time, so every bad one is named; `ours` are the keys flowlink
+/// reads beside them, offered when a refused key is a typo of one.
+fn check_librdkafka(
+    p: &mut Problems,
+    at: &str,
+    properties: &std::collections::BTreeMap<String, serde_json::Value>,
+    ours: &[&str],
+) {
+    let scalar = |v: &serde_json::Value| v.is_string() || v.is_number() || v.is_boolean();
+    for (key, value) in properties.iter().filter(|(_, v)| scalar(v)) {
+        let mut client = rdkafka::ClientConfig::new();
+        client.set(key, librdkafka_value(value));
+        if let Err(rdkafka::error::KafkaError::ClientConfig(_, why, ..)) =
+            client.create_native_config()
+        {
+            let hint = super::suggest::nearest(key, ours.iter().copied())
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            p.add(
+                format!("{at}.{key}"),
+                format!("librdkafka refuses it: {why}{hint}"),
             );
         }
     }

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::kafka_positions::PartitionPositions;
 use super::kafka_state::{self, StateTopicPublisher};
 use super::{ConnectorContext, ConnectorHandle};
-use crate::config::{KafkaCommit, KafkaProperties, KafkaStartOffset};
+use crate::config::{KafkaCommit, KafkaProperties, KafkaStartOffset, librdkafka_value};
 use crate::kafka_log::KafkaLog;
 use crate::pipeline::{Ack, NO_EXPORTER, RawMessage, ShardKey, WorkerInput, now_ms};
 use crate::relay::{HEADER_EXPORTER_PORT, HEADER_RECEIVED_MS};
@@ -250,13 +250,7 @@ pub fn start(ctx: ConnectorContext, props: &KafkaProperties) -> Result<Connector
         .properties
         .iter()
         .flatten()
-        .map(|(key, value)| {
-            let value = match value {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (key, value)
-        })
+        .map(|(key, value)| (key, librdkafka_value(value)))
         .collect();
     // What the state topic's clients share with the consumer: brokers and
     // how to reach them (TLS, SASL, sockets), not consumer settings.

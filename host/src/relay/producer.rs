@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use super::disk_buffer::SegmentFile;
 use super::latency::ProduceLatency;
 use super::record::{HEADER_CONSUMER, HEADER_EXPORTER_PORT, HEADER_RECEIVED_MS, RelayRecord};
-use crate::config::RelayConfig;
+use crate::config::{RelayConfig, librdkafka_value};
 use crate::kafka_log::KafkaLog;
 use crate::metrics::{self, ConsumerCounters};
 use crate::pipeline::Ack;
@@ -174,11 +174,7 @@ impl KafkaRelayProducer {
             .set("compression.type", "lz4")
             .set("linger.ms", "10");
         for (key, value) in &config.kafka.producer {
-            let value = match value {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            client.set(key, value);
+            client.set(key, librdkafka_value(value));
         }
         client.set_log_level(RDKafkaLogLevel::Warning);
         let events = RelayEvents {

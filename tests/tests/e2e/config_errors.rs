@@ -266,6 +266,35 @@ fn connector_problems_are_listed_with_their_paths() {
     );
 }
 
+/// Properties passed to librdkafka as they are meet librdkafka's own check
+/// in `check-config`, not at start: its words, under the key's path.
+#[test]
+fn kafka_properties_librdkafka_refuses_are_named_with_their_paths() {
+    let yaml = good_config().replace(
+        "      - type: udp\n        properties:\n          ports: \"2055\"\n",
+        r#"      - type: kafka
+        properties: { brokers: "k:9092", topics: [t], properties: { fetch.wait.max.ms: soon, no.such.property: 1, socket.timeout.ms: 30000 } }
+"#,
+    ) + r#"  - name: edge_relay
+    connectors: [{ type: udp, properties: { ports: "2056" } }]
+    relay: { type: kafka, properties: { brokers: "k:9092", topic: flows, disk_max_md: 64, disk_max_mb: 1, linger.ms: 5 } }
+"#;
+    let stderr = assert_rejected(
+        "librdkafka-properties",
+        &yaml,
+        &[
+            "consumers[0].connectors[0].properties.properties.fetch.wait.max.ms: librdkafka refuses it: Invalid value",
+            "consumers[0].connectors[0].properties.properties.no.such.property: librdkafka refuses it: No such configuration property",
+            "consumers[1].relay.properties.disk_max_md: librdkafka refuses it: No such configuration property",
+            "(did you mean `disk_max_mb`?)",
+            "consumers[1].relay.properties.disk_max_mb: must be between 4",
+        ],
+    );
+    // What librdkafka takes passes.
+    assert!(!stderr.contains("socket.timeout.ms"), "{stderr}");
+    assert!(!stderr.contains("linger.ms"), "{stderr}");
+}
+
 #[test]
 fn every_example_config_passes_check_config() {
     let examples = flowlink_e2e::repo_root().join("examples");
