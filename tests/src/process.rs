@@ -335,15 +335,24 @@ impl Daemon {
         cwd: Option<&Path>,
         env: &[(&str, &str)],
     ) -> Daemon {
-        let daemon = Daemon::spawn(bin, dir, config, cwd, env);
-        let started = wait_for(Duration::from_secs(60), || {
-            let lines = daemon.stderr.lock().unwrap();
-            lines
+        let mut daemon = Daemon::spawn(bin, dir, config, cwd, env);
+        // Until it runs or exits. The bound is generous: on a fresh machine
+        // a daemon compiles its plugins cold (Cranelift; an interpreter
+        // built with componentize-py alone takes a minute while other tests
+        // share the cores), and a daemon that fails to start exits.
+        let started = wait_for(Duration::from_secs(300), || {
+            let running = daemon
+                .stderr
+                .lock()
+                .unwrap()
                 .iter()
-                .any(|l| l.contains("flowlink running"))
-                .then_some(())
+                .any(|l| l.contains("flowlink running"));
+            (running || !daemon.is_running()).then_some(running)
         });
-        assert!(started.is_some(), "daemon did not start:\n{}", daemon.log());
+        if started != Some(true) {
+            daemon.read_log_to_the_end();
+            panic!("daemon did not start:\n{}", daemon.log());
+        }
         daemon
     }
 

@@ -480,6 +480,9 @@ fn resolve_relay(
                 "is set by flowlink (brokers, memory_max_mb; the producer is always idempotent)",
             );
         }
+        if let Some(why) = idempotence_conflict(key, value) {
+            p.add(format!("{props}.{key}"), why);
+        }
     }
     let memory_mb = p.ranged(
         &format!("{props}.memory_max_mb"),
@@ -521,6 +524,24 @@ fn resolve_relay(
         memory_max_bytes: memory_mb << 20,
         disk_max_bytes: disk_mb << 20,
     }
+}
+
+/// What librdkafka refuses beside `enable.idempotence` (the relay's
+/// producer is idempotent), which only creating the producer would show.
+fn idempotence_conflict(key: &str, value: &serde_json::Value) -> Option<&'static str> {
+    let value = librdkafka_value(value);
+    let number = value.parse::<i64>().ok();
+    let refused = match key {
+        "acks" | "request.required.acks" => !matches!(value.as_str(), "all" | "-1"),
+        "max.in.flight.requests.per.connection" | "max.in.flight" => number.is_some_and(|n| n > 5),
+        "retries" | "message.send.max.retries" => number == Some(0),
+        "queuing.strategy" => value != "fifo",
+        _ => false,
+    };
+    refused.then_some(
+        "conflicts with the relay's idempotent producer (librdkafka needs acks all, at most 5 \
+         requests in flight, retries and fifo queuing with enable.idempotence)",
+    )
 }
 
 fn check_file(p: &mut Problems, at: &str, file: &FileProperties) {
@@ -582,32 +603,45 @@ fn check_kafka(p: &mut Problems, at: &str, kafka: &KafkaProperties) {
     }
 }
 
-/// librdkafka's own check of the properties handed to it as they are, the
-/// one it makes when the client is created: an unknown name or a bad value
-/// is named here, by `check-config` and a reload, not found at start. One
-/// key at a time, so every bad one is named; `ours` are the keys flowlink
-/// reads beside them, offered when a refused key is a typo of one.
+/// librdkafka's check of each property handed to it as it is (its name,
+/// and its value against the property's type and range), so a typo or a
+/// bad value is named by `check-config` and a reload rather than found at
+/// start. One key at a time, so every bad one is named; `ours` are the
+/// keys flowlink reads beside them, offered when an unknown key is a typo
+/// of one. Not checked: how the properties combine (librdkafka does that
+/// when the client is created), and any map that loads librdkafka plugins
+/// (`plugin.library.paths`): a plugin adds properties of its own, and
+/// checking the configuration must not load code.
 fn check_librdkafka(
     p: &mut Problems,
     at: &str,
     properties: &std::collections::BTreeMap<String, serde_json::Value>,
     ours: &[&str],
 ) {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaConfRes;
+    if properties.contains_key("plugin.library.paths") {
+        return;
+    }
     let scalar = |v: &serde_json::Value| v.is_string() || v.is_number() || v.is_boolean();
     for (key, value) in properties.iter().filter(|(_, v)| scalar(v)) {
         let mut client = rdkafka::ClientConfig::new();
         client.set(key, librdkafka_value(value));
-        if let Err(rdkafka::error::KafkaError::ClientConfig(_, why, ..)) =
-            client.create_native_config()
-        {
-            let hint = super::suggest::nearest(key, ours.iter().copied())
-                .map(|k| format!(" (did you mean `{k}`?)"))
-                .unwrap_or_default();
-            p.add(
-                format!("{at}.{key}"),
-                format!("librdkafka refuses it: {why}{hint}"),
-            );
-        }
+        let why = match client.create_native_config() {
+            Ok(_) => continue,
+            Err(KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, why, ..)) => {
+                let hint = super::suggest::nearest(key, ours.iter().copied())
+                    .map(|k| format!(" (did you mean `{k}`?)"))
+                    .unwrap_or_default();
+                format!("{}{hint}", why.trim_end())
+            }
+            Err(KafkaError::ClientConfig(_, why, ..)) => why.trim_end().to_owned(),
+            Err(other) => other.to_string(),
+        };
+        p.add(
+            format!("{at}.{key}"),
+            format!("librdkafka refuses it: {why}"),
+        );
     }
 }
 

@@ -277,7 +277,7 @@ fn kafka_properties_librdkafka_refuses_are_named_with_their_paths() {
 "#,
     ) + r#"  - name: edge_relay
     connectors: [{ type: udp, properties: { ports: "2056" } }]
-    relay: { type: kafka, properties: { brokers: "k:9092", topic: flows, disk_max_md: 64, disk_max_mb: 1, linger.ms: 5 } }
+    relay: { type: kafka, properties: { brokers: "k:9092", topic: flows, disk_max_md: 64, disk_max_mb: 1, linger.ms: 5, message.timeout.ms: -5, acks: 1 } }
 "#;
     let stderr = assert_rejected(
         "librdkafka-properties",
@@ -288,8 +288,12 @@ fn kafka_properties_librdkafka_refuses_are_named_with_their_paths() {
             "consumers[1].relay.properties.disk_max_md: librdkafka refuses it: No such configuration property",
             "(did you mean `disk_max_mb`?)",
             "consumers[1].relay.properties.disk_max_mb: must be between 4",
+            "consumers[1].relay.properties.message.timeout.ms: librdkafka refuses it: Configuration property \"message.timeout.ms\" value -5 is outside allowed range",
+            "consumers[1].relay.properties.acks: conflicts with the relay's idempotent producer",
         ],
     );
+    // librdkafka's words end with the line: no hint or blank line after them.
+    assert!(!stderr.contains("\n\n"), "{stderr}");
     // What librdkafka takes passes.
     assert!(!stderr.contains("socket.timeout.ms"), "{stderr}");
     assert!(!stderr.contains("linger.ms"), "{stderr}");
