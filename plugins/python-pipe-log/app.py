@@ -63,6 +63,6 @@ class Parser(exports.Parser):
 
     def describe(self):
         """Only in the build against a newer minor of the contract
-        (scripts/build-plugins adds `describe` to a copy of the WIT at 1.1.0):
-        a function a 1.0.0 host never calls."""
+        (scripts/build-plugins adds `describe` to a copy of the WIT at 1.2.0):
+        a function a 1.1.0 host never calls."""
         return "pipe-separated firewall log"

@@ -220,7 +220,7 @@ pub fn plugin_dir() -> PathBuf {
 }
 
 /// Test-only plugins: the hostile one (and its build with a TCP probe), a
-/// component of another contract major.
+/// component of another contract major, one of contract 1.0.0.
 pub fn test_plugin_dir() -> PathBuf {
     let dir = must_exist(
         repo_root().join("build").join("test-plugins"),
@@ -232,6 +232,7 @@ pub fn test_plugin_dir() -> PathBuf {
             ("hostile.wasm", "flowlink_test_hostile_plugin"),
             ("hostile-net.wasm", "flowlink_test_hostile_plugin"),
             ("wit-major-2.wasm", "flowlink_test_wit_major_plugin"),
+            ("contract-1.0.wasm", "flowlink_test_contract_1_0_plugin"),
         ],
     )
 }

@@ -53,14 +53,14 @@ pub use properties::properties;
 
 /// The version of the WIT contract (`wit/parser.wit`) this SDK builds
 /// components against. The host takes any component of the same major.
-pub const WIT_VERSION: &str = "1.0.0";
+pub const WIT_VERSION: &str = "1.1.0";
 
 /// The generated bindings of `wit/parser.wit`. Kept in this one module so the
 /// rest of the SDK (and every plugin) sees plain Rust types.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "flow-parser",
+        world: "flow-parser-packed",
         path: "wit",
         pub_export_macro: true,
         export_macro_name: "__export_flow_parser",

@@ -272,16 +272,48 @@ impl ParsedFlows {
         }
     }
 
-    /// Appends one message's flows (taking its vector when this is empty).
-    pub fn push(&mut self, exporter: SocketAddr, flows: Vec<Flow>) {
-        if self.flows.is_empty() {
-            self.flows = flows;
-        } else {
-            self.flows.extend(flows);
+    /// One plugin call's flows as queue items of at most [`Self::MAX_FLOWS`]
+    /// (one message's flows are never split): `runs` says how many flows,
+    /// in order, each message's exporter sent. The common case, a call
+    /// under the bound, moves `flows` into one item without a copy.
+    pub fn items(consumer: usize, flows: Vec<Flow>, runs: &[(SocketAddr, usize)]) -> Vec<Self> {
+        debug_assert_eq!(runs.iter().map(|r| r.1).sum::<usize>(), flows.len());
+        let mut items = Vec::new();
+        if flows.len() <= Self::MAX_FLOWS {
+            let mut item = ParsedFlows::new(consumer);
+            item.flows = flows;
+            let mut end = 0;
+            for &(exporter, n) in runs {
+                end += n;
+                item.add_run(exporter, end);
+            }
+            if !item.flows.is_empty() {
+                items.push(item);
+            }
+            return items;
         }
+        let mut flows = flows.into_iter();
+        let mut item = ParsedFlows::new(consumer);
+        for &(exporter, n) in runs {
+            if !item.flows.is_empty() && item.flows.len() + n > Self::MAX_FLOWS {
+                items.push(std::mem::replace(&mut item, ParsedFlows::new(consumer)));
+            }
+            item.flows.extend(flows.by_ref().take(n));
+            item.add_run(exporter, item.flows.len());
+        }
+        if !item.flows.is_empty() {
+            items.push(item);
+        }
+        items
+    }
+
+    /// The flows up to `end` not yet in a run came from `exporter`.
+    fn add_run(&mut self, exporter: SocketAddr, end: usize) {
         match self.exporters.last_mut() {
-            Some((last, end)) if *last == exporter => *end = self.flows.len(),
-            _ => self.exporters.push((exporter, self.flows.len())),
+            Some((last, last_end)) if *last == exporter => *last_end = end,
+            Some((_, last_end)) if *last_end == end => {}
+            None if end == 0 => {}
+            _ => self.exporters.push((exporter, end)),
         }
     }
 
@@ -333,5 +365,81 @@ mod tests {
         ack.done();
         drop(part);
         assert!(rx.blocking_recv().is_err());
+    }
+
+    fn flows(n: usize) -> Vec<Flow> {
+        (0..n)
+            .map(|i| Flow {
+                src: flowlink_flow::IpAddr::V4(0x0a00_0001),
+                dst: flowlink_flow::IpAddr::V4(0x0a00_0002),
+                src_port: i as u16,
+                dst_port: 443,
+                protocol: 6,
+                packets: 1,
+                bytes: 40,
+                start_ms: 0,
+                end_ms: 0,
+                sampling_interval: 1,
+                tcp_flags: 0,
+                icmp_type: 0,
+                icmp_code: 0,
+                icmp_unknown: false,
+                action: flowlink_flow::Action::Unknown,
+            })
+            .collect()
+    }
+
+    fn exporter(last: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, last], 2055))
+    }
+
+    /// An item's runs, (exporter, flows), and the ports of its flows.
+    type Shape = (Vec<(SocketAddr, usize)>, Vec<u16>);
+
+    fn shape(items: &[ParsedFlows]) -> Vec<Shape> {
+        items
+            .iter()
+            .map(|item| {
+                let runs = item.by_exporter().map(|(e, f)| (e, f.len())).collect();
+                (runs, item.flows.iter().map(|f| f.src_port).collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_call_under_the_bound_is_one_item_with_its_exporters_runs() {
+        let (a, b) = (exporter(1), exporter(2));
+        let items = ParsedFlows::items(0, flows(6), &[(a, 2), (a, 1), (b, 3)]);
+        assert_eq!(
+            shape(&items),
+            vec![(vec![(a, 3), (b, 3)], vec![0, 1, 2, 3, 4, 5])]
+        );
+        assert!(ParsedFlows::items(0, Vec::new(), &[]).is_empty());
+    }
+
+    #[test]
+    fn a_call_over_the_bound_splits_between_messages_in_order() {
+        let (a, b) = (exporter(1), exporter(2));
+        let max = ParsedFlows::MAX_FLOWS;
+        let runs = [(a, max - 1), (b, 2), (a, max + 5), (b, 1)];
+        let total: usize = runs.iter().map(|r| r.1).sum();
+        let items = ParsedFlows::items(0, flows(total), &runs);
+        let runs_of: Vec<Vec<(SocketAddr, usize)>> =
+            shape(&items).into_iter().map(|(runs, _)| runs).collect();
+        // A message over the bound alone is one item of its own.
+        assert_eq!(
+            runs_of,
+            vec![
+                vec![(a, max - 1)],
+                vec![(b, 2)],
+                vec![(a, max + 5)],
+                vec![(b, 1)]
+            ]
+        );
+        let ports: Vec<u16> = items
+            .iter()
+            .flat_map(|i| i.flows.iter().map(|f| f.src_port))
+            .collect();
+        assert_eq!(ports, (0..total).map(|i| i as u16).collect::<Vec<_>>());
     }
 }

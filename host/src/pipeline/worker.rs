@@ -534,8 +534,9 @@ fn parse_group(
         })
         .collect();
     let restarts_before = session.restarts;
-    let results = session.parse_batch(stream, &messages, replay);
-    let faults: Vec<bool> = results
+    let parsed = session.parse_batch(stream, &messages, replay);
+    let faults: Vec<bool> = parsed
+        .outcomes
         .iter()
         .map(|r| r.as_ref().is_err_and(ParseFailure::is_plugin_fault))
         .collect();
@@ -544,33 +545,24 @@ fn parse_group(
     if let Some(transition) = slot.breaker.record(Instant::now(), faults) {
         log_breaker(name, session.plugin().name.as_str(), transition);
     }
-    // The flows of these messages, as few queue items as the bound allows.
-    let mut pending: Option<ParsedFlows> = None;
     metrics::add(
         &counters.plugin_restarts,
         session.restarts - restarts_before,
     );
-    for ((result, exporter), message) in results.into_iter().zip(exporters).zip(&messages) {
+    // Which exporter sent how many of the call's flows, in order.
+    let mut runs: Vec<(SocketAddr, usize)> = Vec::with_capacity(messages.len());
+    for ((result, exporter), message) in parsed.outcomes.into_iter().zip(exporters).zip(&messages) {
         match result {
-            Ok(parsed) => {
-                metrics::add(&counters.flows_parsed, parsed.flows.len() as u64);
-                metrics::add(&counters.records_rejected, parsed.rejected.len() as u64);
-                metrics::add(&counters.records_skipped, u64::from(parsed.skipped));
-                for rejected in &parsed.rejected {
+            Ok(outcome) => {
+                metrics::add(&counters.flows_parsed, outcome.flows as u64);
+                metrics::add(&counters.records_rejected, outcome.rejected.len() as u64);
+                metrics::add(&counters.records_skipped, u64::from(outcome.skipped));
+                for rejected in &outcome.rejected {
                     reject_log.log(name, exporter, rejected.index, &rejected.reason);
                 }
-                if parsed.flows.is_empty() {
-                    continue;
+                if outcome.flows > 0 {
+                    runs.push((exporter, outcome.flows));
                 }
-                if let Some(full) =
-                    pending.take_if(|p| p.flows.len() + parsed.flows.len() > ParsedFlows::MAX_FLOWS)
-                    && !send_flows(setup, output, full)
-                {
-                    return false;
-                }
-                pending
-                    .get_or_insert_with(|| ParsedFlows::new(consumer))
-                    .push(exporter, parsed.flows);
             }
             Err(failure) => {
                 count_failure(counters, &failure);
@@ -594,20 +586,22 @@ fn parse_group(
             }
         }
     }
-    // The receipts go with the last flows of these messages, so they join
-    // the window that holds them and fire once it is durable. A message that
-    // failed is acknowledged too: replaying a poison message forever would
-    // stop its source (it is counted as failed).
-    match pending {
-        Some(mut flows) => {
-            flows.acks = acks;
-            send_flows(setup, output, flows)
-        }
-        None if acks.is_empty() => true,
-        None => output
+    // The flows of these messages, as few queue items as the bound allows.
+    // The receipts go with the last of them, so they join the window that
+    // holds them and fire once it is durable. A message that failed is
+    // acknowledged too: replaying a poison message forever would stop its
+    // source (it is counted as failed).
+    let mut items = ParsedFlows::items(consumer, parsed.flows, &runs);
+    if let Some(last) = items.last_mut() {
+        last.acks = acks;
+    } else if !acks.is_empty() {
+        return output
             .blocking_send(AggregatorInput::Acks { consumer, acks })
-            .is_ok(),
+            .is_ok();
     }
+    items
+        .into_iter()
+        .all(|item| send_flows(setup, output, item))
 }
 
 /// Keeps a message the plugin did not parse, when quarantine is on.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use flowlink_flow::packed::{PACKED_FLOW_LEN, unpack};
 use flowlink_flow::{Flow, Rejected};
-use wasmtime::component::ResourceAny;
+use wasmtime::component::{Func, ResourceAny, TypedFunc};
 use wasmtime::{Store, Trap};
 
 use super::bindings::{FlowParser, Message, Origin, Parsed};
@@ -14,13 +14,32 @@ use super::engine::{PluginEngine, deadline_ticks};
 use super::loader::LoadedPlugin;
 use super::sandbox::{SandboxLimits, SandboxState};
 
-/// What one message produced.
+/// What one message produced (the one-message call, [`ParserInstance::parse`]).
 #[derive(Debug, Default)]
 pub struct ParsedMessage {
     pub flows: Vec<Flow>,
     pub rejected: Vec<Rejected>,
     /// Records the parser left out on purpose (VPC NODATA, keep-alives).
     pub skipped: u32,
+}
+
+/// What one message of a batch produced; its flows are the next
+/// `flows` of the batch's list.
+#[derive(Debug, Default)]
+pub struct MessageOutcome {
+    pub flows: usize,
+    pub rejected: Vec<Rejected>,
+    /// Records the parser left out on purpose (VPC NODATA, keep-alives).
+    pub skipped: u32,
+}
+
+/// What a batch of messages produced: the flows of all of them in one
+/// list, in message order (no allocation per message), and one outcome
+/// per message.
+#[derive(Debug, Default)]
+pub struct ParsedBatch {
+    pub flows: Vec<Flow>,
+    pub outcomes: Vec<Result<MessageOutcome, ParseFailure>>,
 }
 
 /// Why one message produced nothing.
@@ -79,6 +98,8 @@ pub type StreamId = u64;
 struct Live {
     store: Store<SandboxState>,
     bindings: FlowParser,
+    /// `packed-input.parse-packed`, when the component has it.
+    parse_packed: Option<Func>,
     /// The session of datagram sources (UDP), templates scoped by exporter.
     datagrams: ResourceAny,
     streams: HashMap<StreamId, ResourceAny>,
@@ -120,6 +141,9 @@ pub struct ParserInstance {
     /// Faults in a row without a good call: when instances rebuilt from
     /// `last_good` keep faulting, the state itself is suspect and goes.
     faults_in_a_row: u32,
+    /// Hand calls to `packed-input` when the component has it.
+    packed_input: bool,
+    packed: PackedScratch,
 }
 
 /// Faults in a row after which the remembered state is dropped.
@@ -150,6 +174,8 @@ impl ParserInstance {
             restarts: 0,
             last_good: None,
             faults_in_a_row: 0,
+            packed_input: true,
+            packed: PackedScratch::default(),
         };
         instance.live = Some(instance.start()?);
         Ok(instance)
@@ -157,16 +183,17 @@ impl ParserInstance {
 
     fn start(&self) -> Result<Live, ParseFailure> {
         let mut store = self.engine.new_store(&self.limits, self.tag.clone());
-        let bindings = self
+        let instance = self
             .plugin
-            .pre
             .instantiate(&mut store)
             .map_err(|e| ParseFailure::Unavailable(format!("instantiating: {e:#}")))?;
         store.set_epoch_deadline(deadline_ticks(&self.limits));
+        let bindings = instance.bindings;
         let datagrams = open_session(&bindings, &mut store, &self.config_json)?;
         Ok(Live {
             store,
             bindings,
+            parse_packed: instance.parse_packed,
             datagrams,
             streams: HashMap::new(),
         })
@@ -182,12 +209,20 @@ impl ParserInstance {
             origin: *origin,
             payload: payload.to_vec(),
         };
-        self.parse_batch(None, std::slice::from_ref(&message), FaultReplay::Capped)
-            .pop()
-            .expect("one result per message")
+        let batch = self.parse_batch(None, std::slice::from_ref(&message), FaultReplay::Capped);
+        let outcome = batch
+            .outcomes
+            .into_iter()
+            .next()
+            .expect("one result per message")?;
+        Ok(ParsedMessage {
+            flows: batch.flows,
+            rejected: outcome.rejected,
+            skipped: outcome.skipped,
+        })
     }
 
-    /// Parses a batch of messages in one call: one result per message, in
+    /// Parses a batch of messages in one call: one outcome per message, in
     /// order. A fault costs only the message that caused it: the batch is
     /// replayed message by message on a fresh instance (restored from the
     /// last good state) to find it. With [`FaultReplay::Capped`] the replay
@@ -197,28 +232,39 @@ impl ParserInstance {
         stream: Option<StreamId>,
         messages: &[Message],
         replay: FaultReplay,
-    ) -> Vec<Result<ParsedMessage, ParseFailure>> {
+    ) -> ParsedBatch {
+        let mut out = ParsedBatch {
+            flows: Vec::new(),
+            outcomes: Vec::with_capacity(messages.len()),
+        };
+        self.parse_into(stream, messages, replay, &mut out);
+        out
+    }
+
+    fn parse_into(
+        &mut self,
+        stream: Option<StreamId>,
+        messages: &[Message],
+        replay: FaultReplay,
+        out: &mut ParsedBatch,
+    ) {
         match self.call(stream, messages) {
-            Ok(parsed) => self.split(parsed, messages.len()),
-            Err(fault) if messages.len() == 1 => vec![Err(fault)],
+            Ok(parsed) => self.split(parsed, messages.len(), out),
+            Err(fault) if messages.len() == 1 => out.outcomes.push(Err(fault)),
             Err(_) => {
                 let mut faults = 1;
-                messages
-                    .iter()
-                    .map(|m| {
-                        if replay == FaultReplay::Capped && faults > MAX_FAULTS_PER_BATCH {
-                            return Err(ParseFailure::NotTried(MAX_FAULTS_PER_BATCH));
-                        }
-                        let result = self
-                            .parse_batch(stream, std::slice::from_ref(m), replay)
-                            .pop()
-                            .expect("one result per message");
-                        if result.as_ref().is_err_and(ParseFailure::is_plugin_fault) {
-                            faults += 1;
-                        }
-                        result
-                    })
-                    .collect()
+                for message in messages {
+                    if replay == FaultReplay::Capped && faults > MAX_FAULTS_PER_BATCH {
+                        out.outcomes
+                            .push(Err(ParseFailure::NotTried(MAX_FAULTS_PER_BATCH)));
+                        continue;
+                    }
+                    self.parse_into(stream, std::slice::from_ref(message), replay, out);
+                    let last = out.outcomes.last().expect("one outcome per message");
+                    if last.as_ref().is_err_and(ParseFailure::is_plugin_fault) {
+                        faults += 1;
+                    }
+                }
             }
         }
     }
@@ -258,6 +304,14 @@ impl ParserInstance {
 
     pub fn plugin(&self) -> &Arc<LoadedPlugin> {
         &self.plugin
+    }
+
+    /// Whether calls go through `packed-input` when the component has it
+    /// (the default); off, every call is `session.parse`, as for a
+    /// component of contract 1.0.0. For benchmarks and tests that compare
+    /// the two.
+    pub fn set_packed_input(&mut self, on: bool) {
+        self.packed_input = on;
     }
 
     /// The largest linear memory this instance has been granted, bytes
@@ -398,11 +452,18 @@ impl ParserInstance {
                 }
             },
         };
-        let result = live.bindings.flowlink_parser_parser().session().call_parse(
-            &mut live.store,
-            session,
-            messages,
-        );
+        let packed = live.parse_packed.filter(|_| self.packed_input);
+        let result = match packed {
+            Some(func) if self.packed.fill(messages) => {
+                call_packed(&mut live.store, func, session, &self.packed)
+            }
+            _ => live.bindings.flowlink_parser_parser().session().call_parse(
+                &mut live.store,
+                session,
+                messages,
+            ),
+        };
+        self.packed.release();
         match result {
             Ok(parsed) => {
                 self.faults_in_a_row = 0;
@@ -425,18 +486,17 @@ impl ParserInstance {
         }
     }
 
-    /// Checks the plugin's packed output and splits it per message.
-    fn split(&self, parsed: Parsed, count: usize) -> Vec<Result<ParsedMessage, ParseFailure>> {
-        let invalid = |why: String| {
-            (0..count)
-                .map(|_| Err(ParseFailure::InvalidOutput(why.clone())))
-                .collect()
+    /// Checks the plugin's packed output and appends it to `out`: the
+    /// flows unpacked straight into the batch's list, one outcome per
+    /// message.
+    fn split(&self, parsed: Parsed, count: usize, out: &mut ParsedBatch) {
+        let invalid = |out: &mut ParsedBatch, why: String| {
+            out.outcomes
+                .extend((0..count).map(|_| Err(ParseFailure::InvalidOutput(why.clone()))))
         };
         if parsed.outcomes.len() != count {
-            return invalid(format!(
-                "{} outcomes for {count} messages",
-                parsed.outcomes.len()
-            ));
+            let why = format!("{} outcomes for {count} messages", parsed.outcomes.len());
+            return invalid(out, why);
         }
         let claimed: usize = parsed
             .outcomes
@@ -444,53 +504,134 @@ impl ParserInstance {
             .map(|o| o.as_ref().map_or(0, |o| o.flows as usize))
             .sum();
         if parsed.flows.len() != claimed.saturating_mul(PACKED_FLOW_LEN) {
-            return invalid(format!(
+            let why = format!(
                 "{} bytes of flow records for {claimed} records",
                 parsed.flows.len()
-            ));
+            );
+            return invalid(out, why);
         }
-        let mut rejected: Vec<Vec<Rejected>> = vec![Vec::new(); count];
-        for r in parsed.rejected {
-            if let Some(list) = rejected.get_mut(r.message as usize) {
-                list.push(Rejected {
-                    index: r.index,
-                    reason: r.reason,
-                });
-            }
-        }
-        let mut records = parsed.flows.chunks_exact(PACKED_FLOW_LEN);
-        let cap = self.limits.max_flows_per_message;
-        parsed
-            .outcomes
-            .into_iter()
-            .zip(rejected)
-            .map(|(outcome, rejected)| {
-                let outcome = outcome.map_err(ParseFailure::Rejected)?;
-                let n = outcome.flows as usize;
-                // Taken before any early return, so the next message starts
-                // at its own records.
-                let mine: Vec<&[u8]> = records.by_ref().take(n).collect();
-                if n + rejected.len() > cap {
-                    return Err(ParseFailure::TooManyRecords {
-                        count: n + rejected.len(),
-                        cap,
+        // Rejected records are rare: sorted by message only when there are any.
+        let mut rejected: Vec<Vec<Rejected>> = Vec::new();
+        if !parsed.rejected.is_empty() {
+            rejected.resize_with(count, Vec::new);
+            for r in parsed.rejected {
+                if let Some(list) = rejected.get_mut(r.message as usize) {
+                    list.push(Rejected {
+                        index: r.index,
+                        reason: r.reason,
                     });
                 }
-                let mut flows = Vec::with_capacity(n);
-                for record in mine {
-                    let record = record.try_into().expect("chunks_exact");
-                    flows.push(
-                        unpack(record).map_err(|e| ParseFailure::InvalidOutput(e.to_string()))?,
-                    );
+            }
+        }
+        let mut rejected = rejected.into_iter();
+        out.flows.reserve(claimed);
+        let cap = self.limits.max_flows_per_message;
+        let mut records = parsed.flows.chunks_exact(PACKED_FLOW_LEN);
+        for outcome in parsed.outcomes {
+            let rejected = rejected.next().unwrap_or_default();
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(why) => {
+                    out.outcomes.push(Err(ParseFailure::Rejected(why)));
+                    continue;
                 }
-                Ok(ParsedMessage {
-                    flows,
+            };
+            let n = outcome.flows as usize;
+            // Taken whatever happens, so the next message starts at its own records.
+            let mine = records.by_ref().take(n);
+            if n + rejected.len() > cap {
+                out.outcomes.push(Err(ParseFailure::TooManyRecords {
+                    count: n + rejected.len(),
+                    cap,
+                }));
+                mine.for_each(drop);
+                continue;
+            }
+            let start = out.flows.len();
+            let mut failed = None;
+            for record in mine {
+                let record = record.try_into().expect("chunks_exact");
+                match unpack(record) {
+                    Ok(flow) => out.flows.push(flow),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            out.outcomes.push(match failed {
+                Some(e) => {
+                    out.flows.truncate(start);
+                    Err(ParseFailure::InvalidOutput(e.to_string()))
+                }
+                None => Ok(MessageOutcome {
+                    flows: n,
                     rejected,
                     skipped: outcome.skipped,
-                })
-            })
-            .collect()
+                }),
+            });
+        }
     }
+}
+
+/// A call's messages as `packed-input` takes them, kept across calls so a
+/// worker's calls allocate nothing here.
+#[derive(Default)]
+struct PackedScratch {
+    origins: Vec<Origin>,
+    payloads: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl PackedScratch {
+    /// Buffers kept between calls up to this size; a bigger batch's are
+    /// freed after its call.
+    const KEEP_BYTES: usize = 1 << 20;
+
+    /// False when the payloads do not fit the contract's 32-bit offsets
+    /// (then the call takes the message list).
+    fn fill(&mut self, messages: &[Message]) -> bool {
+        self.origins.clear();
+        self.payloads.clear();
+        self.ends.clear();
+        let total: usize = messages.iter().map(|m| m.payload.len()).sum();
+        if u32::try_from(total).is_err() {
+            return false;
+        }
+        self.payloads.reserve(total);
+        for message in messages {
+            self.origins.push(message.origin);
+            self.payloads.extend_from_slice(&message.payload);
+            self.ends.push(self.payloads.len() as u32);
+        }
+        true
+    }
+
+    fn release(&mut self) {
+        if self.payloads.capacity() > Self::KEEP_BYTES {
+            self.payloads = Vec::new();
+        }
+    }
+}
+
+/// The parameters of `packed-input.parse-packed`, checked once per
+/// instance (`LoadedPlugin::instantiate`) and at each call.
+pub(super) type ParsePackedParams<'a> = (ResourceAny, &'a [Origin], &'a [u8], &'a [u32]);
+
+fn call_packed(
+    store: &mut Store<SandboxState>,
+    func: Func,
+    session: ResourceAny,
+    input: &PackedScratch,
+) -> wasmtime::Result<Parsed> {
+    // SAFETY: `LoadedPlugin::instantiate` type-checked `func` against
+    // exactly these parameters and results when the instance was made (as
+    // the generated bindings do for `session.parse`).
+    let typed = unsafe { TypedFunc::<ParsePackedParams<'_>, (Parsed,)>::new_unchecked(func) };
+    let (parsed,) = typed.call(
+        store,
+        (session, &input.origins, &input.payloads, &input.ends),
+    )?;
+    Ok(parsed)
 }
 
 fn save_session(live: &mut Live, session: ResourceAny) -> Option<Vec<u8>> {

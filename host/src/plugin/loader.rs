@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use wasmtime::component::Component;
+use wasmtime::component::{Component, ComponentExportIndex, Func, Instance};
+use wasmtime::{AsContextMut, Store};
 
 use super::WIT_VERSION;
-use super::bindings::FlowParserPre;
+use super::bindings::{FlowParser, FlowParserPre, Parsed};
 use super::engine::{LoadStats, PluginEngine, wasm_error};
+use super::instance::ParsePackedParams;
 use super::sandbox::{SandboxLimits, SandboxState};
 
 /// A compiled, linked component, ready to instantiate.
@@ -25,7 +27,17 @@ pub struct LoadedPlugin {
     pub imports: Vec<String>,
     pub path: PathBuf,
     pub load: LoadStats,
-    pub(super) pre: FlowParserPre<SandboxState>,
+    pre: FlowParserPre<SandboxState>,
+    /// `packed-input.parse-packed` (contract 1.1.0), when the component
+    /// exports it: the host then hands a call's payloads in one buffer.
+    packed_input: Option<ComponentExportIndex>,
+}
+
+/// One instance of a plugin: the generated bindings, and the optional
+/// exports a component of an older minor may lack.
+pub(super) struct PluginInstance {
+    pub bindings: FlowParser,
+    pub parse_packed: Option<Func>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -85,14 +97,14 @@ impl LoadedPlugin {
                     path.display()
                 )
             })?;
+        let packed_input = packed_input_export(&component);
         let tag: Arc<str> = format!("plugin={}", path.display()).into();
         let limits = SandboxLimits::default();
         let mut store = engine.new_store(&limits, tag);
-        let bindings = pre
-            .instantiate(&mut store)
-            .map_err(wasm_error)
+        let instance = instantiate(&pre, packed_input.as_ref(), &mut store)
             .with_context(|| format!("instantiating {}", path.display()))?;
-        let info = bindings
+        let info = instance
+            .bindings
             .flowlink_parser_parser()
             .call_info(&mut store)
             .map_err(wasm_error)
@@ -118,8 +130,54 @@ impl LoadedPlugin {
             path: path.to_owned(),
             load,
             pre,
+            packed_input,
         }))
     }
+
+    /// A new instance of the component in `store`.
+    pub(super) fn instantiate(&self, store: &mut Store<SandboxState>) -> Result<PluginInstance> {
+        instantiate(&self.pre, self.packed_input.as_ref(), store)
+    }
+
+    /// Whether the host hands this component a call's payloads in one
+    /// buffer (`packed-input`, contract 1.1.0) or as a list of messages.
+    pub fn takes_packed_input(&self) -> bool {
+        self.packed_input.is_some()
+    }
+}
+
+/// The export name of the packed input. wasmtime looks names up by semver,
+/// so a component of a later 1.x minor is found by it too.
+const PACKED_INPUT: &str = "flowlink:parser/packed-input@1.1.0";
+
+fn packed_input_export(component: &Component) -> Option<ComponentExportIndex> {
+    let interface = component.get_export_index(None, PACKED_INPUT)?;
+    component.get_export_index(Some(&interface), "parse-packed")
+}
+
+fn instantiate(
+    pre: &FlowParserPre<SandboxState>,
+    packed_input: Option<&ComponentExportIndex>,
+    mut store: impl AsContextMut<Data = SandboxState>,
+) -> Result<PluginInstance> {
+    let instance: Instance = pre
+        .instance_pre()
+        .instantiate(&mut store)
+        .map_err(wasm_error)?;
+    let bindings = FlowParser::new(&mut store, &instance).map_err(wasm_error)?;
+    let parse_packed = packed_input.and_then(|index| instance.get_func(&mut store, index));
+    if let Some(func) = parse_packed {
+        func.typed::<ParsePackedParams<'_>, (Parsed,)>(&store)
+            .map_err(wasm_error)
+            .context(
+                "it exports flowlink:parser/packed-input.parse-packed, but not in the form \
+                 the contract defines",
+            )?;
+    }
+    Ok(PluginInstance {
+        bindings,
+        parse_packed,
+    })
 }
 
 /// The `flowlink:parser` version the component was built against, from the

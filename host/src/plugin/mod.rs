@@ -15,7 +15,9 @@ pub use address::ip_to_wit;
 pub use bindings::{IpAddr, Message, Origin};
 pub use builtin::{builtin_plugin_candidates, builtin_plugin_dir};
 pub use engine::PluginEngine;
-pub use instance::{FaultReplay, ParseFailure, ParserInstance, StreamId};
+pub use instance::{
+    FaultReplay, MessageOutcome, ParseFailure, ParsedBatch, ParsedMessage, ParserInstance, StreamId,
+};
 pub use loader::LoadedPlugin;
 pub use registry::{PluginRegistry, resolve_plugin};
 pub use sandbox::SandboxLimits;
@@ -23,4 +25,4 @@ pub use watcher::{PluginUse, PluginUses, PluginWatcher};
 
 /// The `flowlink:parser` contract this host speaks (`wit/parser.wit`). It
 /// loads components of the same major.
-pub const WIT_VERSION: &str = "1.0.0";
+pub const WIT_VERSION: &str = "1.1.0";

@@ -170,7 +170,12 @@ fn a_plugin_written_outside_the_repository_runs_in_a_daemon() {
     assert!(checked.status.success(), "{report}");
     assert!(report.contains("parser     pipe-log 0.1.0"), "{report}");
     assert!(
-        report.contains("contract   flowlink:parser@1.0.0"),
+        report.contains("contract   flowlink:parser@1.1.0"),
+        "{report}"
+    );
+    // The SDK exports the packed input: the host uses it.
+    assert!(
+        report.contains("calls      packed-input.parse-packed"),
         "{report}"
     );
     assert!(report.contains("µs per message"), "{report}");
@@ -254,7 +259,7 @@ fn a_build_that_breaks_the_contract_or_the_sandbox_is_refused_by_name() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("flowlink:parser@2.0.0"), "{err}");
-    assert!(err.contains("flowlink:parser@1.0.0"), "{err}");
+    assert!(err.contains("flowlink:parser@1.1.0"), "{err}");
 
     // An import the sandbox does not grant: named.
     let out = flowlink_in(
@@ -386,8 +391,8 @@ fn a_parser_written_in_python_runs_in_the_daemon() {
 #[test]
 fn a_component_built_against_a_newer_minor_of_the_contract_is_taken() {
     // scripts/build-plugins builds the Python parser against a copy of the
-    // WIT at 1.1.0 with one function added, which this host never calls.
-    let plugin = python_plugin_dir().join("contract-1.1/pipe-log-py.wasm");
+    // WIT at 1.2.0 with one function added, which this host never calls.
+    let plugin = python_plugin_dir().join("contract-1.2/pipe-log-py.wasm");
     assert!(
         plugin.is_file(),
         "{} missing: scripts/build-plugins",
@@ -408,7 +413,7 @@ fn a_component_built_against_a_newer_minor_of_the_contract_is_taken() {
     let report = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{report}");
     assert!(
-        report.contains("contract   flowlink:parser@1.1.0 (this flowlink: 1.0.0)"),
+        report.contains("contract   flowlink:parser@1.2.0 (this flowlink: 1.1.0)"),
         "{report}"
     );
     let flows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
@@ -417,4 +422,40 @@ fn a_component_built_against_a_newer_minor_of_the_contract_is_taken() {
         .collect();
     let expected = expected_from_sample(&std::fs::read_to_string(&sample).unwrap());
     assert_eq!(flows.len(), expected.len());
+}
+
+#[test]
+fn a_component_of_the_first_contract_minor_parses_through_the_message_list() {
+    // The sFlow decoder built against flowlink:parser@1.0.0 as released (a
+    // frozen copy of that WIT): no packed input, so the host hands it lists
+    // of messages. Expected records: tshark's.
+    let plugin = flowlink_e2e::test_plugin_dir().join("contract-1.0.wasm");
+    let job = "pmacct_sfprobe_rate1";
+    let samples = flowlink_e2e::datagram_files(job);
+    let mut args = vec!["plugin".to_owned(), "check".to_owned(), path_arg(&plugin)];
+    for file in &samples {
+        args.extend(["--sample".to_owned(), path_arg(file)]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = flowlink_in(&temp_dir("contract-1.0"), &project_target_dir(), &args);
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("contract   flowlink:parser@1.0.0 (this flowlink: 1.1.0)"),
+        "{report}"
+    );
+    assert!(report.contains("calls      session.parse"), "{report}");
+    let flows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let csv = flowlink_e2e::read_flows_csv(job);
+    assert_eq!(flows.len(), csv.len(), "tshark's sample count");
+    for (i, (flow, want)) in flows.iter().zip(&csv).enumerate() {
+        assert_eq!(flowlink_e2e::json_tuple(flow), want.tuple(), "sample {i}");
+    }
+}
+
+fn path_arg(path: &Path) -> String {
+    path.to_str().expect("a UTF-8 path").to_owned()
 }

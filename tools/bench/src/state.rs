@@ -102,7 +102,10 @@ pub(crate) fn teach(session: &mut ParserInstance, datagram: &[u8], exporters: u3
         })
         .collect();
     for chunk in messages.chunks(64) {
-        for result in session.parse_batch(None, chunk, FaultReplay::Capped) {
+        for result in session
+            .parse_batch(None, chunk, FaultReplay::Capped)
+            .outcomes
+        {
             if let Err(e) = result {
                 bail!("the template datagram did not parse: {e}");
             }

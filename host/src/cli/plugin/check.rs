@@ -56,6 +56,14 @@ pub fn check(args: CheckArgs) -> Result<()> {
         "contract   flowlink:parser@{} (this flowlink: {WIT_VERSION})",
         plugin.contract
     );
+    eprintln!(
+        "calls      {}",
+        if plugin.takes_packed_input() {
+            "packed-input.parse-packed (a call's payloads in one buffer)"
+        } else {
+            "session.parse (a list of messages; the packed input is contract 1.1.0)"
+        }
+    );
     eprintln!("imports    {} (all granted)", plugin.imports.join(", "));
     eprintln!(
         "compile    {:.1} ms",
