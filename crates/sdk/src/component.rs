@@ -180,3 +180,22 @@ fn check_ends(messages: usize, ends: &[u32], payloads: usize) -> Result<(), Stri
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_ends;
+
+    #[test]
+    fn payload_ends_are_checked_as_the_contract_defines_them() {
+        assert_eq!(check_ends(3, &[4, 4, 10], 10), Ok(()));
+        assert_eq!(check_ends(0, &[], 0), Ok(()));
+        assert_eq!(check_ends(1, &[0], 0), Ok(()), "an empty payload");
+        assert!(check_ends(2, &[4], 4).is_err(), "one end short");
+        assert!(check_ends(2, &[5, 4], 4).is_err(), "decreasing");
+        assert!(
+            check_ends(2, &[2, 4], 6).is_err(),
+            "bytes past the last end"
+        );
+        assert!(check_ends(0, &[], 3).is_err(), "bytes for no message");
+    }
+}

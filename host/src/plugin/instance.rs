@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use flowlink_flow::packed::{PACKED_FLOW_LEN, unpack};
 use flowlink_flow::{Flow, Rejected};
-use wasmtime::component::{Func, ResourceAny, TypedFunc};
+use wasmtime::component::ResourceAny;
 use wasmtime::{Store, Trap};
 
 use super::bindings::{FlowParser, Message, Origin, Parsed};
 use super::engine::{PluginEngine, deadline_ticks};
-use super::loader::LoadedPlugin;
+use super::loader::{LoadedPlugin, ParsePacked};
 use super::sandbox::{SandboxLimits, SandboxState};
 
 /// What one message produced (the one-message call, [`ParserInstance::parse`]).
@@ -99,7 +99,7 @@ struct Live {
     store: Store<SandboxState>,
     bindings: FlowParser,
     /// `packed-input.parse-packed`, when the component has it.
-    parse_packed: Option<Func>,
+    parse_packed: Option<ParsePacked>,
     /// The session of datagram sources (UDP), templates scoped by exporter.
     datagrams: ResourceAny,
     streams: HashMap<StreamId, ResourceAny>,
@@ -249,7 +249,12 @@ impl ParserInstance {
         out: &mut ParsedBatch,
     ) {
         match self.call(stream, messages) {
-            Ok(parsed) => self.split(parsed, messages.len(), out),
+            Ok(parsed) => split(
+                parsed,
+                messages.len(),
+                self.limits.max_flows_per_message,
+                out,
+            ),
             Err(fault) if messages.len() == 1 => out.outcomes.push(Err(fault)),
             Err(_) => {
                 let mut faults = 1;
@@ -454,9 +459,13 @@ impl ParserInstance {
         };
         let packed = live.parse_packed.filter(|_| self.packed_input);
         let result = match packed {
-            Some(func) if self.packed.fill(messages) => {
-                call_packed(&mut live.store, func, session, &self.packed)
-            }
+            Some(func) if self.packed.fill(messages) => func.call(
+                &mut live.store,
+                session,
+                &self.packed.origins,
+                &self.packed.payloads,
+                &self.packed.ends,
+            ),
             _ => live.bindings.flowlink_parser_parser().session().call_parse(
                 &mut live.store,
                 session,
@@ -485,91 +494,91 @@ impl ParserInstance {
             }
         }
     }
+}
 
-    /// Checks the plugin's packed output and appends it to `out`: the
-    /// flows unpacked straight into the batch's list, one outcome per
-    /// message.
-    fn split(&self, parsed: Parsed, count: usize, out: &mut ParsedBatch) {
-        let invalid = |out: &mut ParsedBatch, why: String| {
-            out.outcomes
-                .extend((0..count).map(|_| Err(ParseFailure::InvalidOutput(why.clone()))))
-        };
-        if parsed.outcomes.len() != count {
-            let why = format!("{} outcomes for {count} messages", parsed.outcomes.len());
-            return invalid(out, why);
-        }
-        let claimed: usize = parsed
-            .outcomes
-            .iter()
-            .map(|o| o.as_ref().map_or(0, |o| o.flows as usize))
-            .sum();
-        if parsed.flows.len() != claimed.saturating_mul(PACKED_FLOW_LEN) {
-            let why = format!(
-                "{} bytes of flow records for {claimed} records",
-                parsed.flows.len()
-            );
-            return invalid(out, why);
-        }
-        // Rejected records are rare: sorted by message only when there are any.
-        let mut rejected: Vec<Vec<Rejected>> = Vec::new();
-        if !parsed.rejected.is_empty() {
-            rejected.resize_with(count, Vec::new);
-            for r in parsed.rejected {
-                if let Some(list) = rejected.get_mut(r.message as usize) {
-                    list.push(Rejected {
-                        index: r.index,
-                        reason: r.reason,
-                    });
-                }
+/// Checks a plugin call's packed output and appends it to `out`: the
+/// flows unpacked straight into the batch's list, one outcome per
+/// message. A message refused (over `cap`, a bad record) adds no flows and
+/// reserves no room for them.
+fn split(parsed: Parsed, count: usize, cap: usize, out: &mut ParsedBatch) {
+    let invalid = |out: &mut ParsedBatch, why: String| {
+        out.outcomes
+            .extend((0..count).map(|_| Err(ParseFailure::InvalidOutput(why.clone()))))
+    };
+    if parsed.outcomes.len() != count {
+        let why = format!("{} outcomes for {count} messages", parsed.outcomes.len());
+        return invalid(out, why);
+    }
+    let claimed: usize = parsed
+        .outcomes
+        .iter()
+        .map(|o| o.as_ref().map_or(0, |o| o.flows as usize))
+        .sum();
+    if parsed.flows.len() != claimed.saturating_mul(PACKED_FLOW_LEN) {
+        let why = format!(
+            "{} bytes of flow records for {claimed} records",
+            parsed.flows.len()
+        );
+        return invalid(out, why);
+    }
+    // Rejected records are rare: sorted by message only when there are any.
+    let mut rejected: Vec<Vec<Rejected>> = Vec::new();
+    if !parsed.rejected.is_empty() {
+        rejected.resize_with(count, Vec::new);
+        for r in parsed.rejected {
+            if let Some(list) = rejected.get_mut(r.message as usize) {
+                list.push(Rejected {
+                    index: r.index,
+                    reason: r.reason,
+                });
             }
         }
-        let mut rejected = rejected.into_iter();
-        out.flows.reserve(claimed);
-        let cap = self.limits.max_flows_per_message;
-        let mut records = parsed.flows.chunks_exact(PACKED_FLOW_LEN);
-        for outcome in parsed.outcomes {
-            let rejected = rejected.next().unwrap_or_default();
-            let outcome = match outcome {
-                Ok(outcome) => outcome,
-                Err(why) => {
-                    out.outcomes.push(Err(ParseFailure::Rejected(why)));
-                    continue;
-                }
-            };
-            let n = outcome.flows as usize;
-            // Taken whatever happens, so the next message starts at its own records.
-            let mine = records.by_ref().take(n);
-            if n + rejected.len() > cap {
-                out.outcomes.push(Err(ParseFailure::TooManyRecords {
-                    count: n + rejected.len(),
-                    cap,
-                }));
-                mine.for_each(drop);
+    }
+    let mut rejected = rejected.into_iter();
+    let mut records = parsed.flows.chunks_exact(PACKED_FLOW_LEN);
+    for outcome in parsed.outcomes {
+        let rejected = rejected.next().unwrap_or_default();
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(why) => {
+                out.outcomes.push(Err(ParseFailure::Rejected(why)));
                 continue;
             }
-            let start = out.flows.len();
-            let mut failed = None;
-            for record in mine {
-                let record = record.try_into().expect("chunks_exact");
-                match unpack(record) {
-                    Ok(flow) => out.flows.push(flow),
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                    }
+        };
+        let n = outcome.flows as usize;
+        // Taken whatever happens, so the next message starts at its own records.
+        let mine = records.by_ref().take(n);
+        if n + rejected.len() > cap {
+            out.outcomes.push(Err(ParseFailure::TooManyRecords {
+                count: n + rejected.len(),
+                cap,
+            }));
+            mine.for_each(drop);
+            continue;
+        }
+        out.flows.reserve(n);
+        let start = out.flows.len();
+        let mut failed = None;
+        for record in mine {
+            let record = record.try_into().expect("chunks_exact");
+            match unpack(record) {
+                Ok(flow) => out.flows.push(flow),
+                Err(e) => {
+                    failed.get_or_insert(e);
                 }
             }
-            out.outcomes.push(match failed {
-                Some(e) => {
-                    out.flows.truncate(start);
-                    Err(ParseFailure::InvalidOutput(e.to_string()))
-                }
-                None => Ok(MessageOutcome {
-                    flows: n,
-                    rejected,
-                    skipped: outcome.skipped,
-                }),
-            });
         }
+        out.outcomes.push(match failed {
+            Some(e) => {
+                out.flows.truncate(start);
+                Err(ParseFailure::InvalidOutput(e.to_string()))
+            }
+            None => Ok(MessageOutcome {
+                flows: n,
+                rejected,
+                skipped: outcome.skipped,
+            }),
+        });
     }
 }
 
@@ -583,9 +592,10 @@ struct PackedScratch {
 }
 
 impl PackedScratch {
-    /// Buffers kept between calls up to this size; a bigger batch's are
-    /// freed after its call.
-    const KEEP_BYTES: usize = 1 << 20;
+    /// Payload bytes kept between calls: above a worker's batch bound
+    /// (1 MiB and the message that crossed it), so only an odd huge batch
+    /// (Kafka, file chunks) gives its buffer back.
+    const KEEP_BYTES: usize = 4 << 20;
 
     /// False when the payloads do not fit the contract's 32-bit offsets
     /// (then the call takes the message list).
@@ -608,30 +618,10 @@ impl PackedScratch {
 
     fn release(&mut self) {
         if self.payloads.capacity() > Self::KEEP_BYTES {
-            self.payloads = Vec::new();
+            self.payloads.clear();
+            self.payloads.shrink_to(Self::KEEP_BYTES);
         }
     }
-}
-
-/// The parameters of `packed-input.parse-packed`, checked once per
-/// instance (`LoadedPlugin::instantiate`) and at each call.
-pub(super) type ParsePackedParams<'a> = (ResourceAny, &'a [Origin], &'a [u8], &'a [u32]);
-
-fn call_packed(
-    store: &mut Store<SandboxState>,
-    func: Func,
-    session: ResourceAny,
-    input: &PackedScratch,
-) -> wasmtime::Result<Parsed> {
-    // SAFETY: `LoadedPlugin::instantiate` type-checked `func` against
-    // exactly these parameters and results when the instance was made (as
-    // the generated bindings do for `session.parse`).
-    let typed = unsafe { TypedFunc::<ParsePackedParams<'_>, (Parsed,)>::new_unchecked(func) };
-    let (parsed,) = typed.call(
-        store,
-        (session, &input.origins, &input.payloads, &input.ends),
-    )?;
-    Ok(parsed)
 }
 
 fn save_session(live: &mut Live, session: ResourceAny) -> Option<Vec<u8>> {
@@ -679,4 +669,99 @@ fn classify_fault(
         };
     }
     ParseFailure::Trap(format!("{error:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::bindings::flowlink::parser::types::{Outcome, Rejected as WitRejected};
+    use flowlink_flow::packed::pack;
+    use flowlink_flow::{Action, IpAddr};
+
+    fn flow(port: u16) -> Flow {
+        Flow {
+            src: IpAddr::V4(0x0a00_0001),
+            dst: IpAddr::V4(0x0a00_0002),
+            src_port: port,
+            dst_port: 443,
+            protocol: 6,
+            packets: 1,
+            bytes: 40,
+            start_ms: 0,
+            end_ms: 0,
+            sampling_interval: 1,
+            tcp_flags: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            icmp_unknown: false,
+            action: Action::Unknown,
+        }
+    }
+
+    fn ok(flows: u32) -> Result<Outcome, String> {
+        Ok(Outcome { flows, skipped: 0 })
+    }
+
+    #[test]
+    fn a_refused_message_mid_batch_costs_only_its_own_flows() {
+        // Four messages: 2 good flows; 4 flows over a cap of 3; 2 flows of
+        // which the second has an invalid action byte; 1 good flow. And a
+        // rejected record of the last message.
+        let ports: [&[u16]; 4] = [&[1, 2], &[10, 11, 12, 13], &[20, 21], &[30]];
+        let mut bytes = Vec::new();
+        for port in ports.iter().flat_map(|p| p.iter()) {
+            pack(&flow(*port), &mut bytes);
+        }
+        let bad = (2 + 4 + 1) * PACKED_FLOW_LEN + 6; // message 3's 2nd record, action
+        bytes[bad] = 9;
+        let parsed = Parsed {
+            flows: bytes,
+            outcomes: vec![ok(2), ok(4), ok(2), ok(1)],
+            rejected: vec![WitRejected {
+                message: 3,
+                index: 1,
+                reason: "cut short".into(),
+            }],
+        };
+        let mut out = ParsedBatch::default();
+        split(parsed, 4, 3, &mut out);
+
+        let ports: Vec<u16> = out.flows.iter().map(|f| f.src_port).collect();
+        assert_eq!(ports, [1, 2, 30]);
+        assert!(matches!(&out.outcomes[0], Ok(o) if o.flows == 2 && o.rejected.is_empty()));
+        assert!(matches!(
+            out.outcomes[1],
+            Err(ParseFailure::TooManyRecords { count: 4, cap: 3 })
+        ));
+        assert!(matches!(
+            out.outcomes[2],
+            Err(ParseFailure::InvalidOutput(_))
+        ));
+        match &out.outcomes[3] {
+            Ok(o) => {
+                assert_eq!(o.flows, 1);
+                assert_eq!(o.rejected.len(), 1);
+                assert_eq!(o.rejected[0].reason, "cut short");
+            }
+            Err(e) => panic!("the last message failed: {e}"),
+        }
+    }
+
+    #[test]
+    fn output_that_does_not_add_up_fails_every_message() {
+        let parsed = Parsed {
+            flows: vec![0; PACKED_FLOW_LEN],
+            outcomes: vec![ok(1), ok(1)],
+            rejected: Vec::new(),
+        };
+        let mut out = ParsedBatch::default();
+        split(parsed, 2, 100, &mut out);
+        assert!(out.flows.is_empty());
+        assert_eq!(out.outcomes.len(), 2);
+        assert!(
+            out.outcomes
+                .iter()
+                .all(|o| matches!(o, Err(ParseFailure::InvalidOutput(_))))
+        );
+    }
 }

@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use wasmtime::component::{Component, ComponentExportIndex, Func, Instance};
+use wasmtime::component::{
+    Component, ComponentExportIndex, Func, Instance, ResourceAny, TypedFunc,
+};
 use wasmtime::{AsContextMut, Store};
 
 use super::WIT_VERSION;
-use super::bindings::{FlowParser, FlowParserPre, Parsed};
+use super::bindings::{FlowParser, FlowParserPre, Origin, Parsed};
 use super::engine::{LoadStats, PluginEngine, wasm_error};
-use super::instance::ParsePackedParams;
 use super::sandbox::{SandboxLimits, SandboxState};
 
 /// A compiled, linked component, ready to instantiate.
@@ -37,7 +38,46 @@ pub struct LoadedPlugin {
 /// exports a component of an older minor may lack.
 pub(super) struct PluginInstance {
     pub bindings: FlowParser,
-    pub parse_packed: Option<Func>,
+    pub parse_packed: Option<ParsePacked>,
+}
+
+/// The parameters of `packed-input.parse-packed`.
+type ParsePackedParams<'a> = (ResourceAny, &'a [Origin], &'a [u8], &'a [u32]);
+
+/// `packed-input.parse-packed` of one instance, its type checked when the
+/// instance was made: only [`instantiate`] builds one.
+#[derive(Clone, Copy)]
+pub(super) struct ParsePacked(Func);
+
+impl ParsePacked {
+    fn check(func: Func, store: impl AsContextMut) -> Result<Self> {
+        func.typed::<ParsePackedParams<'_>, (Parsed,)>(&store)
+            .map_err(wasm_error)
+            .context(
+                "it exports flowlink:parser/packed-input.parse-packed, but not in the form \
+                 the contract defines",
+            )?;
+        Ok(ParsePacked(func))
+    }
+
+    /// Calls it in the instance's store. No type check per call: that
+    /// cost as much as the packed input saves on calls of a few messages.
+    pub(super) fn call(
+        self,
+        store: &mut Store<SandboxState>,
+        session: ResourceAny,
+        origins: &[Origin],
+        payloads: &[u8],
+        ends: &[u32],
+    ) -> wasmtime::Result<Parsed> {
+        // SAFETY: `check` type-checked this function against exactly these
+        // parameters and results (as the generated bindings do for
+        // `session.parse`); a store of another instance makes wasmtime
+        // panic, not misbehave.
+        let typed = unsafe { TypedFunc::<ParsePackedParams<'_>, (Parsed,)>::new_unchecked(self.0) };
+        let (parsed,) = typed.call(store, (session, origins, payloads, ends))?;
+        Ok(parsed)
+    }
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -165,15 +205,10 @@ fn instantiate(
         .instantiate(&mut store)
         .map_err(wasm_error)?;
     let bindings = FlowParser::new(&mut store, &instance).map_err(wasm_error)?;
-    let parse_packed = packed_input.and_then(|index| instance.get_func(&mut store, index));
-    if let Some(func) = parse_packed {
-        func.typed::<ParsePackedParams<'_>, (Parsed,)>(&store)
-            .map_err(wasm_error)
-            .context(
-                "it exports flowlink:parser/packed-input.parse-packed, but not in the form \
-                 the contract defines",
-            )?;
-    }
+    let parse_packed = packed_input
+        .and_then(|index| instance.get_func(&mut store, index))
+        .map(|func| ParsePacked::check(func, &mut store))
+        .transpose()?;
     Ok(PluginInstance {
         bindings,
         parse_packed,

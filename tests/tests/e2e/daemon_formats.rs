@@ -100,6 +100,23 @@ fn sflow_over_udp_is_scaled_by_the_sampling_rate() {
 }
 
 #[test]
+fn a_component_of_the_first_contract_minor_gets_batches_in_the_daemon() {
+    // The sFlow decoder built against flowlink:parser@1.0.0 as released: the
+    // daemon hands it lists of messages (no packed input), a capture sent
+    // back to back arriving in batches; the same totals as tshark's.
+    let emulator = Emulator::start();
+    let port = free_udp_port();
+    let config = DaemonConfig::new(&emulator, "sflow-1-0", "sflow-contract-1-0")
+        .udp(port)
+        .plugin_dir(&flowlink_e2e::test_plugin_dir());
+    let mut daemon = Daemon::start("sflow-1-0", &config.yaml());
+    send_capture("pmacct_sfprobe_rate10", port);
+    let expected = expected_aggregation(&read_flows_csv("pmacct_sfprobe_rate10"));
+    assert_delivered(&emulator, &daemon, &expected);
+    assert!(daemon.terminate().success());
+}
+
+#[test]
 fn ipfix_over_tcp_one_session_per_connection() {
     let emulator = Emulator::start();
     let (port, metrics_port) = (free_tcp_port(), free_tcp_port());
