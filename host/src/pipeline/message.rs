@@ -370,21 +370,8 @@ mod tests {
     fn flows(n: usize) -> Vec<Flow> {
         (0..n)
             .map(|i| Flow {
-                src: flowlink_flow::IpAddr::V4(0x0a00_0001),
-                dst: flowlink_flow::IpAddr::V4(0x0a00_0002),
                 src_port: i as u16,
-                dst_port: 443,
-                protocol: 6,
-                packets: 1,
-                bytes: 40,
-                start_ms: 0,
-                end_ms: 0,
-                sampling_interval: 1,
-                tcp_flags: 0,
-                icmp_type: 0,
-                icmp_code: 0,
-                icmp_unknown: false,
-                action: flowlink_flow::Action::Unknown,
+                ..Flow::default()
             })
             .collect()
     }

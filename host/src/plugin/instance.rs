@@ -676,25 +676,11 @@ mod tests {
     use super::*;
     use crate::plugin::bindings::flowlink::parser::types::{Outcome, Rejected as WitRejected};
     use flowlink_flow::packed::pack;
-    use flowlink_flow::{Action, IpAddr};
 
     fn flow(port: u16) -> Flow {
         Flow {
-            src: IpAddr::V4(0x0a00_0001),
-            dst: IpAddr::V4(0x0a00_0002),
             src_port: port,
-            dst_port: 443,
-            protocol: 6,
-            packets: 1,
-            bytes: 40,
-            start_ms: 0,
-            end_ms: 0,
-            sampling_interval: 1,
-            tcp_flags: 0,
-            icmp_type: 0,
-            icmp_code: 0,
-            icmp_unknown: false,
-            action: Action::Unknown,
+            ..Flow::default()
         }
     }
 
