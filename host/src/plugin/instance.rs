@@ -313,8 +313,8 @@ impl ParserInstance {
 
     /// Whether calls go through `packed-input` when the component has it
     /// (the default); off, every call is `session.parse`, as for a
-    /// component of contract 1.0.0. For benchmarks and tests that compare
-    /// the two.
+    /// component of contract 1.0.0. For `flowlink-bench parser`, which
+    /// measures the two calls side by side.
     pub fn set_packed_input(&mut self, on: bool) {
         self.packed_input = on;
     }
