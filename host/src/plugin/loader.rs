@@ -7,12 +7,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 
 use wasmtime::component::{
-    Component, ComponentExportIndex, Func, Instance, ResourceAny, TypedFunc,
+    Component, ComponentExportIndex, Func, InstancePre, ResourceAny, TypedFunc,
 };
 use wasmtime::{AsContextMut, Store};
 
 use super::WIT_VERSION;
-use super::bindings::{FlowParser, FlowParserPre, Origin, Parsed};
+use super::bindings::{FlowParser, FlowParserIndices, Origin, Parsed};
 use super::engine::{LoadStats, PluginEngine, wasm_error};
 use super::sandbox::{SandboxLimits, SandboxState};
 
@@ -28,10 +28,42 @@ pub struct LoadedPlugin {
     pub imports: Vec<String>,
     pub path: PathBuf,
     pub load: LoadStats,
-    pre: FlowParserPre<SandboxState>,
+    linked: Linked,
+}
+
+/// What making an instance needs, worked out once when the plugin loads.
+struct Linked {
+    instance_pre: InstancePre<SandboxState>,
+    /// Where the generated bindings' exports are.
+    indices: FlowParserIndices,
     /// `packed-input.parse-packed` (contract 1.1.0), when the component
     /// exports it: the host then hands a call's payloads in one buffer.
     packed_input: Option<ComponentExportIndex>,
+}
+
+impl Linked {
+    fn instantiate(
+        &self,
+        mut store: impl AsContextMut<Data = SandboxState>,
+    ) -> Result<PluginInstance> {
+        let instance = self
+            .instance_pre
+            .instantiate(&mut store)
+            .map_err(wasm_error)?;
+        let bindings = self
+            .indices
+            .load(&mut store, &instance)
+            .map_err(wasm_error)?;
+        let parse_packed = self
+            .packed_input
+            .and_then(|index| instance.get_func(&mut store, index))
+            .map(|func| ParsePacked::check(func, &mut store))
+            .transpose()?;
+        Ok(PluginInstance {
+            bindings,
+            parse_packed,
+        })
+    }
 }
 
 /// One instance of a plugin: the generated bindings, and the optional
@@ -45,7 +77,7 @@ pub(super) struct PluginInstance {
 type ParsePackedParams<'a> = (ResourceAny, &'a [Origin], &'a [u8], &'a [u32]);
 
 /// `packed-input.parse-packed` of one instance, its type checked when the
-/// instance was made: only [`instantiate`] builds one.
+/// instance was made: only [`Linked::instantiate`] builds one.
 #[derive(Clone, Copy)]
 pub(super) struct ParsePacked(Func);
 
@@ -128,7 +160,7 @@ impl LoadedPlugin {
                     path.display()
                 )
             })?;
-        let pre = FlowParserPre::new(instance_pre)
+        let indices = FlowParserIndices::new(&instance_pre)
             .map_err(wasm_error)
             .with_context(|| {
                 format!(
@@ -137,11 +169,16 @@ impl LoadedPlugin {
                     path.display()
                 )
             })?;
-        let packed_input = packed_input_export(&component);
+        let linked = Linked {
+            instance_pre,
+            indices,
+            packed_input: packed_input_export(&component),
+        };
         let tag: Arc<str> = format!("plugin={}", path.display()).into();
         let limits = SandboxLimits::default();
         let mut store = engine.new_store(&limits, tag);
-        let instance = instantiate(&pre, packed_input.as_ref(), &mut store)
+        let instance = linked
+            .instantiate(&mut store)
             .with_context(|| format!("instantiating {}", path.display()))?;
         let info = instance
             .bindings
@@ -169,20 +206,19 @@ impl LoadedPlugin {
             imports,
             path: path.to_owned(),
             load,
-            pre,
-            packed_input,
+            linked,
         }))
     }
 
     /// A new instance of the component in `store`.
     pub(super) fn instantiate(&self, store: &mut Store<SandboxState>) -> Result<PluginInstance> {
-        instantiate(&self.pre, self.packed_input.as_ref(), store)
+        self.linked.instantiate(store)
     }
 
     /// Whether the host hands this component a call's payloads in one
     /// buffer (`packed-input`, contract 1.1.0) or as a list of messages.
     pub fn takes_packed_input(&self) -> bool {
-        self.packed_input.is_some()
+        self.linked.packed_input.is_some()
     }
 }
 
@@ -193,26 +229,6 @@ const PACKED_INPUT: &str = "flowlink:parser/packed-input@1.1.0";
 fn packed_input_export(component: &Component) -> Option<ComponentExportIndex> {
     let interface = component.get_export_index(None, PACKED_INPUT)?;
     component.get_export_index(Some(&interface), "parse-packed")
-}
-
-fn instantiate(
-    pre: &FlowParserPre<SandboxState>,
-    packed_input: Option<&ComponentExportIndex>,
-    mut store: impl AsContextMut<Data = SandboxState>,
-) -> Result<PluginInstance> {
-    let instance: Instance = pre
-        .instance_pre()
-        .instantiate(&mut store)
-        .map_err(wasm_error)?;
-    let bindings = FlowParser::new(&mut store, &instance).map_err(wasm_error)?;
-    let parse_packed = packed_input
-        .and_then(|index| instance.get_func(&mut store, index))
-        .map(|func| ParsePacked::check(func, &mut store))
-        .transpose()?;
-    Ok(PluginInstance {
-        bindings,
-        parse_packed,
-    })
 }
 
 /// The `flowlink:parser` version the component was built against, from the

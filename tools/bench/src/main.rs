@@ -74,6 +74,18 @@ struct Rate {
     ns_each: f64,
 }
 
+impl Rate {
+    /// `passes` of `items` items each in `elapsed`.
+    fn of(passes: u64, items: u64, elapsed: Duration) -> Rate {
+        let total = (passes * items.max(1)) as f64;
+        let secs = elapsed.as_secs_f64();
+        Rate {
+            per_sec: total / secs,
+            ns_each: secs * 1e9 / total,
+        }
+    }
+}
+
 /// Runs `pass` repeatedly for `budget`; each pass counts as `items` items.
 fn measure(budget: Duration, items: u64, mut pass: impl FnMut()) -> Rate {
     let warmup = Instant::now();
@@ -86,12 +98,7 @@ fn measure(budget: Duration, items: u64, mut pass: impl FnMut()) -> Rate {
         pass();
         passes += 1;
     }
-    let secs = started.elapsed().as_secs_f64();
-    let total = (passes * items.max(1)) as f64;
-    Rate {
-        per_sec: total / secs,
-        ns_each: secs * 1e9 / total,
-    }
+    Rate::of(passes, items, started.elapsed())
 }
 
 /// Flows from one pass over `messages` through `session`, `batch` messages

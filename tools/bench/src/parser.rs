@@ -261,12 +261,5 @@ fn measure_alternating(budget: Duration, items: u64, mut pass: impl FnMut(bool))
             spent[side] += started.elapsed();
         }
     }
-    [0, 1].map(|side| {
-        let total = (passes[side] * items.max(1)) as f64;
-        let secs = spent[side].as_secs_f64();
-        Rate {
-            per_sec: total / secs,
-            ns_each: secs * 1e9 / total,
-        }
-    })
+    [0, 1].map(|side| Rate::of(passes[side], items, spent[side]))
 }
