@@ -3,12 +3,8 @@
 #![allow(clippy::doc_markdown)]
 include!(concat!(env!("OUT_DIR"), "/flowlink.v1.rs"));
 
-/// The schema's address encoding: 4 bytes for IPv4, 16 for IPv6, network order.
-pub fn ip_to_bytes(ip: std::net::IpAddr) -> bytes::Bytes {
-    bytes::Bytes::copy_from_slice(ip_octets(&ip).as_slice())
-}
-
-/// An address's octets in the schema's encoding, without allocating.
+/// An address's octets in the schema's encoding (4 bytes for IPv4, 16 for
+/// IPv6, network order), without allocating.
 pub fn ip_octets(ip: &std::net::IpAddr) -> IpOctets {
     match ip {
         std::net::IpAddr::V4(v4) => IpOctets::V4(v4.octets()),
@@ -31,7 +27,7 @@ impl IpOctets {
     }
 }
 
-/// The inverse of [`ip_to_bytes`]; `None` for any other length.
+/// The inverse of [`ip_octets`]; `None` for any other length.
 pub fn ip_from_bytes(bytes: &[u8]) -> Option<std::net::IpAddr> {
     match bytes.len() {
         4 => Some(std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),

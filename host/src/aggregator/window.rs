@@ -10,7 +10,7 @@ use foldhash::fast::RandomState;
 
 use super::FlowKey;
 use super::direction::DirectionInference;
-use crate::proto::{AggregatedFlow, FlowBatch, ip_octets, ip_to_bytes};
+use crate::proto::{AggregatedFlow, FlowBatch, ip_octets};
 use flowlink_flow::Flow;
 
 /// A key's counters as the tests read them.
@@ -241,19 +241,31 @@ impl Window {
         };
         // Pass one: the addresses, in iteration order (the same in pass
         // two: the maps are not touched in between).
-        let mut octets = BytesMut::with_capacity(self.v4.len() * 8 + self.other.len() * 32);
+        let mut octets = BytesMut::with_capacity(
+            self.v4.len() * 8 + self.other.len() * 32 + self.exporters.len() * 16,
+        );
         for (key, _) in keys() {
             octets.extend_from_slice(ip_octets(&key.src).as_slice());
             octets.extend_from_slice(ip_octets(&key.dst).as_slice());
         }
+        // The exporters after them: a buffer of their own each would be
+        // promoted to shared on its first clone and cost more every clone.
+        let exporters_at = octets.len();
+        for exporter in &self.exporters {
+            octets.extend_from_slice(ip_octets(exporter).as_slice());
+        }
         let octets = octets.freeze();
-        let exporters: Vec<Bytes> = self.exporters.iter().map(|e| ip_to_bytes(*e)).collect();
-        let mut at = 0;
-        let mut slice = |ip: &IpAddr| {
-            let len = if ip.is_ipv4() { 4 } else { 16 };
-            at += len;
-            octets.slice(at - len..at)
+        // Slices the addresses off one by one, from `at` on.
+        let slicer = |mut at: usize| {
+            let octets = &octets;
+            move |ip: &IpAddr| {
+                let len = if ip.is_ipv4() { 4 } else { 16 };
+                at += len;
+                octets.slice(at - len..at)
+            }
         };
+        let exporters: Vec<Bytes> = self.exporters.iter().map(slicer(exporters_at)).collect();
+        let mut slice = slicer(0);
         let mut flows = Vec::with_capacity(self.len());
         flows.extend(keys().map(|(key, totals)| AggregatedFlow {
             src_ip: slice(&key.src),
