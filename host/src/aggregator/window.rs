@@ -69,7 +69,7 @@ impl V4Key {
 /// Records as a `u32` (saturating; four billion records of one key in one
 /// window is over a million a second for an hour): with it the exporter
 /// index fills the last 8 bytes, and a key with its counters takes 56
-/// bytes instead of 64, a seventh less memory for the map to fault in.
+/// bytes instead of 64, an eighth less memory for the map to fault in.
 #[derive(Debug, Clone, Copy)]
 struct Totals {
     packets: u64,
@@ -397,6 +397,17 @@ mod tests {
         assert_eq!(batch.flows.len(), 3);
         let exporters: Vec<_> = batch.flows.iter().map(|f| f.exporter.len()).collect();
         assert_eq!(exporters.iter().filter(|l| **l == 16).count(), 2);
+    }
+
+    #[test]
+    fn a_key_s_record_count_saturates() {
+        let mut totals = Totals::new(0);
+        totals.connections = u32::MAX - 1;
+        let record = flow(1, 443, 1, 10, 1, 2, 1);
+        totals.fold(&record);
+        totals.fold(&record);
+        assert_eq!(totals.connections, u32::MAX);
+        assert_eq!(totals.packets, 2, "the other counters go on");
     }
 
     #[test]

@@ -249,8 +249,8 @@ const FLOWS_FIELD: u32 = 5;
 /// as it is, its id unchanged. The part's flows are encoded from the batch
 /// in place, after the other fields (protobuf takes a message's fields in
 /// any order): copying them into a batch of their own would clone three
-/// shared buffers a flow and drop them again, at a million keys a tenth of
-/// the daemon's CPU.
+/// shared buffers a flow and drop them again, at a million keys 5 % of the
+/// daemon's CPU.
 fn protobuf_part(batch: &FlowBatch, part: usize, parts: usize) -> Vec<u8> {
     if parts == 1 {
         return batch.encode_to_vec();
