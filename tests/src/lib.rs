@@ -22,8 +22,8 @@ pub use fixtures::{
     expected_aggregation, expected_flows, ground_truth_conversations, json_tuple, read_flows_csv,
 };
 pub use process::{
-    Daemon, Emulator, assert_totals, decode_json, free_tcp_port, free_udp_port, run_flowlink,
-    scrape, temp_dir, wait_file_resume_point, wait_for,
+    Daemon, Emulator, assert_totals, decode_json, file_resume_point, free_tcp_port, free_udp_port,
+    run_flowlink, scrape, temp_dir, wait_file_resume_point, wait_for, window_checkpoints,
 };
 pub use traffic::{distinct_key_datagrams, send_capture, send_datagrams};
 

@@ -534,6 +534,40 @@ pub fn wait_file_resume_point(daemon: &Daemon, data_directory: &Path, offset: u6
     );
 }
 
+/// A file connector's saved resume point in `data_directory` (the byte
+/// offset it resumes at), 0 when none is saved yet.
+pub fn file_resume_point(data_directory: &Path) -> u64 {
+    let Ok(saved) = std::fs::read_dir(data_directory.join("checkpoints")) else {
+        return 0;
+    };
+    saved
+        .filter_map(Result::ok)
+        .find_map(|e| {
+            let v: Value = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            v["offset"].as_u64()
+        })
+        .unwrap_or(0)
+}
+
+/// The window checkpoints in `data_directory` (`windows/*.window`) by file
+/// name, with the flow count from each file's spool header (magic
+/// `FLSPOOL1`, then the count as a little-endian u32; docs/spool.md).
+pub fn window_checkpoints(data_directory: &Path) -> BTreeMap<String, u32> {
+    let Ok(entries) = std::fs::read_dir(data_directory.join("windows")) else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "window"))
+        .filter_map(|e| {
+            let bytes = std::fs::read(e.path()).ok()?;
+            let count = (bytes.len() >= 12 && &bytes[..8] == b"FLSPOOL1")
+                .then(|| u32::from_le_bytes(bytes[8..12].try_into().expect("4")))?;
+            Some((e.file_name().to_string_lossy().into_owned(), count))
+        })
+        .collect()
+}
+
 /// Scrapes a Prometheus endpoint into `metric{labels} -> value`. Panics
 /// when the endpoint does not answer or a line is not a metric: a read that
 /// failed must fail the test, never pass as zeros.
