@@ -5,12 +5,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::{Bytes, BytesMut};
 use foldhash::fast::RandomState;
 
 use super::FlowKey;
 use super::direction::DirectionInference;
-use crate::proto::{AggregatedFlow, FlowBatch, ip_octets};
+use crate::proto::{AggregatedFlow, FlowBatch};
 use flowlink_flow::Flow;
 
 /// A key's counters as the tests read them.
@@ -232,44 +231,13 @@ impl Window {
     }
 
     /// The window so far as a batch (for a checkpoint), under its own id.
-    /// Every address is a slice of one buffer: three allocations per key
-    /// (a million keys: three million) would cost more than the rest.
     pub fn to_batch(&self, consumer: &str, end_ms: u64) -> FlowBatch {
-        let keys = || {
-            let v4 = self.v4.iter().map(|(key, totals)| (key.key(), totals));
-            v4.chain(self.other.iter().map(|(key, totals)| (*key, totals)))
-        };
-        // Pass one: the addresses, in iteration order (the same in pass
-        // two: the maps are not touched in between).
-        let mut octets = BytesMut::with_capacity(
-            self.v4.len() * 8 + self.other.len() * 32 + self.exporters.len() * 16,
-        );
-        for (key, _) in keys() {
-            octets.extend_from_slice(ip_octets(&key.src).as_slice());
-            octets.extend_from_slice(ip_octets(&key.dst).as_slice());
-        }
-        // The exporters after them: a buffer of their own each would be
-        // promoted to shared on its first clone and cost more every clone.
-        let exporters_at = octets.len();
-        for exporter in &self.exporters {
-            octets.extend_from_slice(ip_octets(exporter).as_slice());
-        }
-        let octets = octets.freeze();
-        // Slices the addresses off one by one, from `at` on.
-        let slicer = |mut at: usize| {
-            let octets = &octets;
-            move |ip: &IpAddr| {
-                let len = if ip.is_ipv4() { 4 } else { 16 };
-                at += len;
-                octets.slice(at - len..at)
-            }
-        };
-        let exporters: Vec<Bytes> = self.exporters.iter().map(slicer(exporters_at)).collect();
-        let mut slice = slicer(0);
+        let v4 = self.v4.iter().map(|(key, totals)| (key.key(), totals));
+        let keys = v4.chain(self.other.iter().map(|(key, totals)| (*key, totals)));
         let mut flows = Vec::with_capacity(self.len());
-        flows.extend(keys().map(|(key, totals)| AggregatedFlow {
-            src_ip: slice(&key.src),
-            dst_ip: slice(&key.dst),
+        flows.extend(keys.map(|(key, totals)| AggregatedFlow {
+            src_ip: key.src,
+            dst_ip: key.dst,
             dst_port: u32::from(key.dst_port),
             protocol: u32::from(key.protocol),
             connections: u64::from(totals.connections),
@@ -281,7 +249,7 @@ impl Window {
                 totals.first_seen_ms
             },
             last_seen_ms: totals.last_seen_ms,
-            exporter: exporters[totals.exporter as usize].clone(),
+            exporter: self.exporters[totals.exporter as usize],
             action: u32::from(key.action),
         }));
         FlowBatch {
@@ -395,8 +363,7 @@ mod tests {
         assert_eq!(w.get(&FlowKey::of(&mixed)).unwrap().bytes, 10);
         let batch = w.to_batch("c", 1);
         assert_eq!(batch.flows.len(), 3);
-        let exporters: Vec<_> = batch.flows.iter().map(|f| f.exporter.len()).collect();
-        assert_eq!(exporters.iter().filter(|l| **l == 16).count(), 2);
+        assert_eq!(batch.flows.iter().filter(|f| f.exporter == b).count(), 2);
     }
 
     #[test]

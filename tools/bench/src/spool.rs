@@ -33,8 +33,8 @@ pub fn run(args: SpoolArgs) -> Result<()> {
         consumer: "bench".into(),
         flows: (0..args.flows)
             .map(|i| AggregatedFlow {
-                src_ip: (0x0a00_0000 + i).to_be_bytes().to_vec().into(),
-                dst_ip: vec![192, 168, 0, 1].into(),
+                src_ip: std::net::Ipv4Addr::from(0x0a00_0000 + i).into(),
+                dst_ip: std::net::Ipv4Addr::new(192, 168, 0, 1).into(),
                 dst_port: 443,
                 protocol: 6,
                 connections: 3,
@@ -42,7 +42,7 @@ pub fn run(args: SpoolArgs) -> Result<()> {
                 bytes: 4500,
                 first_seen_ms: 1_700_000_000_000,
                 last_seen_ms: 1_700_000_001_000,
-                exporter: vec![127, 0, 0, 1].into(),
+                exporter: std::net::Ipv4Addr::LOCALHOST.into(),
                 action: 0,
             })
             .collect(),

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use prost::Message;
 use serde::Serialize;
 
-use flowlink::proto::{FlowBatch, ip_from_bytes};
+use flowlink::proto::FlowBatch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct Key {
@@ -131,14 +131,10 @@ impl Received {
             return false;
         }
         for flow in &batch.flows {
-            let (Some(src), Some(dst)) = (ip_from_bytes(&flow.src_ip), ip_from_bytes(&flow.dst_ip))
-            else {
-                continue;
-            };
             let key = Key {
                 org,
-                src,
-                dst,
+                src: flow.src_ip,
+                dst: flow.dst_ip,
                 dst_port: flow.dst_port,
                 protocol: flow.protocol,
                 action: flow.action,
