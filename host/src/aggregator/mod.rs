@@ -5,6 +5,7 @@ mod checkpoint;
 mod closer;
 mod direction;
 mod flow_key;
+mod key_table;
 mod window;
 
 pub use checkpoint::WindowCheckpoints;

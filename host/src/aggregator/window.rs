@@ -1,14 +1,12 @@
 //! One consumer's open aggregation window.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use foldhash::fast::RandomState;
-
 use super::FlowKey;
 use super::direction::DirectionInference;
+use super::key_table::KeyTable;
 use crate::proto::{AggregatedFlow, FlowBatch};
 use flowlink_flow::Flow;
 
@@ -27,8 +25,7 @@ pub struct WindowTotals {
 
 /// An IPv4 key, the common case, in 12 bytes (a [`FlowKey`] takes 38,
 /// 40 with padding):
-/// at a million keys the map's size decides both the memory and the
-/// cache misses every insert pays.
+/// at a million keys the entries' size decides the window's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct V4Key {
     src: u32,
@@ -68,7 +65,7 @@ impl V4Key {
 /// Records as a `u32` (saturating; four billion records of one key in one
 /// window is over a million a second for an hour): with it the exporter
 /// index fills the last 8 bytes, and a key with its counters takes 56
-/// bytes instead of 64, an eighth less memory for the map to fault in.
+/// bytes instead of 64, an eighth less memory to fault in.
 #[derive(Debug, Clone, Copy)]
 struct Totals {
     packets: u64,
@@ -108,10 +105,6 @@ impl Totals {
     }
 }
 
-// foldhash: faster than SipHash on these keys, still seeded per process,
-// so traffic cannot be shaped into collisions.
-type KeyMap<K> = HashMap<K, Totals, RandomState>;
-
 pub struct Window {
     start_ms: u64,
     /// Fixed when the window opens: its checkpoints and its final upload
@@ -122,9 +115,9 @@ pub struct Window {
     /// Set by the closer when that checkpoint could not be written: the
     /// next round writes the window again.
     checkpoint_failed: Arc<AtomicBool>,
-    v4: KeyMap<V4Key>,
+    v4: KeyTable<V4Key, Totals>,
     /// IPv6 keys, and the odd record mixing families.
-    other: KeyMap<FlowKey>,
+    other: KeyTable<FlowKey, Totals>,
     exporters: Vec<IpAddr>,
     /// The exporter of the last record and its index: records come in
     /// runs of one exporter.
@@ -144,8 +137,8 @@ impl Window {
             batch_id: new_batch_id(),
             dirty: false,
             checkpoint_failed: Arc::default(),
-            v4: HashMap::with_capacity_and_hasher(keys, RandomState::default()),
-            other: HashMap::default(),
+            v4: KeyTable::with_capacity(keys),
+            other: KeyTable::with_capacity(0),
             exporters: Vec::new(),
             last_exporter: None,
         }
@@ -201,11 +194,8 @@ impl Window {
         let key = FlowKey::folded(flow, direction);
         let exporter = self.exporter_index(exporter);
         let totals = match V4Key::of(&key) {
-            Some(v4) => self.v4.entry(v4).or_insert_with(|| Totals::new(exporter)),
-            None => self
-                .other
-                .entry(key)
-                .or_insert_with(|| Totals::new(exporter)),
+            Some(v4) => self.v4.get_or_insert_with(v4, || Totals::new(exporter)),
+            None => self.other.get_or_insert_with(key, || Totals::new(exporter)),
         };
         totals.fold(flow);
     }
