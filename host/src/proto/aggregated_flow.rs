@@ -56,8 +56,11 @@ impl Default for AggregatedFlow {
     }
 }
 
-/// One flow's encoding: at most 3 × 18 bytes of addresses, 3 × 6 of
-/// `uint32` and 5 × 11 of `uint64` fields, 127 bytes.
+/// One flow's encoding, written on the stack and handed over in one
+/// `put_slice`: through `BufMut` every byte of every varint was a call
+/// with a capacity check (a tenth of the daemon's CPU at a million keys).
+/// At most 3 × 18 bytes of addresses, 3 × 6 of `uint32` and 5 × 11 of
+/// `uint64` fields, 127 bytes; tags 1–11 are all one-byte keys.
 struct FlowBytes {
     bytes: [u8; 128],
     len: usize,
@@ -147,13 +150,21 @@ fn invalid(what: &'static str) -> DecodeError {
     DecodeError::new(what)
 }
 
-impl prost::Message for AggregatedFlow {
-    /// Written into a stack buffer first and handed over in one
-    /// `put_slice`: through `BufMut` every byte of every varint was a call
-    /// with a capacity check (a tenth of the daemon's CPU at a million
-    /// keys). Tags 1–11 with their wire types are all one-byte keys.
-    fn encode_raw(&self, buf: &mut impl BufMut) {
+impl AggregatedFlow {
+    /// The flow as field `tag` of the message around it (key, length,
+    /// encoding), measured and written in one pass: its encoding is at
+    /// most 127 bytes, so the length is always one byte. prost's
+    /// `message::encode` measures a flow once for the length and once more
+    /// for the buffer's capacity.
+    pub fn encode_field(&self, tag: u32, buf: &mut impl BufMut) {
         let mut out = FlowBytes::default();
+        self.write(&mut out);
+        prost::encoding::encode_key(tag, WireType::LengthDelimited, buf);
+        buf.put_u8(out.len as u8);
+        buf.put_slice(out.written());
+    }
+
+    fn write(&self, out: &mut FlowBytes) {
         out.ip(1, &self.src_ip);
         out.ip(2, &self.dst_ip);
         // proto3: zeros are left out, as generated code does.
@@ -166,6 +177,13 @@ impl prost::Message for AggregatedFlow {
         out.varint_field(9, self.last_seen_ms);
         out.ip(10, &self.exporter);
         out.varint_field(11, u64::from(self.action));
+    }
+}
+
+impl prost::Message for AggregatedFlow {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        let mut out = FlowBytes::default();
+        self.write(&mut out);
         buf.put_slice(out.written());
     }
 
@@ -344,6 +362,17 @@ mod tests {
         assert!(error.to_string().contains("neither 4 nor 16"), "{error}");
         let whole = flow().encode_to_vec();
         assert!(AggregatedFlow::decode(&whole[..5]).is_err());
+    }
+
+    #[test]
+    fn as_a_field_it_is_what_prost_writes_for_a_message_field() {
+        for flow in [flow(), AggregatedFlow::default()] {
+            let mut ours = Vec::new();
+            flow.encode_field(5, &mut ours);
+            let mut reference = Vec::new();
+            prost::encoding::message::encode(5, &flow, &mut reference);
+            assert_eq!(ours, reference);
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub enum RecordError {
 }
 
 pub fn encode(batch: &FlowBatch) -> Vec<u8> {
-    let payload = batch.encode_to_vec();
+    let payload = batch.encode_whole();
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(batch.flows.len() as u32).to_le_bytes());
