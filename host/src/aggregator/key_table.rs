@@ -18,8 +18,9 @@ use std::hash::{BuildHasher, Hash};
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
-/// Entries of one window, at most `u32::MAX` (far above any
-/// `aggregation_max_keys`).
+/// Entries of one window, at most `u32::MAX`: an index is 32 bits of its
+/// word (`aggregation_max_keys` is at most 100 million, and a window
+/// closes there).
 pub(super) struct KeyTable<K, V> {
     // foldhash: faster than SipHash on these keys, still seeded per
     // process, so traffic cannot be shaped into collisions.
