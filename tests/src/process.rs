@@ -517,15 +517,28 @@ impl Drop for Daemon {
     }
 }
 
+/// The offsets file connectors saved as their resume points in
+/// `data_directory` (`checkpoints/*.json`).
+fn saved_file_offsets(data_directory: &Path) -> Vec<u64> {
+    let Ok(saved) = std::fs::read_dir(data_directory.join("checkpoints")) else {
+        return Vec::new();
+    };
+    saved
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let v: Value = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            v["offset"].as_u64()
+        })
+        .collect()
+}
+
 /// Waits (up to a minute) until a file connector's saved resume point in
 /// `data_directory` is `offset`; panics with the daemon's log if not.
 pub fn wait_file_resume_point(daemon: &Daemon, data_directory: &Path, offset: u64) {
     let reached = wait_for(Duration::from_secs(60), || {
-        let saved = std::fs::read_dir(data_directory.join("checkpoints")).ok()?;
-        saved.filter_map(Result::ok).find_map(|e| {
-            let v: Value = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
-            (v["offset"] == offset).then_some(())
-        })
+        saved_file_offsets(data_directory)
+            .contains(&offset)
+            .then_some(())
     });
     assert!(
         reached.is_some(),
@@ -537,15 +550,9 @@ pub fn wait_file_resume_point(daemon: &Daemon, data_directory: &Path, offset: u6
 /// A file connector's saved resume point in `data_directory` (the byte
 /// offset it resumes at), 0 when none is saved yet.
 pub fn file_resume_point(data_directory: &Path) -> u64 {
-    let Ok(saved) = std::fs::read_dir(data_directory.join("checkpoints")) else {
-        return 0;
-    };
-    saved
-        .filter_map(Result::ok)
-        .find_map(|e| {
-            let v: Value = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
-            v["offset"].as_u64()
-        })
+    saved_file_offsets(data_directory)
+        .first()
+        .copied()
         .unwrap_or(0)
 }
 

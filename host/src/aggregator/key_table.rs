@@ -57,16 +57,22 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
         self.hasher.hash_one(key) & !u64::from(u32::MAX)
     }
 
+    /// The index of the key's entry, if it has one. A probe reads an
+    /// entry only when the word's hash is the key's.
+    #[inline]
+    fn find(&self, hash: u64, key: &K) -> Option<usize> {
+        let word = self.table.find(table_hash(hash), |&word| {
+            word & !u64::from(u32::MAX) == hash && self.entries[word as u32 as usize].0 == *key
+        })?;
+        Some(*word as u32 as usize)
+    }
+
     /// The key's value, made by `new` if the key is new.
     #[inline]
     pub(super) fn get_or_insert_with(&mut self, key: K, new: impl FnOnce() -> V) -> &mut V {
         let hash = self.hash_of(&key);
-        let entries = &self.entries;
-        let found = self.table.find(table_hash(hash), |&word| {
-            word & !u64::from(u32::MAX) == hash && entries[word as u32 as usize].0 == key
-        });
-        let index = match found {
-            Some(&word) => word as u32 as usize,
+        let index = match self.find(hash, &key) {
+            Some(index) => index,
             None => {
                 let index = self.entries.len();
                 self.entries.push((key, new()));
@@ -80,11 +86,8 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
 
     #[cfg(test)]
     pub(super) fn get(&self, key: &K) -> Option<&V> {
-        let hash = self.hash_of(key);
-        let word = self.table.find(table_hash(hash), |&word| {
-            word & !u64::from(u32::MAX) == hash && self.entries[word as u32 as usize].0 == *key
-        })?;
-        Some(&self.entries[*word as u32 as usize].1)
+        let index = self.find(self.hash_of(key), key)?;
+        Some(&self.entries[index].1)
     }
 
     /// Every entry, in the order the keys came.
