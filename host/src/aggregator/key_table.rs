@@ -1,48 +1,55 @@
 //! A window's keys and their counters: entries in a vector in the order
-//! they came, found through a hash table of 8-byte words (a 32-bit hash and
-//! the entry's index).
+//! they came, found through an open-addressing table of 8-byte words (a
+//! 32-bit hash and the entry's index), which the caller can prefetch.
 //!
 //! A `HashMap<V4Key, Totals>` puts the 56-byte entries in the table
 //! itself: at a million keys that is a 117 MiB table, and every new key is
 //! a cache and TLB miss on a random bucket of it, plus the page faults and
-//! moves of each doubling. Here the table is 18 MiB (words and control
-//! bytes); a new key is a miss on that and an append at the end of the
-//! vector, whose pages are touched in order. An existing key costs one
-//! more read (its entry), which a key seen before is likely to have in
-//! cache anyway. The stored hash makes growing the table a move of words,
-//! never a read of the entries, and lets a probe skip a stranger's entry
-//! without reading it. Closing the window reads the vector front to back.
+//! moves of each doubling. Here the table is 16 MiB of words; a new key is
+//! a miss on that and an append at the end of the vector, whose pages are
+//! touched in order. An existing key costs one more read (its entry). The
+//! stored hash makes growing the table a move of words, never a read of
+//! the entries, and lets a probe skip a stranger's entry without reading
+//! it. Closing the window reads the vector front to back.
+//!
+//! Why not hashbrown's `HashTable` (used here before): its control bytes
+//! and its words are two arrays, so a probe is two cache misses, and it
+//! has no way to ask for a bucket's address ahead of time. In the daemon,
+//! with the parser thread sharing the caches, those misses were most of
+//! the aggregator's time at a million new keys a window. One array of
+//! words with linear probing is one miss, and [`KeyTable::prefetch`] lets
+//! [`super::Window`] start the misses of a run of records together, before
+//! it folds the first of them in.
 
 use std::hash::{BuildHasher, Hash};
 
 use foldhash::fast::RandomState;
-use hashbrown::HashTable;
 
-/// Entries of one window, at most `u32::MAX`: an index is 32 bits of its
-/// word (`aggregation_max_keys` is at most 100 million, and a window
+/// Entries of one window, fewer than `u32::MAX`: an index is 32 bits of
+/// its word (`aggregation_max_keys` is at most 100 million, and a window
 /// closes there).
 pub(super) struct KeyTable<K, V> {
     // foldhash: faster than SipHash on these keys, still seeded per
     // process, so traffic cannot be shaped into collisions.
     hasher: RandomState,
-    /// `hash << 32 | index`.
-    table: HashTable<u64>,
+    /// `hash << 32 | (index + 1)`, 0 for an empty slot; linear probing from
+    /// slot `hash & mask`. A power of two long, at most half full, so a
+    /// miss ends within a few words, mostly in the same cache line.
+    slots: Vec<u64>,
     entries: Vec<(K, V)>,
 }
 
-/// The word's hash, widened to what the table places and tags by: its low
-/// bits pick the bucket, its top seven are the tag.
-#[inline]
-fn table_hash(word: u64) -> u64 {
-    let hash = word >> 32;
-    hash | (hash << 32)
-}
+/// A key's hash as the table uses it: the top 32 bits of its word.
+#[derive(Clone, Copy)]
+pub(super) struct KeyHash(u64);
+
+const FIRST_SLOTS: usize = 16;
 
 impl<K: Hash + Eq, V> KeyTable<K, V> {
     pub(super) fn with_capacity(keys: usize) -> Self {
         KeyTable {
             hasher: RandomState::default(),
-            table: HashTable::with_capacity(keys),
+            slots: vec![0; slots_for(keys)],
             entries: Vec::with_capacity(keys),
         }
     }
@@ -51,42 +58,93 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
         self.entries.len()
     }
 
-    /// The key's word, less its index.
     #[inline]
-    fn hash_of(&self, key: &K) -> u64 {
-        self.hasher.hash_one(key) & !u64::from(u32::MAX)
+    pub(super) fn hash(&self, key: &K) -> KeyHash {
+        KeyHash(self.hasher.hash_one(key) & !u64::from(u32::MAX))
     }
 
-    /// The index of the key's entry, if it has one. A probe reads an
-    /// entry only when the word's hash is the key's.
+    /// Asks the CPU for the key's first slot, so that its miss overlaps
+    /// the others of a run instead of stalling the fold that needs it.
     #[inline]
-    fn find(&self, hash: u64, key: &K) -> Option<usize> {
-        let word = self.table.find(table_hash(hash), |&word| {
-            word & !u64::from(u32::MAX) == hash && self.entries[word as u32 as usize].0 == *key
-        })?;
-        Some(*word as u32 as usize)
+    pub(super) fn prefetch(&self, hash: KeyHash) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            let slot = self.slots.as_ptr().wrapping_add(home(hash, self.mask()));
+            // SAFETY: a prefetch is a hint; it never faults, whatever the
+            // address (this one is in bounds anyway).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(slot.cast()) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = hash;
     }
 
-    /// The key's value, made by `new` if the key is new.
     #[inline]
-    pub(super) fn get_or_insert_with(&mut self, key: K, new: impl FnOnce() -> V) -> &mut V {
-        let hash = self.hash_of(&key);
-        let index = match self.find(hash, &key) {
-            Some(index) => index,
-            None => {
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// The slot holding the key's word, or the empty slot where its probe
+    /// ends. A probe reads an entry only when a word's hash is the key's.
+    #[inline]
+    fn probe(&self, hash: KeyHash, key: &K) -> Result<usize, usize> {
+        let mask = self.mask();
+        let mut slot = home(hash, mask);
+        loop {
+            let word = self.slots[slot];
+            if word == 0 {
+                return Err(slot);
+            }
+            if word & !u64::from(u32::MAX) == hash.0 && self.entries[entry_of(word)].0 == *key {
+                return Ok(entry_of(word));
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    /// The key's value, made by `new` if the key is new; `hash` is
+    /// [`KeyTable::hash`] of `key`.
+    #[inline]
+    pub(super) fn get_or_insert_with(
+        &mut self,
+        hash: KeyHash,
+        key: K,
+        new: impl FnOnce() -> V,
+    ) -> &mut V {
+        let index = match self.probe(hash, &key) {
+            Ok(index) => index,
+            Err(mut slot) => {
                 let index = self.entries.len();
+                if (index + 1) * 2 > self.slots.len() {
+                    self.grow();
+                    slot = self.probe(hash, &key).unwrap_err();
+                }
+                assert!(index < u32::MAX as usize, "a window's key table is full");
+                self.slots[slot] = hash.0 | (index as u64 + 1);
                 self.entries.push((key, new()));
-                self.table
-                    .insert_unique(table_hash(hash), hash | index as u64, |&w| table_hash(w));
                 index
             }
         };
         &mut self.entries[index].1
     }
 
+    /// Twice the slots; words move by their stored hash, entries stay.
+    fn grow(&mut self) {
+        let doubled = vec![0; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        let mask = self.mask();
+        for word in old.into_iter().filter(|&w| w != 0) {
+            let mut slot = home(KeyHash(word & !u64::from(u32::MAX)), mask);
+            while self.slots[slot] != 0 {
+                slot = (slot + 1) & mask;
+            }
+            self.slots[slot] = word;
+        }
+    }
+
     #[cfg(test)]
     pub(super) fn get(&self, key: &K) -> Option<&V> {
-        let index = self.find(self.hash_of(key), key)?;
+        let index = self.probe(self.hash(key), key).ok()?;
         Some(&self.entries[index].1)
     }
 
@@ -96,9 +154,28 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
     }
 }
 
+/// Slots for `keys` keys at most half full.
+fn slots_for(keys: usize) -> usize {
+    keys.saturating_mul(2).next_power_of_two().max(FIRST_SLOTS)
+}
+
+#[inline]
+fn home(hash: KeyHash, mask: usize) -> usize {
+    (hash.0 >> 32) as usize & mask
+}
+
+#[inline]
+fn entry_of(word: u64) -> usize {
+    (word as u32 - 1) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn add(table: &mut KeyTable<u64, u64>, key: u64) -> &mut u64 {
+        table.get_or_insert_with(table.hash(&key), key, || 0)
+    }
 
     #[test]
     fn finds_what_it_holds_across_growth_and_keeps_arrival_order() {
@@ -106,10 +183,11 @@ mod tests {
         // Enough keys to grow the table many times over.
         for round in 0..3 {
             for key in 0..100_000u64 {
-                *table.get_or_insert_with(key * 7919, || 0) += key + round;
+                *add(&mut table, key * 7919) += key + round;
             }
         }
         assert_eq!(table.len(), 100_000);
+        assert!(table.slots.len() >= 200_000, "at most half full");
         for key in (0..100_000u64).step_by(997) {
             assert_eq!(table.get(&(key * 7919)), Some(&(3 * key + 3)));
         }
@@ -120,7 +198,8 @@ mod tests {
 
     #[test]
     fn keys_whose_words_share_a_hash_stay_apart() {
-        // Every key hashed alike: the entries themselves must tell them apart.
+        // Every key hashed alike: one long probe run, through growth, and
+        // the entries themselves must tell the keys apart.
         #[derive(PartialEq, Eq)]
         struct Same(u32);
         impl Hash for Same {
@@ -130,11 +209,34 @@ mod tests {
         }
         let mut table: KeyTable<Same, u32> = KeyTable::with_capacity(4);
         for key in 0..50 {
-            *table.get_or_insert_with(Same(key), || 0) += key;
+            let hash = table.hash(&Same(key));
+            *table.get_or_insert_with(hash, Same(key), || 0) += key;
         }
-        *table.get_or_insert_with(Same(7), || 0) += 1;
+        let hash = table.hash(&Same(7));
+        *table.get_or_insert_with(hash, Same(7), || 0) += 1;
         assert_eq!(table.len(), 50);
         assert_eq!(table.get(&Same(7)), Some(&8));
         assert_eq!(table.get(&Same(49)), Some(&49));
+        assert_eq!(table.get(&Same(50)), None);
+    }
+
+    #[test]
+    fn a_probe_wraps_around_the_end_of_the_slots() {
+        let mut table: KeyTable<u64, u64> = KeyTable::with_capacity(0);
+        let last = table.mask();
+        // Keys whose home is the last slot, found by trying: the second
+        // and third must wrap to the front.
+        let keys: Vec<u64> = (0..)
+            .filter(|k| home(table.hash(k), last) == last)
+            .take(3)
+            .collect();
+        for (n, &key) in keys.iter().enumerate() {
+            *add(&mut table, key) = n as u64;
+        }
+        assert_eq!(table.slots.len(), FIRST_SLOTS, "no growth in between");
+        assert_ne!(table.slots[0], 0, "the probe went on at slot 0");
+        for (n, key) in keys.iter().enumerate() {
+            assert_eq!(table.get(key), Some(&(n as u64)));
+        }
     }
 }

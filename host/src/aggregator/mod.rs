@@ -221,16 +221,23 @@ impl Aggregator {
             );
             return;
         }
-        // The key bound is checked per record: one item holds a whole
-        // plugin call's flows, more than the bound's slack should be.
+        // The key bound holds per record (one item holds a whole plugin
+        // call's flows): a window is flushed as soon as it holds
+        // `max_keys`. A record adds at most one key, so a window with room
+        // for n more takes the next n at once, and only the last of them
+        // can fill it.
         for (exporter, flows) in parsed.by_exporter() {
             let exporter = exporter.ip();
-            for flow in flows {
+            let mut rest = flows;
+            while !rest.is_empty() {
                 let Some(Some(window)) = self.windows.get_mut(consumer) else {
                     return;
                 };
-                window.add(flow, exporter, &self.direction);
-                if window.len() > self.max_keys {
+                let room = self.max_keys.saturating_sub(window.len()).max(1);
+                let (now, later) = rest.split_at(room.min(rest.len()));
+                rest = later;
+                window.add_all(now, exporter, &self.direction);
+                if window.len() >= self.max_keys {
                     metrics::add(&counters.aggregation_early_flushes, 1);
                     tracing::warn!(
                         consumer = %self.owners[consumer].name,
