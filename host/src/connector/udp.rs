@@ -1,7 +1,8 @@
 //! The UDP listener: one socket per configured port, a large receive
 //! buffer, a receive thread per socket taking datagrams up to 32 per system
-//! call (`recvmmsg`) and handing them to the router, and the kernel's own
-//! drop count (receive buffer overflows) read and reported.
+//! call (`recvmmsg`) and handing each pass's datagrams to the router
+//! together, and the kernel's own drop count (receive buffer overflows)
+//! read and reported.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -120,13 +121,16 @@ fn spawn_receive_thread(
 
 fn receive_loop(ctx: ConnectorContext, socket: UdpSocket, stop: CancellationToken) {
     let mut batch = ReceiveBatch::new();
+    let mut gathered = ctx.router.datagram_batch(ctx.consumer);
     let linger = socket2::SockRef::from(&socket)
         .recv_buffer_size()
         .is_ok_and(|granted| granted >= LINGER_MIN_BUFFER);
     while !stop.is_cancelled() {
-        // Blocks until one datagram is there (or STOP_CHECK_EVERY), then
-        // takes what else is queued, up to RECEIVE_BATCH.
-        let count = match batch.receive(socket.as_raw_fd()) {
+        // With nothing gathered, blocks until one datagram is there (or
+        // STOP_CHECK_EVERY); else only takes what is queued, so what was
+        // gathered never waits on the next datagram.
+        let wait = gathered.is_empty();
+        let count = match batch.receive(socket.as_raw_fd(), wait) {
             Ok(count) => count,
             Err(e)
                 if matches!(
@@ -136,9 +140,11 @@ fn receive_loop(ctx: ConnectorContext, socket: UdpSocket, stop: CancellationToke
                         | std::io::ErrorKind::Interrupted
                 ) =>
             {
+                ctx.router.send_gathered(&mut gathered);
                 continue;
             }
             Err(e) => {
+                ctx.router.send_gathered(&mut gathered);
                 // ICMP port-unreachable and similar surface here on some
                 // kernels; they say nothing about this socket. A pause, so
                 // an error that does not clear cannot spin a core.
@@ -150,7 +156,7 @@ fn receive_loop(ctx: ConnectorContext, socket: UdpSocket, stop: CancellationToke
         let received_ms = now_ms();
         for (payload, from) in batch.datagrams(count) {
             let exporter = normalise(from);
-            ctx.router.route(RawMessage {
+            let message = RawMessage {
                 consumer: ctx.consumer,
                 exporter,
                 shard: ShardKey::exporter(exporter.ip()),
@@ -158,13 +164,23 @@ fn receive_loop(ctx: ConnectorContext, socket: UdpSocket, stop: CancellationToke
                 payload: payload.to_vec(),
                 stream: None,
                 ack: None,
-            });
+            };
+            ctx.router.gather(&mut gathered, message);
         }
-        if count < RECEIVE_BATCH && linger {
+        let drained = count < RECEIVE_BATCH;
+        if drained || gathered.len() >= DATAGRAMS_PER_PASS {
+            ctx.router.send_gathered(&mut gathered);
+        }
+        if drained && linger {
             std::thread::sleep(LINGER);
         }
     }
+    ctx.router.send_gathered(&mut gathered);
 }
+
+/// Datagrams handed on together, at most: what a parser worker takes into
+/// one plugin call.
+const DATAGRAMS_PER_PASS: usize = 64;
 
 /// Datagrams taken per `recvmmsg` call.
 const RECEIVE_BATCH: usize = 32;
@@ -189,9 +205,10 @@ impl ReceiveBatch {
         }
     }
 
-    /// One `recvmmsg` on a blocking socket: waits for the first datagram
-    /// (up to the socket's receive timeout), then takes what is queued.
-    fn receive(&mut self, fd: std::os::fd::RawFd) -> std::io::Result<usize> {
+    /// One `recvmmsg` on a blocking socket: with `wait`, waits for the
+    /// first datagram (up to the socket's receive timeout); then takes what
+    /// is queued. Without, `WouldBlock` when nothing is.
+    fn receive(&mut self, fd: std::os::fd::RawFd, wait: bool) -> std::io::Result<usize> {
         // SAFETY: zeroed iovec, sockaddr_storage and mmsghdr are valid
         // values; every pointer set below points into `self.buffers` or
         // these locals, all of which outlive the call.
@@ -212,7 +229,11 @@ impl ReceiveBatch {
                 fd,
                 headers.as_mut_ptr(),
                 RECEIVE_BATCH as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                if wait {
+                    libc::MSG_WAITFORONE
+                } else {
+                    libc::MSG_DONTWAIT
+                },
                 std::ptr::null_mut(),
             )
         };

@@ -20,6 +20,13 @@ pub struct BytePermit {
     _permit: OwnedSemaphorePermit,
 }
 
+impl BytePermit {
+    /// One permit for both items' room, given back together.
+    pub fn merge(&mut self, other: BytePermit) {
+        self._permit.merge(other._permit);
+    }
+}
+
 impl ByteBudget {
     /// At most `limit` bytes (capped at 4 GiB) held at once.
     pub fn new(limit: usize) -> Self {
@@ -84,6 +91,16 @@ mod tests {
         let big = budget.try_take(1 << 20).expect("alone, it passes");
         assert!(budget.try_take(1).is_none());
         drop(big);
+        assert!(budget.try_take(100).is_some(), "all of it back");
+    }
+
+    #[test]
+    fn merged_room_comes_back_together() {
+        let budget = ByteBudget::new(100);
+        let mut a = budget.try_take(30).unwrap();
+        a.merge(budget.try_take(50).unwrap());
+        assert!(budget.try_take(21).is_none(), "80 held");
+        drop(a);
         assert!(budget.try_take(100).is_some(), "all of it back");
     }
 

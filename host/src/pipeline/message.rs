@@ -160,6 +160,9 @@ impl Drop for Ack {
 pub enum WorkerInput {
     /// A message and its room in the workers' byte budget.
     Message(RawMessage, BytePermit),
+    /// One receive pass's datagrams for this worker, in arrival order, and
+    /// their room in the budget.
+    Datagrams(Vec<RawMessage>, BytePermit),
     /// A connection closed: its parser session (and templates) go too.
     StreamClosed { consumer: usize, stream: StreamId },
     /// A consumer added by a reload: its session on this worker.
@@ -195,6 +198,7 @@ impl std::fmt::Debug for WorkerInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WorkerInput::Message(m, _) => f.debug_tuple("Message").field(m).finish(),
+            WorkerInput::Datagrams(m, _) => write!(f, "Datagrams({})", m.len()),
             WorkerInput::StreamClosed { consumer, stream } => f
                 .debug_struct("StreamClosed")
                 .field("consumer", consumer)

@@ -13,5 +13,5 @@ pub use byte_budget::{ByteBudget, BytePermit};
 pub use message::{
     Ack, AggregatorInput, NO_EXPORTER, ParsedFlows, RawMessage, ShardKey, WorkerInput, now_ms,
 };
-pub use shard_router::ShardRouter;
+pub use shard_router::{DatagramBatch, ShardRouter};
 pub use worker::{ParserWorkerPool, WorkerSetup, open_session};

@@ -266,6 +266,11 @@ fn run_worker(
                     batch.push(message);
                     permits.push(permit);
                 }
+                WorkerInput::Datagrams(messages, permit) => {
+                    bytes += messages.iter().map(|m| m.payload.len()).sum::<usize>();
+                    batch.extend(messages);
+                    permits.push(permit);
+                }
                 other => {
                     control = Some(other);
                     break;
@@ -397,7 +402,9 @@ fn apply_control(
     control: WorkerInput,
 ) {
     match control {
-        WorkerInput::Message(..) => unreachable!("messages are batched"),
+        WorkerInput::Message(..) | WorkerInput::Datagrams(..) => {
+            unreachable!("messages are batched")
+        }
         WorkerInput::StreamClosed { consumer, stream } => {
             if let Some(Some(slot)) = slots.get_mut(consumer) {
                 slot.session.close_stream(stream);

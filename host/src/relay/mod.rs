@@ -120,9 +120,16 @@ impl Relay {
                     }
                     for item in batch.drain(..) {
                         // Control items are for parser workers.
-                        if let WorkerInput::Message(message, room) = item {
-                            self.offer(RelayRecord::from_message(message));
-                            drop(room);
+                        match item {
+                            WorkerInput::Message(message, _room) => {
+                                self.offer(RelayRecord::from_message(message));
+                            }
+                            WorkerInput::Datagrams(messages, _room) => {
+                                for message in messages {
+                                    self.offer(RelayRecord::from_message(message));
+                                }
+                            }
+                            _ => {}
                         }
                     }
                 }
