@@ -78,16 +78,32 @@ fn bind(addr: SocketAddr, receive_buffer: usize) -> Result<UdpSocket> {
     Ok(socket.into())
 }
 
-/// After the socket is drained, the receive thread sleeps this long before
-/// it looks again, so datagrams arriving in the meantime are taken (and
-/// handed on to the parser workers, and from them to the aggregator)
-/// together: one wake-up of each stage per pause instead of one per
-/// datagram, which at a steady 50k datagrams/s is most of the daemon's CPU.
-/// Flows wait for their window anyway; a millisecond costs nothing.
-const LINGER: Duration = Duration::from_millis(1);
-/// ...but only with a receive buffer that holds a pause at line rate (a
-/// 1 ms pause at 1 M datagrams/s of 1.5 KB is ~3 MB of kernel buffer).
-const LINGER_MIN_BUFFER: usize = 4 << 20;
+/// After the socket is drained, the receive thread sleeps before it looks
+/// again, so datagrams arriving in the meantime are taken (and handed on to
+/// the parser workers, and from them to the aggregator) together: one
+/// wake-up of each stage per pause instead of one per datagram. A wake-up
+/// is a context switch on each of three threads, and on this class of
+/// machine (a VM) the switches were the daemon's largest cost after the
+/// parser itself. Flows wait for their window anyway; milliseconds cost
+/// nothing.
+const MAX_LINGER: Duration = Duration::from_millis(4);
+/// ...but a pause must fit in half the receive buffer at a rate well past
+/// what the parsers can take: 1 MiB of kernel memory a millisecond (the
+/// kernel charges a datagram's buffer, ~2.3 KB for 1.4 KB of payload, so
+/// ~450k datagrams/s). The default 8 MiB buffer (granted as 16 MiB, or as
+/// 8 MiB where `net.core.rmem_max` is 4 MiB) pauses 4 ms; below 2 MiB
+/// the thread does not pause.
+const LINGER_BUFFER_PER_MS: usize = 1 << 20;
+
+/// The pause for a receive buffer of `granted` bytes (what the kernel
+/// reports, twice what was set).
+fn linger_for(granted: usize) -> Option<Duration> {
+    let ms = (granted / 2 / LINGER_BUFFER_PER_MS) as u64;
+    (ms > 0).then(|| Duration::from_millis(ms).min(MAX_LINGER))
+}
+
+/// The pause after a receive error, without a linger.
+const ERROR_PAUSE: Duration = Duration::from_millis(1);
 /// How long a blocking receive waits before the thread checks whether it
 /// should stop: bounds how long shutdown waits for an idle socket.
 const STOP_CHECK_EVERY: Duration = Duration::from_millis(100);
@@ -124,7 +140,8 @@ fn receive_loop(ctx: ConnectorContext, socket: UdpSocket, stop: CancellationToke
     let mut gathered = ctx.router.datagram_batch(ctx.consumer);
     let linger = socket2::SockRef::from(&socket)
         .recv_buffer_size()
-        .is_ok_and(|granted| granted >= LINGER_MIN_BUFFER);
+        .ok()
+        .and_then(linger_for);
     while !stop.is_cancelled() {
         // With nothing gathered, blocks until one datagram is there (or
         // STOP_CHECK_EVERY); else only takes what is queued, so what was
@@ -149,7 +166,7 @@ fn receive_loop(ctx: ConnectorContext, socket: UdpSocket, stop: CancellationToke
                 // kernels; they say nothing about this socket. A pause, so
                 // an error that does not clear cannot spin a core.
                 tracing::debug!("UDP receive error: {e}");
-                std::thread::sleep(LINGER);
+                std::thread::sleep(linger.unwrap_or(ERROR_PAUSE));
                 continue;
             }
         };
@@ -171,8 +188,8 @@ fn receive_loop(ctx: ConnectorContext, socket: UdpSocket, stop: CancellationToke
         if drained || gathered.len() >= DATAGRAMS_PER_PASS {
             ctx.router.send_gathered(&mut gathered);
         }
-        if drained && linger {
-            std::thread::sleep(LINGER);
+        if drained && let Some(linger) = linger {
+            std::thread::sleep(linger);
         }
     }
     ctx.router.send_gathered(&mut gathered);
@@ -338,6 +355,16 @@ mod tests {
             .ino();
         assert_eq!(kernel_drops(inode), Some(0));
         assert_eq!(kernel_drops(u64::MAX), None);
+    }
+
+    #[test]
+    fn the_pause_fits_in_half_the_receive_buffer() {
+        assert_eq!(linger_for(16 << 20), Some(MAX_LINGER));
+        assert_eq!(linger_for(8 << 20), Some(Duration::from_millis(4)));
+        assert_eq!(linger_for(4 << 20), Some(Duration::from_millis(2)));
+        assert_eq!(linger_for(2 << 20), Some(Duration::from_millis(1)));
+        // The stock net.core.rmem_max (208 KiB): no pause, no overflow.
+        assert_eq!(linger_for(425_984), None);
     }
 
     #[test]
