@@ -225,7 +225,9 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
         metrics.clone(),
         upload_tx,
     );
-    let aggregator = tokio::spawn(aggregator.run(parsed_rx));
+    let aggregator = aggregator
+        .spawn(parsed_rx)
+        .context("starting the aggregator thread")?;
 
     // Before the workers start, so no build published in between is missed.
     let uses = PluginUses::new(plugin_uses(&config.consumers));
@@ -359,7 +361,9 @@ pub async fn run(config: Config, mut signals: Signals) -> Result<()> {
         let _ = task.await;
     }
     workers.await?;
-    aggregator.await?;
+    aggregator
+        .await
+        .context("the aggregator stopped before flushing its windows (see the panic above)")?;
     uploader.await?;
     metrics_task.abort();
     for line in metrics.log_lines() {
