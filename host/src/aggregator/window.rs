@@ -201,12 +201,14 @@ impl Window {
         index
     }
 
-    /// Folds one record in. A key keeps the exporter of its first record.
+    /// Folds one record in: the tests' way in, the daemon folds runs.
+    #[cfg(test)]
     pub fn add(&mut self, flow: &Flow, exporter: IpAddr, direction: &DirectionInference) {
         self.add_all(std::slice::from_ref(flow), exporter, direction);
     }
 
-    /// Folds records of one exporter in, in order. Their keys are hashed
+    /// Folds records of one exporter in, in order; a key keeps the
+    /// exporter of its first record. Their keys are hashed
     /// and their table slots prefetched [`PREFETCH_RUN`] at a time: at a
     /// million keys nearly every new key's slot is a cache miss, and
     /// started together the misses overlap instead of stalling one fold
@@ -403,6 +405,38 @@ mod tests {
         let batch = w.to_batch("c", 1);
         assert_eq!(batch.flows.len(), 3);
         assert_eq!(batch.flows.iter().filter(|f| f.exporter == b).count(), 2);
+    }
+
+    #[test]
+    fn a_run_longer_than_the_prefetch_run_folds_every_record_once() {
+        let off = DirectionInference::new(crate::config::DirectionRule::Off, &[]);
+        let exporter: IpAddr = "192.0.2.1".parse().unwrap();
+        // 50 records (three prefetch runs and a part) over 5 IPv4 and
+        // 2 IPv6 keys, taken in turn: key k gets the records r with
+        // r % 7 == k, each of r + 1 packets.
+        let records: Vec<Flow> = (0..50u64)
+            .map(|r| {
+                let k = (r % 7) as u32;
+                let mut f = flow(k, 443, r + 1, 10, 0, 0, 1);
+                if k >= 5 {
+                    f.src = WitIp::V6((0x2001_0db8 << 32, u64::from(k)));
+                }
+                f
+            })
+            .collect();
+        let mut w = Window::new(0);
+        w.add_all(&records, exporter, &off);
+        assert_eq!(w.len(), 7);
+        for k in 0..7u64 {
+            let mine: Vec<u64> = (0..50).filter(|r| r % 7 == k).collect();
+            let t = w.get(&FlowKey::of(&records[k as usize])).unwrap();
+            assert_eq!(t.connections, mine.len() as u64, "key {k}");
+            assert_eq!(
+                t.packets,
+                mine.iter().map(|r| r + 1).sum::<u64>(),
+                "key {k}"
+            );
+        }
     }
 
     #[test]
