@@ -4,7 +4,6 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -13,19 +12,15 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
 
 use super::bindings::FlowParser;
-use super::sandbox::{SandboxLimits, SandboxState};
-
-/// How often the epoch advances. Deadlines are whole ticks, so this is the
-/// resolution of `plugin_timeout_ms`; a tick costs one atomic increment and
-/// a thread wake-up, 200 a second, whether or not anything is parsed.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+use super::epoch_ticker::{EPOCH_TICK, EpochTicker};
+use super::sandbox::{SandboxLimits, SandboxState, arm_deadline};
 
 /// One per process: compiled components are tied to the engine that made them.
 pub struct PluginEngine {
     engine: Engine,
     linker: Linker<SandboxState>,
     cache_dir: Option<PathBuf>,
-    ticker_stop: Arc<AtomicBool>,
+    ticker: Arc<EpochTicker>,
 }
 
 /// How a component was obtained, for logs and the load-time benchmark.
@@ -65,13 +60,12 @@ impl PluginEngine {
             .map_err(wasm_error)
             .context("linking the flowlink host functions")?;
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())?;
+        let ticker = EpochTicker::start(engine.clone())?;
         Ok(Arc::new(PluginEngine {
             engine,
             linker,
             cache_dir,
-            ticker_stop,
+            ticker,
         }))
     }
 
@@ -147,11 +141,12 @@ impl PluginEngine {
     /// A store for one plugin instance: its memory cap and call deadline
     /// armed before anything runs in it.
     pub(super) fn new_store(&self, limits: &SandboxLimits, tag: Arc<str>) -> Store<SandboxState> {
-        let mut store = Store::new(self.engine(), SandboxState::new(limits, tag));
+        let state = SandboxState::new(limits, tag, self.ticker.clone());
+        let mut store = Store::new(self.engine(), state);
         store.limiter(|state| &mut state.memory);
         // The deadline must be set before instantiating: it defaults to "now",
         // which would trap the start function.
-        store.set_epoch_deadline(deadline_ticks(limits));
+        arm_deadline(&mut store, deadline_ticks(limits));
         store.epoch_deadline_trap();
         store
     }
@@ -165,7 +160,7 @@ pub(super) fn deadline_ticks(limits: &SandboxLimits) -> u64 {
 
 impl Drop for PluginEngine {
     fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
+        self.ticker.stop();
     }
 }
 
@@ -173,17 +168,4 @@ impl Drop for PluginEngine {
 /// so the usual `.context(..)` applies.
 pub(super) fn wasm_error(error: wasmtime::Error) -> anyhow::Error {
     anyhow::Error::from(error)
-}
-
-fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<()> {
-    std::thread::Builder::new()
-        .name("plugin-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        })
-        .context("starting the plugin deadline ticker")?;
-    Ok(())
 }

@@ -12,7 +12,7 @@ use wasmtime::{Store, Trap};
 use super::bindings::{FlowParser, Message, Origin, Parsed};
 use super::engine::{PluginEngine, deadline_ticks};
 use super::loader::{LoadedPlugin, ParsePacked};
-use super::sandbox::{SandboxLimits, SandboxState};
+use super::sandbox::{SandboxLimits, SandboxState, arm_deadline};
 
 /// What one message produced (the one-message call, [`ParserInstance::parse`]).
 #[derive(Debug, Default)]
@@ -187,7 +187,7 @@ impl ParserInstance {
             .plugin
             .instantiate(&mut store)
             .map_err(|e| ParseFailure::Unavailable(format!("instantiating: {e:#}")))?;
-        store.set_epoch_deadline(deadline_ticks(&self.limits));
+        arm_deadline(&mut store, deadline_ticks(&self.limits));
         let bindings = instance.bindings;
         let datagrams = open_session(&bindings, &mut store, &self.config_json)?;
         Ok(Live {
@@ -290,7 +290,7 @@ impl ParserInstance {
     /// snapshot aside.
     pub fn restore(&mut self, state: &[u8]) -> Result<(), String> {
         let live = self.live.as_mut().ok_or("the session is not running")?;
-        live.store.set_epoch_deadline(1_000);
+        arm_deadline(&mut live.store, 1_000);
         let session = live.datagrams;
         match live
             .bindings
@@ -421,7 +421,7 @@ impl ParserInstance {
         let Some(session) = live.streams.remove(&stream) else {
             return;
         };
-        live.store.set_epoch_deadline(deadline_ticks(&self.limits));
+        arm_deadline(&mut live.store, deadline_ticks(&self.limits));
         if session.resource_drop(&mut live.store).is_err() {
             self.live = None;
         }
@@ -445,7 +445,7 @@ impl ParserInstance {
             }
         };
         live.store.data_mut().begin_call();
-        live.store.set_epoch_deadline(deadline_ticks(&self.limits));
+        arm_deadline(&mut live.store, deadline_ticks(&self.limits));
         let session = match stream {
             None => live.datagrams,
             Some(id) => match live.streams.get(&id) {
@@ -625,7 +625,7 @@ impl PackedScratch {
 }
 
 fn save_session(live: &mut Live, session: ResourceAny) -> Option<Vec<u8>> {
-    live.store.set_epoch_deadline(1_000);
+    arm_deadline(&mut live.store, 1_000);
     live.bindings
         .flowlink_parser_parser()
         .session()
@@ -637,7 +637,7 @@ fn restore_session(live: &mut Live, session: ResourceAny, state: Option<Vec<u8>>
     let Some(state) = state.filter(|s| !s.is_empty()) else {
         return;
     };
-    live.store.set_epoch_deadline(1_000);
+    arm_deadline(&mut live.store, 1_000);
     match live
         .bindings
         .flowlink_parser_parser()

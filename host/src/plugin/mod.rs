@@ -5,6 +5,7 @@ mod address;
 mod bindings;
 mod builtin;
 mod engine;
+mod epoch_ticker;
 mod instance;
 mod loader;
 mod registry;

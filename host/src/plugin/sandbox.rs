@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{FlowParserImports, LogLevel, flowlink};
+use super::epoch_ticker::EpochTicker;
 
 /// The sandbox takes its limits as the configuration describes them
 /// (`plugin_timeout_ms`, `plugin_memory_mb`, `plugin_max_flows_per_message`
@@ -27,10 +28,11 @@ pub struct SandboxState {
     /// "plugin=netflow consumer=edge" — prefixed to everything the plugin logs.
     tag: Arc<str>,
     log_lines: u32,
+    ticker: Arc<EpochTicker>,
 }
 
 impl SandboxState {
-    pub fn new(limits: &SandboxLimits, tag: Arc<str>) -> Self {
+    pub(super) fn new(limits: &SandboxLimits, tag: Arc<str>, ticker: Arc<EpochTicker>) -> Self {
         // Nothing granted: no preopened directories, no environment, no
         // arguments, no stdio, no sockets and no name lookups.
         let wasi = WasiCtx::builder()
@@ -49,6 +51,7 @@ impl SandboxState {
             },
             tag,
             log_lines: 0,
+            ticker,
         }
     }
 
@@ -57,6 +60,14 @@ impl SandboxState {
         self.log_lines = 0;
         self.memory.refused = None;
     }
+}
+
+/// Sets `store`'s call deadline `ticks` epoch ticks from now, telling the
+/// ticker a deadline is pending (so it keeps, or goes back to, its fast
+/// pace). Every deadline goes through here.
+pub(super) fn arm_deadline(store: &mut Store<SandboxState>, ticks: u64) {
+    store.data().ticker.note_deadline(ticks);
+    store.set_epoch_deadline(ticks);
 }
 
 impl WasiView for SandboxState {
