@@ -25,6 +25,8 @@ use std::hash::{BuildHasher, Hash};
 
 use foldhash::fast::RandomState;
 
+use super::prefault;
+
 /// Entries of one window, fewer than `u32::MAX`: an index is 32 bits of
 /// its word (`aggregation_max_keys` is at most 100 million, and a window
 /// closes there).
@@ -38,6 +40,9 @@ pub(super) struct KeyTable<K, V> {
     /// same cache line.
     slots: Vec<u64>,
     entries: Vec<(K, V)>,
+    /// Entries `len..populated` of `entries`' capacity are resident already
+    /// ([`prefault`]): appends take no page fault.
+    populated: usize,
 }
 
 /// A key's hash as the table uses it: the top 32 bits of its word.
@@ -45,6 +50,8 @@ pub(super) struct KeyTable<K, V> {
 pub(super) struct KeyHash(u64);
 
 const FIRST_SLOTS: usize = 16;
+/// Entries made resident at a time: 512 pages a system call.
+const POPULATE_BYTES: usize = 2 << 20;
 
 impl<K: Hash + Eq, V> KeyTable<K, V> {
     pub(super) fn with_capacity(keys: usize) -> Self {
@@ -52,6 +59,7 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
             hasher: RandomState::default(),
             slots: zeroed(slots_for(keys)),
             entries: Vec::with_capacity(keys),
+            populated: 0,
         }
     }
 
@@ -124,6 +132,9 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
                     slot = self.probe(hash, &key).unwrap_err();
                 }
                 assert!(index < u32::MAX as usize, "a window's key table is full");
+                if index == self.populated {
+                    self.populate_entries();
+                }
                 self.slots[slot] = hash.0 | (index as u64 + 1);
                 self.entries.push((key, new()));
                 index
@@ -133,6 +144,21 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
     }
 
     /// Twice the slots; words move by their stored hash, entries stay.
+    /// Makes the next [`POPULATE_BYTES`] of entries resident, growing the
+    /// vector first if it is full. The vector moves only here, where no
+    /// entry past `len` is resident, so `populated` stays true.
+    #[cold]
+    fn populate_entries(&mut self) {
+        if self.entries.len() == self.entries.capacity() {
+            self.entries.reserve(self.entries.len().max(FIRST_SLOTS));
+        }
+        let per_chunk = (POPULATE_BYTES / std::mem::size_of::<(K, V)>().max(1)).max(1);
+        let spare = self.entries.spare_capacity_mut();
+        let ahead = per_chunk.min(spare.len());
+        prefault::populate_spare(&mut spare[..ahead]);
+        self.populated = self.entries.len() + ahead;
+    }
+
     fn grow(&mut self) {
         let doubled = zeroed(self.slots.len() * 2);
         let old = std::mem::replace(&mut self.slots, doubled);
@@ -172,18 +198,17 @@ fn home(hash: KeyHash, slots: usize) -> usize {
     (hash.0 >> (u64::BITS - slots.trailing_zeros())) as usize
 }
 
-/// Slots written as zeros, not `calloc`ed: a probe reads a slot before it
-/// writes it, and a fresh page read first is mapped to the shared zero
-/// page, so its first write takes a second fault and a TLB shootdown
-/// across the daemon's CPUs (a fifth of the daemon's time at a million new
-/// keys). Written first, each page faults once.
-#[expect(
-    clippy::slow_vector_initialization,
-    reason = "vec![0; n] is calloc, the zero page this avoids"
-)]
+/// Zeroed slots, resident and writable before the first probe. A probe
+/// reads a slot before it writes it, and a fresh page read first is mapped
+/// to the shared zero page, so its first write takes a second fault and a
+/// TLB shootdown across the daemon's CPUs (a fifth of the daemon's time at
+/// a million new keys). Where pages cannot be populated they are written.
 fn zeroed(slots: usize) -> Vec<u64> {
-    let mut words = Vec::with_capacity(slots);
-    words.resize(slots, 0);
+    let mut words = vec![0; slots];
+    if !prefault::populate(&mut words) {
+        // calloc's zeros may be the zero page: written, each faults once.
+        std::hint::black_box(&mut words).fill(0);
+    }
     words
 }
 

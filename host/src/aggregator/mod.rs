@@ -6,6 +6,7 @@ mod closer;
 mod direction;
 mod flow_key;
 mod key_table;
+mod prefault;
 mod window;
 
 pub use checkpoint::WindowCheckpoints;
