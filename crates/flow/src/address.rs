@@ -4,6 +4,7 @@ use std::net::{IpAddr as StdIp, Ipv4Addr, Ipv6Addr};
 
 use crate::IpAddr;
 
+#[inline]
 pub fn ip_from_std(ip: StdIp) -> IpAddr {
     match ip {
         StdIp::V4(v4) => IpAddr::V4(u32::from(v4)),
@@ -14,6 +15,7 @@ pub fn ip_from_std(ip: StdIp) -> IpAddr {
     }
 }
 
+#[inline]
 pub fn ip_to_std(ip: IpAddr) -> StdIp {
     match ip {
         IpAddr::V4(v4) => StdIp::V4(Ipv4Addr::from(v4)),

@@ -25,6 +25,7 @@ impl std::fmt::Display for UnpackError {
 
 impl std::error::Error for UnpackError {}
 
+#[inline]
 fn put_ip(out: &mut [u8], ip: IpAddr) -> u8 {
     match ip {
         IpAddr::V4(v4) => {
@@ -39,6 +40,7 @@ fn put_ip(out: &mut [u8], ip: IpAddr) -> u8 {
     }
 }
 
+#[inline]
 fn get_ip(family: u8, bytes: &[u8]) -> Result<IpAddr, UnpackError> {
     let u64_at = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
     match family {

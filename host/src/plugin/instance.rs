@@ -521,6 +521,8 @@ fn split(parsed: Parsed, count: usize, cap: usize, out: &mut ParsedBatch) {
         );
         return invalid(out, why);
     }
+    // Grown once per call, not message by message.
+    out.flows.reserve(claimed);
     // Rejected records are rare: sorted by message only when there are any.
     let mut rejected: Vec<Vec<Rejected>> = Vec::new();
     if !parsed.rejected.is_empty() {
@@ -556,7 +558,6 @@ fn split(parsed: Parsed, count: usize, cap: usize, out: &mut ParsedBatch) {
             mine.for_each(drop);
             continue;
         }
-        out.flows.reserve(n);
         let start = out.flows.len();
         let mut failed = None;
         for record in mine {
