@@ -26,7 +26,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// the most a call can overrun its limit by.
 pub const IDLE_TICK: Duration = Duration::from_millis(100);
 /// How long after the last pending deadline the ticker slows down.
-pub const IDLE_AFTER: Duration = Duration::from_secs(1);
+pub const IDLE_AFTER: Duration = Duration::from_millis(250);
 
 pub(super) struct EpochTicker {
     /// Ticks so far: the engine's epoch, as far as this module knows it.
@@ -121,7 +121,7 @@ mod tests {
     fn slows_down_when_no_deadline_is_pending_and_speeds_up_for_one() {
         let ticker = EpochTicker::start(Engine::default()).unwrap();
         let ticks = || ticker.epoch.load(Ordering::Relaxed);
-        wait_until("idle", IDLE_AFTER * 3, || ticker.is_idle());
+        wait_until("idle", Duration::from_secs(10), || ticker.is_idle());
 
         // Idle: about one tick per IDLE_TICK.
         let before = ticks();
@@ -141,7 +141,7 @@ mod tests {
         );
         // Pending until it passes, then quiet again.
         assert!(!ticker.is_idle());
-        wait_until("idle again", IDLE_AFTER * 3, || ticker.is_idle());
+        wait_until("idle again", Duration::from_secs(10), || ticker.is_idle());
         ticker.stop();
     }
 }
