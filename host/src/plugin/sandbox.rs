@@ -63,10 +63,10 @@ impl SandboxState {
 }
 
 /// Sets `store`'s call deadline `ticks` epoch ticks from now, telling the
-/// ticker a deadline is pending (so it keeps, or goes back to, its fast
-/// pace). Every deadline goes through here.
+/// ticker (so it keeps, or goes back to, its fast pace). Every deadline
+/// goes through here.
 pub(super) fn arm_deadline(store: &mut Store<SandboxState>, ticks: u64) {
-    store.data().ticker.note_deadline(ticks);
+    store.data().ticker.note_deadline();
     store.set_epoch_deadline(ticks);
 }
 
