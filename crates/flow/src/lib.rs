@@ -7,6 +7,8 @@
 mod address;
 mod flow;
 pub mod packed;
+mod packed_flows;
 
 pub use address::{ip_from_std, ip_to_std};
 pub use flow::{Action, Batch, Flow, IpAddr, Origin, Rejected};
+pub use packed_flows::{FlowRef, PackedFlows, PackedRecord};

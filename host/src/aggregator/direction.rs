@@ -20,7 +20,7 @@
 //!
 //! `off` keys every record as reported.
 
-use flowlink_flow::Flow;
+use flowlink_flow::{Flow, FlowRef};
 
 use crate::config::DirectionRule;
 
@@ -39,6 +39,45 @@ pub enum Orientation {
     Reply {
         service_port: u16,
     },
+}
+
+/// What the rule reads of a record.
+#[derive(Debug, Clone, Copy)]
+pub struct L4Fields {
+    protocol: u8,
+    src_port: u16,
+    dst_port: u16,
+    tcp_flags: u8,
+    icmp_type: u8,
+    icmp_unknown: bool,
+}
+
+impl From<&Flow> for L4Fields {
+    #[inline]
+    fn from(flow: &Flow) -> Self {
+        L4Fields {
+            protocol: flow.protocol,
+            src_port: flow.src_port,
+            dst_port: flow.dst_port,
+            tcp_flags: flow.tcp_flags,
+            icmp_type: flow.icmp_type,
+            icmp_unknown: flow.icmp_unknown,
+        }
+    }
+}
+
+impl From<FlowRef<'_>> for L4Fields {
+    #[inline]
+    fn from(r: FlowRef) -> Self {
+        L4Fields {
+            protocol: r.protocol(),
+            src_port: r.src_port(),
+            dst_port: r.dst_port(),
+            tcp_flags: r.tcp_flags(),
+            icmp_type: r.icmp_type(),
+            icmp_unknown: r.icmp_unknown(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -65,23 +104,25 @@ impl DirectionInference {
         self.service_ports[usize::from(port) / 64] & (1 << (port % 64)) != 0
     }
 
-    pub fn orientation(&self, flow: &Flow) -> Orientation {
+    #[inline]
+    pub fn orientation(&self, l4: impl Into<L4Fields>) -> Orientation {
+        let l4: L4Fields = l4.into();
         if self.rule == DirectionRule::Off {
             return Orientation::Forward;
         }
-        match flow.protocol {
+        match l4.protocol {
             // Without a type, 0 is no evidence of an echo reply.
-            1 | 58 if flow.icmp_unknown => Orientation::Forward,
-            1 if flow.icmp_type == 0 => Orientation::Reply {
+            1 | 58 if l4.icmp_unknown => Orientation::Forward,
+            1 if l4.icmp_type == 0 => Orientation::Reply {
                 service_port: 8 << 8,
             },
-            58 if flow.icmp_type == 129 => Orientation::Reply {
+            58 if l4.icmp_type == 129 => Orientation::Reply {
                 service_port: 128 << 8,
             },
-            6 if self.rule == DirectionRule::Auto && flow.tcp_flags & 0x12 == 0x02 => {
+            6 if self.rule == DirectionRule::Auto && l4.tcp_flags & 0x12 == 0x02 => {
                 Orientation::Forward
             }
-            6 | 17 | 132 => self.by_ports(flow.src_port, flow.dst_port),
+            6 | 17 | 132 => self.by_ports(l4.src_port, l4.dst_port),
             _ => Orientation::Forward,
         }
     }

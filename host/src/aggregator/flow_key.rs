@@ -22,14 +22,10 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of a record as reported.
     pub fn of(flow: &Flow) -> Self {
-        let dst_port = match flow.protocol {
-            1 | 58 => u16::from(flow.icmp_type) << 8 | u16::from(flow.icmp_code),
-            _ => flow.dst_port,
-        };
         FlowKey {
             src: ip_to_std(flow.src),
             dst: ip_to_std(flow.dst),
-            dst_port,
+            dst_port: key_port(flow.protocol, flow.icmp_type, flow.icmp_code, flow.dst_port),
             protocol: flow.protocol,
             action: action_code(flow.action),
         }
@@ -38,15 +34,34 @@ impl FlowKey {
     /// The key a record folds into: a reply counts toward its client's key.
     pub fn folded(flow: &Flow, direction: &DirectionInference) -> Self {
         let key = FlowKey::of(flow);
-        match direction.orientation(flow) {
-            Orientation::Forward => key,
-            Orientation::Reply { service_port } => FlowKey {
-                src: key.dst,
-                dst: key.src,
-                dst_port: service_port,
-                ..key
-            },
+        let orientation = direction.orientation(flow);
+        let (src, dst, dst_port) = orient(key.src, key.dst, key.dst_port, orientation);
+        FlowKey {
+            src,
+            dst,
+            dst_port,
+            ..key
         }
+    }
+}
+
+/// The key's port: the destination port, or for ICMP and ICMPv6
+/// `type * 256 + code`.
+#[inline]
+pub fn key_port(protocol: u8, icmp_type: u8, icmp_code: u8, dst_port: u16) -> u16 {
+    match protocol {
+        1 | 58 => u16::from(icmp_type) << 8 | u16::from(icmp_code),
+        _ => dst_port,
+    }
+}
+
+/// A key's ends and port as oriented: a reply swaps the ends and takes
+/// the service's port.
+#[inline]
+pub fn orient<A>(src: A, dst: A, dst_port: u16, orientation: Orientation) -> (A, A, u16) {
+    match orientation {
+        Orientation::Forward => (src, dst, dst_port),
+        Orientation::Reply { service_port } => (dst, src, service_port),
     }
 }
 

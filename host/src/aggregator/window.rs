@@ -6,9 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::FlowKey;
 use super::direction::DirectionInference;
+use super::flow_key::{key_port, orient};
 use super::key_table::{KeyHash, KeyTable};
 use crate::proto::{AggregatedFlow, FlowBatch};
-use flowlink_flow::Flow;
+#[cfg(test)]
+use flowlink_flow::{Flow, PackedFlows};
+use flowlink_flow::{FlowRef, PackedRecord};
 
 /// A key's counters as the tests read them.
 #[cfg(test)]
@@ -36,6 +39,7 @@ struct V4Key {
 }
 
 impl V4Key {
+    #[cfg(test)]
     fn of(key: &FlowKey) -> Option<Self> {
         match (key.src, key.dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => Some(V4Key {
@@ -47,6 +51,22 @@ impl V4Key {
             }),
             _ => None,
         }
+    }
+
+    /// The key a packed record folds into when both its addresses are
+    /// IPv4, read in place; as [`FlowKey::folded`].
+    #[inline]
+    fn folded(r: FlowRef, direction: &DirectionInference) -> Option<Self> {
+        let (src, dst) = r.v4_pair()?;
+        let port = key_port(r.protocol(), r.icmp_type(), r.icmp_code(), r.dst_port());
+        let (src, dst, dst_port) = orient(src, dst, port, direction.orientation(r));
+        Some(V4Key {
+            src,
+            dst,
+            dst_port,
+            protocol: r.protocol(),
+            action: r.action_code(),
+        })
     }
 
     fn key(&self) -> FlowKey {
@@ -91,17 +111,18 @@ impl Totals {
     /// Folds one record in. Counters are scaled by the record's sampling
     /// interval here, once, whatever the format.
     #[inline]
-    fn fold(&mut self, flow: &Flow) {
-        let scale = u64::from(flow.sampling_interval.max(1));
+    fn fold(&mut self, r: FlowRef) {
+        let scale = u64::from(r.sampling_interval().max(1));
         self.connections = self.connections.saturating_add(1);
         self.packets = self
             .packets
-            .saturating_add(flow.packets.saturating_mul(scale));
-        self.bytes = self.bytes.saturating_add(flow.bytes.saturating_mul(scale));
-        if flow.start_ms != 0 {
-            self.first_seen_ms = self.first_seen_ms.min(flow.start_ms);
+            .saturating_add(r.packets().saturating_mul(scale));
+        self.bytes = self.bytes.saturating_add(r.bytes().saturating_mul(scale));
+        let (start_ms, end_ms) = (r.start_ms(), r.end_ms());
+        if start_ms != 0 {
+            self.first_seen_ms = self.first_seen_ms.min(start_ms);
         }
-        self.last_seen_ms = self.last_seen_ms.max(flow.end_ms.max(flow.start_ms));
+        self.last_seen_ms = self.last_seen_ms.max(end_ms.max(start_ms));
     }
 }
 
@@ -204,39 +225,47 @@ impl Window {
     /// Folds one record in: the tests' way in, the daemon folds runs.
     #[cfg(test)]
     pub fn add(&mut self, flow: &Flow, exporter: IpAddr, direction: &DirectionInference) {
-        self.add_all(std::slice::from_ref(flow), exporter, direction);
+        let packed: PackedFlows = std::iter::once(*flow).collect();
+        self.add_all(packed.records(), exporter, direction);
     }
 
     /// Folds records of one exporter in, in order; a key keeps the
-    /// exporter of its first record. Their keys are hashed
+    /// exporter of its first record. Records are read where the parser
+    /// left them (packed). Their keys are hashed
     /// and their table slots prefetched [`PREFETCH_RUN`] at a time: at a
     /// million keys nearly every new key's slot is a cache miss, and
     /// started together the misses overlap instead of stalling one fold
     /// each.
-    pub fn add_all(&mut self, flows: &[Flow], exporter: IpAddr, direction: &DirectionInference) {
-        if flows.is_empty() {
+    pub fn add_all(
+        &mut self,
+        records: &[PackedRecord],
+        exporter: IpAddr,
+        direction: &DirectionInference,
+    ) {
+        if records.is_empty() {
             return;
         }
         self.dirty = true;
         let exporter = self.exporter_index(exporter);
         let mut keys = [Keyed::None; PREFETCH_RUN];
-        for run in flows.chunks(PREFETCH_RUN) {
-            for (keyed, flow) in keys.iter_mut().zip(run) {
-                let key = FlowKey::folded(flow, direction);
-                *keyed = match V4Key::of(&key) {
+        for run in records.chunks(PREFETCH_RUN) {
+            for (keyed, record) in keys.iter_mut().zip(run) {
+                let r = FlowRef::new(record);
+                *keyed = match V4Key::folded(r, direction) {
                     Some(v4) => {
                         let hash = self.v4.hash(&v4);
                         self.v4.prefetch(hash);
                         Keyed::V4(v4, hash)
                     }
                     None => {
+                        let key = FlowKey::folded(&r.to_flow(), direction);
                         let hash = self.other.hash(&key);
                         self.other.prefetch(hash);
                         Keyed::Other(key, hash)
                     }
                 };
             }
-            for (keyed, flow) in keys.iter().zip(run) {
+            for (keyed, record) in keys.iter().zip(run) {
                 let totals = match *keyed {
                     Keyed::V4(key, hash) => self
                         .v4
@@ -246,7 +275,7 @@ impl Window {
                         .get_or_insert_with(hash, key, || Totals::new(exporter)),
                     Keyed::None => unreachable!("every record of the run was keyed"),
                 };
-                totals.fold(flow);
+                totals.fold(FlowRef::new(record));
             }
         }
     }
@@ -424,8 +453,9 @@ mod tests {
                 f
             })
             .collect();
+        let packed: PackedFlows = records.iter().copied().collect();
         let mut w = Window::new(0);
-        w.add_all(&records, exporter, &off);
+        w.add_all(packed.records(), exporter, &off);
         assert_eq!(w.len(), 7);
         for k in 0..7u64 {
             let mine: Vec<u64> = (0..50).filter(|r| r % 7 == k).collect();
@@ -443,9 +473,10 @@ mod tests {
     fn a_key_s_record_count_saturates() {
         let mut totals = Totals::new(0);
         totals.connections = u32::MAX - 1;
-        let record = flow(1, 443, 1, 10, 1, 2, 1);
-        totals.fold(&record);
-        totals.fold(&record);
+        let packed: PackedFlows = std::iter::once(flow(1, 443, 1, 10, 1, 2, 1)).collect();
+        let record = FlowRef::new(&packed.records()[0]);
+        totals.fold(record);
+        totals.fold(record);
         assert_eq!(totals.connections, u32::MAX);
         assert_eq!(totals.packets, 2, "the other counters go on");
     }

@@ -3,7 +3,7 @@
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use flowlink_flow::Flow;
+use flowlink_flow::{PackedFlows, PackedRecord};
 
 use tokio::sync::oneshot;
 
@@ -249,7 +249,7 @@ pub enum AggregatorInput {
 #[derive(Debug)]
 pub struct ParsedFlows {
     pub consumer: usize,
-    pub flows: Vec<Flow>,
+    pub flows: PackedFlows,
     /// Who exported `flows`: runs in order, `(exporter, end)` with `end`
     /// the index one past the run's last flow.
     pub exporters: Vec<(SocketAddr, usize)>,
@@ -269,7 +269,7 @@ impl ParsedFlows {
     pub fn new(consumer: usize) -> Self {
         ParsedFlows {
             consumer,
-            flows: Vec::new(),
+            flows: PackedFlows::new(),
             exporters: Vec::new(),
             acks: Vec::new(),
             bytes: None,
@@ -280,7 +280,7 @@ impl ParsedFlows {
     /// (one message's flows are never split): `runs` says how many flows,
     /// in order, each message's exporter sent. The common case, a call
     /// under the bound, moves `flows` into one item without a copy.
-    pub fn items(consumer: usize, flows: Vec<Flow>, runs: &[(SocketAddr, usize)]) -> Vec<Self> {
+    pub fn items(consumer: usize, flows: PackedFlows, runs: &[(SocketAddr, usize)]) -> Vec<Self> {
         debug_assert_eq!(runs.iter().map(|r| r.1).sum::<usize>(), flows.len());
         let mut items = Vec::new();
         if flows.len() <= Self::MAX_FLOWS {
@@ -296,13 +296,15 @@ impl ParsedFlows {
             }
             return items;
         }
-        let mut flows = flows.into_iter();
+        let mut rest = flows.records();
         let mut item = ParsedFlows::new(consumer);
         for &(exporter, n) in runs {
             if !item.flows.is_empty() && item.flows.len() + n > Self::MAX_FLOWS {
                 items.push(std::mem::replace(&mut item, ParsedFlows::new(consumer)));
             }
-            item.flows.extend(flows.by_ref().take(n));
+            let (run, later) = rest.split_at(n);
+            rest = later;
+            item.flows.extend_from(run);
             item.add_run(exporter, item.flows.len());
         }
         if !item.flows.is_empty() {
@@ -322,10 +324,11 @@ impl ParsedFlows {
     }
 
     /// The flows, each run with its exporter.
-    pub fn by_exporter(&self) -> impl Iterator<Item = (SocketAddr, &[Flow])> {
+    pub fn by_exporter(&self) -> impl Iterator<Item = (SocketAddr, &[PackedRecord])> {
+        let records = self.flows.records();
         let mut start = 0;
         self.exporters.iter().map(move |&(exporter, end)| {
-            let run = &self.flows[start..end];
+            let run = &records[start..end];
             start = end;
             (exporter, run)
         })
@@ -333,7 +336,7 @@ impl ParsedFlows {
 
     /// What the item holds in memory, for the byte budget.
     pub fn size(&self) -> usize {
-        self.flows.capacity() * std::mem::size_of::<Flow>()
+        self.flows.capacity_bytes()
             + self.exporters.capacity() * std::mem::size_of::<(SocketAddr, usize)>()
             + std::mem::size_of::<ParsedFlows>()
     }
@@ -348,6 +351,7 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flowlink_flow::{Flow, FlowRef};
 
     #[test]
     fn a_shared_receipt_fires_once_every_share_is_done() {
@@ -371,13 +375,17 @@ mod tests {
         assert!(rx.blocking_recv().is_err());
     }
 
-    fn flows(n: usize) -> Vec<Flow> {
+    fn flows(n: usize) -> PackedFlows {
         (0..n)
             .map(|i| Flow {
                 src_port: i as u16,
                 ..Flow::default()
             })
             .collect()
+    }
+
+    fn ports(flows: &PackedFlows) -> impl Iterator<Item = u16> + '_ {
+        flows.records().iter().map(|r| FlowRef::new(r).src_port())
     }
 
     fn exporter(last: u8) -> SocketAddr {
@@ -392,7 +400,7 @@ mod tests {
             .iter()
             .map(|item| {
                 let runs = item.by_exporter().map(|(e, f)| (e, f.len())).collect();
-                (runs, item.flows.iter().map(|f| f.src_port).collect())
+                (runs, ports(&item.flows).collect())
             })
             .collect()
     }
@@ -405,7 +413,7 @@ mod tests {
             shape(&items),
             vec![(vec![(a, 3), (b, 3)], vec![0, 1, 2, 3, 4, 5])]
         );
-        assert!(ParsedFlows::items(0, Vec::new(), &[]).is_empty());
+        assert!(ParsedFlows::items(0, PackedFlows::new(), &[]).is_empty());
     }
 
     #[test]
@@ -427,10 +435,7 @@ mod tests {
                 vec![(b, 1)]
             ]
         );
-        let ports: Vec<u16> = items
-            .iter()
-            .flat_map(|i| i.flows.iter().map(|f| f.src_port))
-            .collect();
+        let ports: Vec<u16> = items.iter().flat_map(|i| ports(&i.flows)).collect();
         assert_eq!(ports, (0..total).map(|i| i as u16).collect::<Vec<_>>());
     }
 }

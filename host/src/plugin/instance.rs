@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use flowlink_flow::packed::{PACKED_FLOW_LEN, unpack};
-use flowlink_flow::{Flow, Rejected};
+use flowlink_flow::packed::PACKED_FLOW_LEN;
+use flowlink_flow::{Flow, PackedFlows, Rejected};
 use wasmtime::component::ResourceAny;
 use wasmtime::{Store, Trap};
 
@@ -38,7 +38,8 @@ pub struct MessageOutcome {
 /// per message.
 #[derive(Debug, Default)]
 pub struct ParsedBatch {
-    pub flows: Vec<Flow>,
+    /// Checked, still packed: the aggregator reads them in place.
+    pub flows: PackedFlows,
     pub outcomes: Vec<Result<MessageOutcome, ParseFailure>>,
 }
 
@@ -216,7 +217,7 @@ impl ParserInstance {
             .next()
             .expect("one result per message")?;
         Ok(ParsedMessage {
-            flows: batch.flows,
+            flows: batch.flows.to_flows(),
             rejected: outcome.rejected,
             skipped: outcome.skipped,
         })
@@ -234,7 +235,7 @@ impl ParserInstance {
         replay: FaultReplay,
     ) -> ParsedBatch {
         let mut out = ParsedBatch {
-            flows: Vec::new(),
+            flows: PackedFlows::new(),
             outcomes: Vec::with_capacity(messages.len()),
         };
         self.parse_into(stream, messages, replay, &mut out);
@@ -496,10 +497,11 @@ impl ParserInstance {
     }
 }
 
-/// Checks a plugin call's packed output and appends it to `out`: the
-/// flows unpacked straight into the batch's list, one outcome per
-/// message. A message refused (over `cap`, a bad record) adds no flows and
-/// reserves no room for them.
+/// Checks a plugin call's packed output and appends it to `out`, one
+/// outcome per message: the plugin's bytes become the batch's records
+/// whole when every message is kept (the common case), else the kept
+/// messages' records are copied. A message refused (over `cap`, a bad
+/// record) adds no flows.
 fn split(parsed: Parsed, count: usize, cap: usize, out: &mut ParsedBatch) {
     let invalid = |out: &mut ParsedBatch, why: String| {
         out.outcomes
@@ -521,8 +523,6 @@ fn split(parsed: Parsed, count: usize, cap: usize, out: &mut ParsedBatch) {
         );
         return invalid(out, why);
     }
-    // Grown once per call, not message by message.
-    out.flows.reserve(claimed);
     // Rejected records are rare: sorted by message only when there are any.
     let mut rejected: Vec<Vec<Rejected>> = Vec::new();
     if !parsed.rejected.is_empty() {
@@ -537,7 +537,13 @@ fn split(parsed: Parsed, count: usize, cap: usize, out: &mut ParsedBatch) {
         }
     }
     let mut rejected = rejected.into_iter();
-    let mut records = parsed.flows.chunks_exact(PACKED_FLOW_LEN);
+    // Each message's records are checked where they lie; the kept ones are
+    // copied out only if some message is not kept (or the batch already
+    // holds records), else the plugin's bytes become the batch's whole.
+    let first_outcome = out.outcomes.len();
+    let mut kept: Vec<std::ops::Range<usize>> = Vec::with_capacity(count);
+    let mut all_kept = out.flows.is_empty();
+    let mut at = 0;
     for outcome in parsed.outcomes {
         let rejected = rejected.next().unwrap_or_default();
         let outcome = match outcome {
@@ -549,37 +555,38 @@ fn split(parsed: Parsed, count: usize, cap: usize, out: &mut ParsedBatch) {
         };
         let n = outcome.flows as usize;
         // Taken whatever happens, so the next message starts at its own records.
-        let mine = records.by_ref().take(n);
+        let mine = at..at + n * PACKED_FLOW_LEN;
+        at = mine.end;
         if n + rejected.len() > cap {
             out.outcomes.push(Err(ParseFailure::TooManyRecords {
                 count: n + rejected.len(),
                 cap,
             }));
-            mine.for_each(drop);
+            all_kept &= n == 0;
             continue;
         }
-        let start = out.flows.len();
-        let mut failed = None;
-        for record in mine {
-            let record = record.try_into().expect("chunks_exact");
-            match unpack(record) {
-                Ok(flow) => out.flows.push(flow),
-                Err(e) => {
-                    failed.get_or_insert(e);
-                }
-            }
+        if let Err(e) = PackedFlows::check(&parsed.flows[mine.clone()]) {
+            out.outcomes
+                .push(Err(ParseFailure::InvalidOutput(e.to_string())));
+            all_kept &= n == 0;
+            continue;
         }
-        out.outcomes.push(match failed {
-            Some(e) => {
-                out.flows.truncate(start);
-                Err(ParseFailure::InvalidOutput(e.to_string()))
-            }
-            None => Ok(MessageOutcome {
-                flows: n,
-                rejected,
-                skipped: outcome.skipped,
-            }),
-        });
+        out.outcomes.push(Ok(MessageOutcome {
+            flows: n,
+            rejected,
+            skipped: outcome.skipped,
+        }));
+        kept.push(mine);
+    }
+    debug_assert!(out.outcomes.len() - first_outcome == count);
+    // (Checked again on the way in: a record a byte compare or three.)
+    if all_kept {
+        out.flows = PackedFlows::from_bytes(parsed.flows).expect("every record was checked");
+    } else {
+        for range in kept {
+            let records = &parsed.flows[range];
+            out.flows.extend_checked(records).expect("checked above");
+        }
     }
 }
 
@@ -713,7 +720,7 @@ mod tests {
         let mut out = ParsedBatch::default();
         split(parsed, 4, 3, &mut out);
 
-        let ports: Vec<u16> = out.flows.iter().map(|f| f.src_port).collect();
+        let ports: Vec<u16> = out.flows.to_flows().iter().map(|f| f.src_port).collect();
         assert_eq!(ports, [1, 2, 30]);
         assert!(matches!(&out.outcomes[0], Ok(o) if o.flows == 2 && o.rejected.is_empty()));
         assert!(matches!(

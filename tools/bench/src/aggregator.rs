@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use anyhow::Result;
-use flowlink_flow::{Flow, IpAddr as WitIp};
+use flowlink_flow::{Flow, IpAddr as WitIp, PackedFlows};
 
 use super::resident_bytes;
 use flowlink::aggregator::{DirectionInference, Window};
@@ -42,7 +42,9 @@ fn record(i: u32) -> Flow {
 }
 
 pub fn run(args: AggregatorArgs) -> Result<()> {
-    let records: Vec<Flow> = (0..args.keys).map(record).collect();
+    // Packed, as the parser workers hand records over.
+    let packed: PackedFlows = (0..args.keys).map(record).collect();
+    let records = packed.records();
     let direction = DirectionInference::new(DirectionRule::Auto, &[]);
     let exporter = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let rss_before = resident_bytes();

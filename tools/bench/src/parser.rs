@@ -147,7 +147,12 @@ pub fn run(args: ParserArgs) -> Result<()> {
         let pass_flows = |session: &mut ParserInstance| -> Vec<flowlink_flow::Flow> {
             messages
                 .chunks(args.batch.max(1))
-                .flat_map(|chunk| session.parse_batch(None, chunk, FaultReplay::Capped).flows)
+                .flat_map(|chunk| {
+                    session
+                        .parse_batch(None, chunk, FaultReplay::Capped)
+                        .flows
+                        .to_flows()
+                })
                 .collect()
         };
         let packed = pass_flows(&mut session);

@@ -17,6 +17,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../../crates/flow/src/packed.rs"),
     ),
     (
+        "flowlink-flow/src/packed_flows.rs",
+        include_str!("../../../../crates/flow/src/packed_flows.rs"),
+    ),
+    (
         "flowlink-flow/src/address.rs",
         include_str!("../../../../crates/flow/src/address.rs"),
     ),
