@@ -110,45 +110,52 @@ pub fn unpack(r: &[u8; PACKED_FLOW_LEN]) -> Result<Flow, UnpackError> {
     })
 }
 
+/// Both families, every field set, ICMP with and without a type: for
+/// the tests of the packed form.
+#[cfg(test)]
+pub(crate) fn sample_flows() -> [Flow; 3] {
+    [
+        Flow {
+            src: IpAddr::V4(0x0a00_0001),
+            dst: IpAddr::V6((0x2001_0db8_0000_0000, 1)),
+            src_port: 40000,
+            dst_port: 443,
+            protocol: 6,
+            packets: u64::MAX,
+            bytes: 1 << 40,
+            start_ms: 1_700_000_000_000,
+            end_ms: 1_700_000_000_999,
+            sampling_interval: 1000,
+            tcp_flags: 0x1b,
+            icmp_type: 0,
+            icmp_code: 0,
+            icmp_unknown: false,
+            action: Action::Reject,
+        },
+        Flow {
+            src: IpAddr::V6((u64::MAX, 7)),
+            dst: IpAddr::V4(u32::MAX),
+            protocol: 58,
+            icmp_type: 128,
+            icmp_code: 3,
+            action: Action::Accept,
+            ..Default::default()
+        },
+        Flow {
+            protocol: 1,
+            icmp_unknown: true,
+            ..Default::default()
+        },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn round_trips_both_families_and_every_field() {
-        let flows = [
-            Flow {
-                src: IpAddr::V4(0x0a00_0001),
-                dst: IpAddr::V6((0x2001_0db8_0000_0000, 1)),
-                src_port: 40000,
-                dst_port: 443,
-                protocol: 6,
-                packets: u64::MAX,
-                bytes: 1 << 40,
-                start_ms: 1_700_000_000_000,
-                end_ms: 1_700_000_000_999,
-                sampling_interval: 1000,
-                tcp_flags: 0x1b,
-                icmp_type: 0,
-                icmp_code: 0,
-                icmp_unknown: false,
-                action: Action::Reject,
-            },
-            Flow {
-                src: IpAddr::V6((u64::MAX, 7)),
-                dst: IpAddr::V4(u32::MAX),
-                protocol: 58,
-                icmp_type: 128,
-                icmp_code: 3,
-                action: Action::Accept,
-                ..Default::default()
-            },
-            Flow {
-                protocol: 1,
-                icmp_unknown: true,
-                ..Default::default()
-            },
-        ];
+        let flows = sample_flows();
         let mut packed = Vec::new();
         for f in &flows {
             pack(f, &mut packed);

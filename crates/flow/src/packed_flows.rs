@@ -208,66 +208,37 @@ impl<'a> FlowRef<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Action, IpAddr};
-
-    fn sample() -> [Flow; 2] {
-        [
-            Flow {
-                src: IpAddr::V4(0x0a00_0001),
-                dst: IpAddr::V4(0xc000_0201),
-                src_port: 40000,
-                dst_port: 443,
-                protocol: 6,
-                packets: 3,
-                bytes: 1 << 40,
-                start_ms: 1_700_000_000_000,
-                end_ms: 1_700_000_000_999,
-                sampling_interval: 1000,
-                tcp_flags: 0x1b,
-                icmp_type: 0,
-                icmp_code: 0,
-                icmp_unknown: true,
-                action: Action::Reject,
-            },
-            Flow {
-                src: IpAddr::V6((u64::MAX, 7)),
-                dst: IpAddr::V4(u32::MAX),
-                protocol: 58,
-                icmp_type: 128,
-                icmp_code: 3,
-                action: Action::Accept,
-                ..Default::default()
-            },
-        ]
-    }
+    use crate::packed::sample_flows;
 
     #[test]
     fn reads_every_field_in_place() {
-        let flows = sample();
+        let flows = sample_flows();
         let packed: PackedFlows = flows.iter().copied().collect();
-        assert_eq!(packed.len(), 2);
+        assert_eq!(packed.len(), 3);
         assert_eq!(packed.to_flows(), flows);
         let r = FlowRef::new(&packed.records()[0]);
-        assert_eq!(r.v4_pair(), Some((0x0a00_0001, 0xc000_0201)));
+        assert_eq!(r.v4_pair(), None, "a family mix is not a v4 pair");
         assert_eq!(
             (r.protocol(), r.src_port(), r.dst_port(), r.tcp_flags()),
             (6, 40000, 443, 0x1b)
         );
-        assert_eq!((r.packets(), r.bytes()), (3, 1 << 40));
+        assert_eq!((r.packets(), r.bytes()), (u64::MAX, 1 << 40));
         assert_eq!(
             (r.start_ms(), r.end_ms()),
             (1_700_000_000_000, 1_700_000_000_999)
         );
         assert_eq!((r.sampling_interval(), r.action_code()), (1000, 2));
-        assert!(r.icmp_unknown());
+        assert!(!r.icmp_unknown());
         let r = FlowRef::new(&packed.records()[1]);
-        assert_eq!(r.v4_pair(), None, "a family mix is not a v4 pair");
         assert_eq!((r.icmp_type(), r.icmp_code(), r.action_code()), (128, 3, 1));
+        let r = FlowRef::new(&packed.records()[2]);
+        assert_eq!(r.v4_pair(), Some((0, 0)));
+        assert!(r.icmp_unknown());
     }
 
     #[test]
     fn refuses_a_record_with_a_bad_family_or_action() {
-        let packed: PackedFlows = sample().into_iter().collect();
+        let packed: PackedFlows = sample_flows().into_iter().collect();
         let mut bytes = packed.records().as_flattened().to_vec();
         bytes[PACKED_FLOW_LEN + 1] = 5;
         assert_eq!(

@@ -83,10 +83,10 @@ impl EpochTicker {
                 let parked = Instant::now();
                 std::thread::park_timeout(IDLE_TICK);
                 let slept = parked.elapsed();
-                if slept < IDLE_TICK {
-                    // Woken early, by a deadline armed while parked: the
-                    // time parked came before it and is not its to spend
-                    // (or spuriously: a deadline then falls a little late).
+                if slept < IDLE_TICK && self.armed.load(Ordering::SeqCst) {
+                    // Woken early by a deadline armed while parked: the
+                    // time parked came before it and is not its to spend.
+                    // (A spurious wake-up is charged what passed.)
                     0
                 } else {
                     (slept.as_micros() / EPOCH_TICK.as_micros()) as u64
