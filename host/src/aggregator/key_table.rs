@@ -143,7 +143,6 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
         &mut self.entries[index].1
     }
 
-    /// Twice the slots; words move by their stored hash, entries stay.
     /// Makes the next [`POPULATE_BYTES`] of entries resident, growing the
     /// vector first if it is full. The vector moves only here, where no
     /// entry past `len` is resident, so `populated` stays true.
@@ -159,6 +158,7 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
         self.populated = self.entries.len() + ahead;
     }
 
+    /// Twice the slots; words move by their stored hash, entries stay.
     fn grow(&mut self) {
         let doubled = zeroed(self.slots.len() * 2);
         let old = std::mem::replace(&mut self.slots, doubled);
