@@ -21,7 +21,7 @@ impl PackedFlows {
     }
 
     /// Whether every record of `bytes` (whole records) is valid.
-    pub fn check(bytes: &[u8]) -> Result<(), UnpackError> {
+    fn check(bytes: &[u8]) -> Result<(), UnpackError> {
         let (records, rest) = bytes.as_chunks::<PACKED_FLOW_LEN>();
         assert!(rest.is_empty(), "packed records come in whole records");
         for r in records {
@@ -37,10 +37,13 @@ impl PackedFlows {
         Ok(())
     }
 
-    /// Takes a plugin's output whole if every record is valid.
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, UnpackError> {
-        Self::check(&bytes)?;
-        Ok(PackedFlows { bytes })
+    /// Takes a plugin's output whole if every record is valid; else
+    /// gives it back, with the first fault.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, (UnpackError, Vec<u8>)> {
+        match Self::check(&bytes) {
+            Ok(()) => Ok(PackedFlows { bytes }),
+            Err(e) => Err((e, bytes)),
+        }
     }
 
     /// Appends records after checking them; nothing is appended if one is
@@ -59,20 +62,12 @@ impl PackedFlows {
         pack(flow, &mut self.bytes);
     }
 
-    pub fn reserve(&mut self, records: usize) {
-        self.bytes.reserve(records * PACKED_FLOW_LEN);
-    }
-
     pub fn len(&self) -> usize {
         self.bytes.len() / PACKED_FLOW_LEN
     }
 
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
-    }
-
-    pub fn truncate(&mut self, records: usize) {
-        self.bytes.truncate(records * PACKED_FLOW_LEN);
     }
 
     /// Bytes held, for memory budgets.
@@ -242,7 +237,7 @@ mod tests {
         let mut bytes = packed.records().as_flattened().to_vec();
         bytes[PACKED_FLOW_LEN + 1] = 5;
         assert_eq!(
-            PackedFlows::from_bytes(bytes.clone()),
+            PackedFlows::from_bytes(bytes.clone()).map_err(|(e, _)| e),
             Err(UnpackError::Family(5))
         );
         let mut more = PackedFlows::new();
@@ -250,6 +245,11 @@ mod tests {
         assert!(more.is_empty(), "nothing of a refused run is kept");
         bytes[PACKED_FLOW_LEN + 1] = 4;
         bytes[6] = 3;
-        assert_eq!(PackedFlows::from_bytes(bytes), Err(UnpackError::Action(3)));
+        let refused = PackedFlows::from_bytes(bytes.clone());
+        assert_eq!(
+            refused,
+            Err((UnpackError::Action(3), bytes)),
+            "given back whole"
+        );
     }
 }

@@ -154,7 +154,7 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
         let per_chunk = (POPULATE_BYTES / std::mem::size_of::<(K, V)>().max(1)).max(1);
         let spare = self.entries.spare_capacity_mut();
         let ahead = per_chunk.min(spare.len());
-        prefault::populate_spare(&mut spare[..ahead]);
+        prefault::populate(&mut spare[..ahead]);
         self.populated = self.entries.len() + ahead;
     }
 

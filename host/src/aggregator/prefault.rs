@@ -4,7 +4,8 @@
 //! one fault at a time they were a sixth of the daemon's CPU, most of it
 //! the fault's entry, exit and accounting rather than zeroing the page.
 
-/// Faults in, writable, every page holding a byte of `bytes`. Returns
+/// Faults in, writable, every page holding a byte of `bytes` (initialised
+/// or not: a `Vec`'s spare capacity is `[MaybeUninit<T>]`). Returns
 /// false where the kernel cannot (older than 5.14, or not Linux): the pages
 /// then fault in as they are first touched, as before.
 pub(super) fn populate<T>(bytes: &mut [T]) -> bool {
@@ -13,16 +14,6 @@ pub(super) fn populate<T>(bytes: &mut [T]) -> bool {
         return true;
     }
     populate_raw(bytes.as_mut_ptr().cast(), len)
-}
-
-/// As [`populate`], for memory a `Vec` holds but has not initialised (its
-/// spare capacity).
-pub(super) fn populate_spare<T>(spare: &mut [std::mem::MaybeUninit<T>]) -> bool {
-    let len = std::mem::size_of_val(spare);
-    if len == 0 {
-        return true;
-    }
-    populate_raw(spare.as_mut_ptr().cast(), len)
 }
 
 #[cfg(target_os = "linux")]
@@ -62,7 +53,7 @@ mod tests {
         assert_eq!(words[999_999], 999_999);
 
         let mut spare: Vec<u64> = Vec::with_capacity(1 << 20);
-        assert!(populate_spare(spare.spare_capacity_mut()));
+        assert!(populate(spare.spare_capacity_mut()));
         spare.push(7);
         assert_eq!(spare, [7]);
     }

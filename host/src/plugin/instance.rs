@@ -537,12 +537,17 @@ fn split(parsed: Parsed, count: usize, cap: usize, out: &mut ParsedBatch) {
         }
     }
     let mut rejected = rejected.into_iter();
-    // Each message's records are checked where they lie; the kept ones are
-    // copied out only if some message is not kept (or the batch already
-    // holds records), else the plugin's bytes become the batch's whole.
-    let first_outcome = out.outcomes.len();
+    // The output is checked once, whole. Valid (the common case), it
+    // becomes the batch's records as it is, or the kept messages' records
+    // are copied out of it. With a bad record somewhere, each message's
+    // records are checked on their way in, and a message holding one is
+    // refused.
+    let output = match PackedFlows::from_bytes(parsed.flows) {
+        Ok(checked) => Ok(checked),
+        Err((_, bytes)) => Err(bytes),
+    };
     let mut kept: Vec<std::ops::Range<usize>> = Vec::with_capacity(count);
-    let mut all_kept = out.flows.is_empty();
+    let mut dropped = false;
     let mut at = 0;
     for outcome in parsed.outcomes {
         let rejected = rejected.next().unwrap_or_default();
@@ -555,21 +560,23 @@ fn split(parsed: Parsed, count: usize, cap: usize, out: &mut ParsedBatch) {
         };
         let n = outcome.flows as usize;
         // Taken whatever happens, so the next message starts at its own records.
-        let mine = at..at + n * PACKED_FLOW_LEN;
+        let mine = at..at + n;
         at = mine.end;
         if n + rejected.len() > cap {
             out.outcomes.push(Err(ParseFailure::TooManyRecords {
                 count: n + rejected.len(),
                 cap,
             }));
-            all_kept &= n == 0;
+            dropped |= n > 0;
             continue;
         }
-        if let Err(e) = PackedFlows::check(&parsed.flows[mine.clone()]) {
-            out.outcomes
-                .push(Err(ParseFailure::InvalidOutput(e.to_string())));
-            all_kept &= n == 0;
-            continue;
+        if let Err(bytes) = &output {
+            let records = &bytes[mine.start * PACKED_FLOW_LEN..mine.end * PACKED_FLOW_LEN];
+            if let Err(e) = out.flows.extend_checked(records) {
+                out.outcomes
+                    .push(Err(ParseFailure::InvalidOutput(e.to_string())));
+                continue;
+            }
         }
         out.outcomes.push(Ok(MessageOutcome {
             flows: n,
@@ -578,14 +585,13 @@ fn split(parsed: Parsed, count: usize, cap: usize, out: &mut ParsedBatch) {
         }));
         kept.push(mine);
     }
-    debug_assert!(out.outcomes.len() - first_outcome == count);
-    // (Checked again on the way in: a record a byte compare or three.)
-    if all_kept {
-        out.flows = PackedFlows::from_bytes(parsed.flows).expect("every record was checked");
-    } else {
-        for range in kept {
-            let records = &parsed.flows[range];
-            out.flows.extend_checked(records).expect("checked above");
+    if let Ok(checked) = output {
+        if !dropped && out.flows.is_empty() {
+            out.flows = checked;
+        } else {
+            for range in kept {
+                out.flows.extend_from(&checked.records()[range]);
+            }
         }
     }
 }
@@ -739,6 +745,31 @@ mod tests {
             }
             Err(e) => panic!("the last message failed: {e}"),
         }
+    }
+
+    #[test]
+    fn valid_output_keeps_every_message_but_one_over_the_cap() {
+        // Every record valid (the output is taken as checked, whole): the
+        // message over a cap of 3 is left out, the others copied in order.
+        let ports: [&[u16]; 3] = [&[1, 2], &[10, 11, 12, 13], &[20]];
+        let mut bytes = Vec::new();
+        for port in ports.iter().flat_map(|p| p.iter()) {
+            pack(&flow(*port), &mut bytes);
+        }
+        let parsed = Parsed {
+            flows: bytes,
+            outcomes: vec![ok(2), ok(4), ok(1)],
+            rejected: Vec::new(),
+        };
+        let mut out = ParsedBatch::default();
+        split(parsed, 3, 3, &mut out);
+        let kept: Vec<u16> = out.flows.to_flows().iter().map(|f| f.src_port).collect();
+        assert_eq!(kept, [1, 2, 20]);
+        assert!(matches!(
+            out.outcomes[1],
+            Err(ParseFailure::TooManyRecords { count: 4, cap: 3 })
+        ));
+        assert!(matches!(&out.outcomes[2], Ok(o) if o.flows == 1));
     }
 
     #[test]
