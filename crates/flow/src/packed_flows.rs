@@ -231,6 +231,42 @@ mod tests {
         assert!(r.icmp_unknown());
     }
 
+    /// One record written byte by byte from the table in `wit/parser.wit`,
+    /// not by `pack`.
+    #[test]
+    fn reads_a_record_laid_out_as_the_contract_says() {
+        let mut r = [0u8; PACKED_FLOW_LEN];
+        r[0] = 4;
+        r[1] = 4;
+        r[2] = 17;
+        r[3] = 0x12;
+        r[4] = 3;
+        r[5] = 1;
+        r[6] = 1;
+        r[7] = 1;
+        r[8..10].copy_from_slice(&[0x39, 0x30]); // 12345, little-endian
+        r[10..12].copy_from_slice(&[0x35, 0x00]); // 53
+        r[12..16].copy_from_slice(&[0x00, 0x04, 0x00, 0x00]); // 1024
+        r[16..20].copy_from_slice(&[10, 1, 2, 3]);
+        r[32..36].copy_from_slice(&[192, 0, 2, 53]);
+        r[48..56].copy_from_slice(&[7, 0, 0, 0, 0, 0, 0, 0]);
+        r[56..64].copy_from_slice(&[0x00, 0x01, 0, 0, 0, 0, 0, 0]); // 256
+        r[64..72].copy_from_slice(&[0xe8, 0x03, 0, 0, 0, 0, 0, 0]); // 1000
+        r[72..80].copy_from_slice(&[0xd0, 0x07, 0, 0, 0, 0, 0, 0]); // 2000
+        let packed = PackedFlows::from_bytes(r.to_vec()).unwrap();
+        let f = FlowRef::new(&packed.records()[0]);
+        assert_eq!(f.v4_pair(), Some((0x0a01_0203, 0xc000_0235)));
+        assert_eq!((f.protocol(), f.tcp_flags()), (17, 0x12));
+        assert_eq!((f.icmp_type(), f.icmp_code(), f.action_code()), (3, 1, 1));
+        assert!(f.icmp_unknown());
+        assert_eq!(
+            (f.src_port(), f.dst_port(), f.sampling_interval()),
+            (12345, 53, 1024)
+        );
+        assert_eq!((f.packets(), f.bytes()), (7, 256));
+        assert_eq!((f.start_ms(), f.end_ms()), (1000, 2000));
+    }
+
     #[test]
     fn refuses_a_record_with_a_bad_family_or_action() {
         let packed: PackedFlows = sample_flows().into_iter().collect();
