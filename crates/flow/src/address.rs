@@ -8,9 +8,12 @@ use crate::IpAddr;
 pub fn ip_from_std(ip: StdIp) -> IpAddr {
     match ip {
         StdIp::V4(v4) => IpAddr::V4(u32::from(v4)),
+        // By halves, not through `u128`: in the wasm32 components 128-bit
+        // shifts and byte swaps are calls to compiler helpers.
         StdIp::V6(v6) => {
-            let bits = u128::from(v6);
-            IpAddr::V6(((bits >> 64) as u64, bits as u64))
+            let octets = v6.octets();
+            let half = |at: usize| u64::from_be_bytes(octets[at..at + 8].try_into().expect("8"));
+            IpAddr::V6((half(0), half(8)))
         }
     }
 }
@@ -19,7 +22,12 @@ pub fn ip_from_std(ip: StdIp) -> IpAddr {
 pub fn ip_to_std(ip: IpAddr) -> StdIp {
     match ip {
         IpAddr::V4(v4) => StdIp::V4(Ipv4Addr::from(v4)),
-        IpAddr::V6((hi, lo)) => StdIp::V6(Ipv6Addr::from((u128::from(hi) << 64) | u128::from(lo))),
+        IpAddr::V6((hi, lo)) => {
+            let mut octets = [0; 16];
+            octets[..8].copy_from_slice(&hi.to_be_bytes());
+            octets[8..].copy_from_slice(&lo.to_be_bytes());
+            StdIp::V6(Ipv6Addr::from(octets))
+        }
     }
 }
 

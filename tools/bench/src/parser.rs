@@ -113,9 +113,12 @@ pub fn run(args: ParserArgs) -> Result<()> {
         }
     });
 
+    // The component compiled in this process, not the one mapped from the
+    // cache: the same code, but perf names its functions only through
+    // /tmp/perf-PID.map (FLOWLINK_WASM_PERFMAP), which covers the former.
     let mut session = ParserInstance::new(
         engine.clone(),
-        cached.clone(),
+        cold.clone(),
         "{}".into(),
         SandboxLimits::default(),
         Arc::from("bench"),

@@ -15,6 +15,7 @@ mod tests;
 pub mod walker;
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use foldhash::fast::RandomState;
@@ -26,11 +27,31 @@ use pending::PendingSets;
 pub use record::{ExportClock, RecordFields};
 
 /// Where templates live: one exporter's observation domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Scope {
     pub exporter: IpAddr,
     /// IPFIX observation domain id, NetFlow v9 source id.
     pub domain: u32,
+}
+
+/// Hashed as whole 64-bit words, not as `IpAddr` does: std hashes an
+/// address as its `u128` bits, which in the wasm32 components are calls to
+/// 128-bit shift helpers, and a template lookup per data set spent more on
+/// that than on anything else but the records.
+impl Hash for Scope {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self.exporter {
+            IpAddr::V4(v4) => {
+                state.write_u64(u64::from(v4.to_bits()) << 32 | u64::from(self.domain));
+            }
+            IpAddr::V6(v6) => {
+                let [hi, lo] = [&v6.octets()[..8], &v6.octets()[8..]]
+                    .map(|half| u64::from_ne_bytes(half.try_into().expect("8 bytes")));
+                state.write_u64(hi);
+                state.write_u64(lo ^ u64::from(self.domain));
+            }
+        }
+    }
 }
 
 /// Limits and timeouts; all from the parser's properties.
@@ -252,17 +273,14 @@ impl TemplateSession {
     /// `index` numbers the records of the message, for rejects.
     pub fn decode(&mut self, set: &DataSet<'_>, now_ms: u64, out: &mut Batch, index: &mut u32) {
         let key = (set.scope, set.template_id);
-        let expired = match self.templates.get(&key) {
-            Some(t) => {
-                self.config.template_timeout_ms > 0
-                    && now_ms > t.learned_ms + self.config.template_timeout_ms
+        let timeout_ms = self.config.template_timeout_ms;
+        let live = |t: &Template| timeout_ms == 0 || now_ms <= t.learned_ms + timeout_ms;
+        // One lookup on the common path: a known, live template.
+        let found = self.templates.get(&key);
+        let Some(template) = found.filter(|t| live(t)) else {
+            if found.is_some() {
+                self.templates.remove(&key);
             }
-            None => false,
-        };
-        if expired {
-            self.templates.remove(&key);
-        }
-        let Some(template) = self.templates.get(&key) else {
             if let Some(dropped) = self.pending.hold(
                 set.scope,
                 set.template_id,
@@ -292,7 +310,12 @@ impl TemplateSession {
             }
             return;
         }
-        let options = self.options.get(&set.scope).copied().unwrap_or_default();
+        // Most exporters send no options: then no second lookup.
+        let options = if self.options.is_empty() {
+            ScopeOptions::default()
+        } else {
+            self.options.get(&set.scope).copied().unwrap_or_default()
+        };
         let clock = match set.clock {
             ExportClock::SystemInit { system_init_ms } => ExportClock::SystemInit {
                 system_init_ms: system_init_ms.or(options.system_init_ms),
