@@ -34,21 +34,36 @@ pub struct Scope {
     pub domain: u32,
 }
 
-/// Hashed as whole 64-bit words, not as `IpAddr` does: std hashes an
-/// address as its `u128` bits, which in the wasm32 components are calls to
-/// 128-bit shift helpers, and a template lookup per data set spent more on
-/// that than on anything else but the records.
+/// A template's key in the session: its scope and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TemplateKey(Scope, u16);
+
+// Both keys are hashed as whole 128-bit words, not field by field: the
+// hasher gathers small integers in a `u128` shifted by a variable amount,
+// which in the wasm32 components is a call to a compiler helper per field,
+// and a template lookup per data set cost more than anything but the
+// records themselves.
 impl Hash for Scope {
     fn hash<H: Hasher>(&self, state: &mut H) {
+        self.hash_with(0, state);
+    }
+}
+
+impl Hash for TemplateKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash_with(self.1, state);
+    }
+}
+
+impl Scope {
+    fn hash_with<H: Hasher>(&self, id: u16, state: &mut H) {
+        let words = |hi: u64, lo: u64| u128::from(hi) << 64 | u128::from(lo);
+        let domain_and_id = u64::from(self.domain) << 16 | u64::from(id);
         match self.exporter {
-            IpAddr::V4(v4) => {
-                state.write_u64(u64::from(v4.to_bits()) << 32 | u64::from(self.domain));
-            }
+            IpAddr::V4(v4) => state.write_u128(words(u64::from(v4.to_bits()), domain_and_id)),
             IpAddr::V6(v6) => {
-                let [hi, lo] = [&v6.octets()[..8], &v6.octets()[8..]]
-                    .map(|half| u64::from_ne_bytes(half.try_into().expect("8 bytes")));
-                state.write_u64(hi);
-                state.write_u64(lo ^ u64::from(self.domain));
+                state.write_u128(u128::from_ne_bytes(v6.octets()));
+                state.write_u128(u128::from(domain_and_id));
             }
         }
     }
@@ -185,7 +200,7 @@ pub struct TemplateSession {
     pub config: TemplateConfig,
     // foldhash: several times faster than SipHash on these small keys and
     // still seeded per process, so exporters cannot aim at collisions.
-    templates: HashMap<(Scope, u16), Template, RandomState>,
+    templates: HashMap<TemplateKey, Template, RandomState>,
     options: HashMap<Scope, ScopeOptions, RandomState>,
     pending: PendingSets,
 }
@@ -218,7 +233,7 @@ impl TemplateSession {
     /// Adds or replaces a template, then decodes any data that waited for it.
     pub fn learn(&mut self, scope: Scope, template: Template, now_ms: u64, out: &mut Batch) {
         let id = template.id;
-        let known = self.templates.contains_key(&(scope, id));
+        let known = self.templates.contains_key(&TemplateKey(scope, id));
         if !known && self.templates.len() >= self.config.max_templates {
             out.reject(
                 0,
@@ -229,7 +244,7 @@ impl TemplateSession {
             );
             return;
         }
-        self.templates.insert((scope, id), template);
+        self.templates.insert(TemplateKey(scope, id), template);
         for waiting in self.pending.take(scope, id) {
             let set = DataSet {
                 scope,
@@ -244,12 +259,12 @@ impl TemplateSession {
 
     /// IPFIX template withdrawal (RFC 7011 §8.1).
     pub fn withdraw(&mut self, scope: Scope, id: u16) {
-        self.templates.remove(&(scope, id));
+        self.templates.remove(&TemplateKey(scope, id));
     }
 
     /// IPFIX "withdraw all templates" of a scope.
     pub fn withdraw_all(&mut self, scope: Scope) {
-        self.templates.retain(|(s, _), _| *s != scope);
+        self.templates.retain(|TemplateKey(s, _), _| *s != scope);
     }
 
     /// Drops data that waited too long for its template, as rejects.
@@ -272,7 +287,7 @@ impl TemplateSession {
     /// Decodes a data set, or keeps it until its template arrives.
     /// `index` numbers the records of the message, for rejects.
     pub fn decode(&mut self, set: &DataSet<'_>, now_ms: u64, out: &mut Batch, index: &mut u32) {
-        let key = (set.scope, set.template_id);
+        let key = TemplateKey(set.scope, set.template_id);
         let timeout_ms = self.config.template_timeout_ms;
         let live = |t: &Template| timeout_ms == 0 || now_ms <= t.learned_ms + timeout_ms;
         // One lookup on the common path: a known, live template.

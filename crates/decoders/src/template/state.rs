@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::{FieldSpec, Scope, ScopeOptions, Template, TemplateSession};
+use super::{FieldSpec, Scope, ScopeOptions, Template, TemplateKey, TemplateSession};
 use crate::ByteReader;
 
 const MAGIC: &[u8; 4] = b"FLT1";
@@ -42,7 +42,7 @@ impl TemplateSession {
     pub fn save_state(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&(self.templates.len() as u32).to_be_bytes());
-        for ((scope, _), t) in &self.templates {
+        for (TemplateKey(scope, _), t) in &self.templates {
             put_scope(&mut out, scope);
             out.extend_from_slice(&t.id.to_be_bytes());
             out.extend_from_slice(&t.scope_fields.to_be_bytes());
@@ -108,7 +108,7 @@ impl TemplateSession {
         }
         let added = templates
             .iter()
-            .filter(|(scope, t)| !self.templates.contains_key(&(*scope, t.id)))
+            .filter(|(scope, t)| !self.templates.contains_key(&TemplateKey(*scope, t.id)))
             .count();
         if self.templates.len() + added > self.config.max_templates {
             return Err(format!(
@@ -117,11 +117,11 @@ impl TemplateSession {
             ));
         }
         for (scope, t) in templates {
-            match self.templates.get(&(scope, t.id)) {
+            match self.templates.get(&TemplateKey(scope, t.id)) {
                 // Two snapshots know the template: the newer one wins.
                 Some(known) if known.learned_ms > t.learned_ms => {}
                 _ => {
-                    self.templates.insert((scope, t.id), t);
+                    self.templates.insert(TemplateKey(scope, t.id), t);
                 }
             }
         }
