@@ -182,6 +182,17 @@ impl Template {
         })
     }
 
+    /// Whether this template has exactly these fields.
+    pub fn describes(&self, scope_fields: u16, specs: &[FieldSpec]) -> bool {
+        self.scope_fields == scope_fields
+            && self.fields.len() == specs.len()
+            && self
+                .fields
+                .iter()
+                .zip(specs)
+                .all(|((known, _), spec)| known == spec)
+    }
+
     pub fn is_options(&self) -> bool {
         self.scope_fields > 0
     }
@@ -203,6 +214,8 @@ pub struct TemplateSession {
     templates: HashMap<TemplateKey, Template, RandomState>,
     options: HashMap<Scope, ScopeOptions, RandomState>,
     pending: PendingSets,
+    /// The walker's buffer for a template's field specifiers.
+    spec_buffer: Vec<FieldSpec>,
 }
 
 /// A data set as it arrived: enough to decode it later.
@@ -228,6 +241,26 @@ impl TemplateSession {
 
     pub fn options(&self, scope: &Scope) -> ScopeOptions {
         self.options.get(scope).copied().unwrap_or_default()
+    }
+
+    /// A template sent again unchanged (exporters resend theirs every few
+    /// datagrams) only has its time renewed: no new template is built.
+    /// `false` when the session does not hold it as described.
+    pub fn refresh(
+        &mut self,
+        scope: Scope,
+        id: u16,
+        scope_fields: u16,
+        specs: &[FieldSpec],
+        now_ms: u64,
+    ) -> bool {
+        match self.templates.get_mut(&TemplateKey(scope, id)) {
+            Some(known) if known.describes(scope_fields, specs) => {
+                known.learned_ms = now_ms;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Adds or replaces a template, then decodes any data that waited for it.

@@ -280,6 +280,35 @@ fn templates_expire_without_refresh() {
 }
 
 #[test]
+fn a_template_sent_again_unchanged_lives_on_from_then() {
+    let config = TemplateConfig {
+        template_timeout_ms: 10_000,
+        ..TemplateConfig::default()
+    };
+    let mut d = NetflowDecoder::new(config);
+    run(&mut d, A, 1000, &v9(1, &[set(0, &template(300, LAYOUT_A))]));
+    run(&mut d, A, 8000, &v9(1, &[set(0, &template(300, LAYOUT_A))]));
+    // 16 s after the first copy, 9 s after the second: still known.
+    let renewed = run(
+        &mut d,
+        A,
+        17_000,
+        &v9(1, &[set(300, &record_a([10, 0, 0, 1], 1, 1, 1))]),
+    );
+    assert_eq!(summary(&renewed), vec![(0x0a00_0001, 1, 1, 1)]);
+    let stale = run(
+        &mut d,
+        A,
+        18_001,
+        &v9(1, &[set(300, &record_a([10, 0, 0, 1], 1, 1, 1))]),
+    );
+    assert!(
+        stale.flows.is_empty(),
+        "10 s after the last copy it expires"
+    );
+}
+
+#[test]
 fn ipfix_withdrawal_forgets_the_template() {
     let mut d = NetflowDecoder::default();
     run(

@@ -127,6 +127,20 @@ enum Next {
 
 impl TemplateSet {
     fn learn(&self, session: &mut TemplateSession, body: &[u8], out: &mut Batch) {
+        // The session's buffer: exporters resend their templates every few
+        // datagrams, and a resent template then costs no allocation.
+        let mut specs = std::mem::take(&mut session.spec_buffer);
+        self.learn_records(session, body, &mut specs, out);
+        session.spec_buffer = specs;
+    }
+
+    fn learn_records(
+        &self,
+        session: &mut TemplateSession,
+        body: &[u8],
+        specs: &mut Vec<FieldSpec>,
+        out: &mut Batch,
+    ) {
         let mut r = ByteReader::new(body);
         loop {
             let header = match self.next_header(&mut r) {
@@ -146,7 +160,7 @@ impl TemplateSet {
                 }
             };
             let id = header.id;
-            let Some(specs) = self.read_fields(&mut r, header.fields) else {
+            if self.read_fields(&mut r, header.fields, specs).is_none() {
                 out.reject(
                     self.index,
                     format!(
@@ -156,7 +170,7 @@ impl TemplateSet {
                     ),
                 );
                 return;
-            };
+            }
             if id < 256 {
                 out.reject(
                     self.index,
@@ -164,7 +178,11 @@ impl TemplateSet {
                 );
                 continue;
             }
-            match Template::new(id, header.scope_fields as u16, &specs, self.now_ms) {
+            let scope_fields = header.scope_fields as u16;
+            if session.refresh(self.scope, id, scope_fields, specs, self.now_ms) {
+                continue;
+            }
+            match Template::new(id, scope_fields, specs, self.now_ms) {
                 Ok(template) => session.learn(self.scope, template, self.now_ms, out),
                 Err(why) => out.reject(self.index, why),
             }
@@ -217,8 +235,14 @@ impl TemplateSet {
         }
     }
 
-    fn read_fields(&self, r: &mut ByteReader<'_>, count: usize) -> Option<Vec<FieldSpec>> {
-        let mut specs = Vec::with_capacity(count.min(512));
+    /// The `count` field specifiers that follow, into `specs`.
+    fn read_fields(
+        &self,
+        r: &mut ByteReader<'_>,
+        count: usize,
+        specs: &mut Vec<FieldSpec>,
+    ) -> Option<()> {
+        specs.clear();
         for _ in 0..count {
             let raw_id = r.u16().ok()?;
             let length = r.u16().ok()?;
@@ -234,7 +258,7 @@ impl TemplateSet {
                 length,
             });
         }
-        Some(specs)
+        Some(())
     }
 }
 
