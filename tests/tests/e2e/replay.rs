@@ -5,7 +5,7 @@
 
 use flowlink_e2e::{
     Daemon, DaemonConfig, Emulator, capture_dir, datagram_files, free_tcp_port, free_udp_port,
-    read_flows_csv, run_flowlink,
+    read_flows_csv, run_flowlink, temp_dir,
 };
 
 /// The full name of one of the consumer's counters.
@@ -89,4 +89,39 @@ fn a_pcap_is_replayed_datagram_by_datagram() {
     );
     wait_counter(&daemon, &metrics, "messages_in", 3);
     wait_counter(&daemon, &metrics, "flows_parsed", records);
+}
+
+#[test]
+fn save_to_writes_each_datagram_of_a_capture_as_a_file() {
+    // linktypes/README.md: the pcap's three UDP payloads are softflowd_v5's
+    // 0001.bin–0003.bin byte for byte (checked there with tshark).
+    let pcap = capture_dir("linktypes").join("ethernet_lo.pcap");
+    let dir = temp_dir("replay-save").join("out");
+    let out = run_flowlink(&[
+        "replay",
+        "--save-to",
+        dir.to_str().unwrap(),
+        pcap.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut saved: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    saved.sort();
+    let expected = &datagram_files("softflowd_v5")[..3];
+    assert_eq!(saved.len(), expected.len(), "{saved:?}");
+    for (saved, expected) in saved.iter().zip(expected) {
+        assert_eq!(
+            std::fs::read(saved).unwrap(),
+            std::fs::read(expected).unwrap(),
+            "{} against {}",
+            saved.display(),
+            expected.display()
+        );
+    }
 }

@@ -6,7 +6,7 @@
 //! quick start; `sendmmsg` sends up to [`BATCH`] datagrams per call.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -48,6 +48,11 @@ pub struct ReplayArgs {
     /// IPFIX, 10 sFlow samples, what fits in a 1,500-byte MTU).
     #[arg(long, requires = "generate")]
     records_per_datagram: Option<u32>,
+    /// Write the input's datagrams to this folder as 0000000.bin, 0000001.bin,
+    /// … (as generated or captured) instead of sending them: raw datagram
+    /// files for `flowlink-bench parser --datagrams` and the tests.
+    #[arg(long, value_name = "DIR")]
+    save_to: Option<PathBuf>,
     /// pcap/pcapng captures or raw datagram files, sent in the order given.
     #[arg(required_unless_present = "generate")]
     files: Vec<PathBuf>,
@@ -93,6 +98,17 @@ impl Export {
             Export::Other => None,
         }
     }
+}
+
+/// The datagrams as numbered raw files in `dir` (created if missing).
+fn save(datagrams: &[Vec<u8>], dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (n, datagram) in datagrams.iter().enumerate() {
+        let path = dir.join(format!("{n:07}.bin"));
+        std::fs::write(&path, datagram).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("saved {} datagrams to {}", datagrams.len(), dir.display());
+    Ok(())
 }
 
 fn read_u32(payload: &[u8], at: usize) -> u32 {
@@ -245,6 +261,9 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     }
     if input.is_empty() {
         bail!("no datagrams in the input (files, or --generate with --keys 0)");
+    }
+    if let Some(dir) = &args.save_to {
+        return save(&input, dir);
     }
     if args.exporters == 0 {
         bail!("--exporters must be at least 1");
