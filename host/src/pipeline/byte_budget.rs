@@ -54,6 +54,16 @@ impl ByteBudget {
             .map(|p| BytePermit { _permit: p })
     }
 
+    /// Like [`ByteBudget::try_take`], but never for more than the whole
+    /// budget: for several items' room at once, which must not pass as
+    /// one oversized item.
+    pub fn try_take_within(&self, bytes: usize) -> Option<BytePermit> {
+        if bytes > self.limit as usize {
+            return None;
+        }
+        self.try_take(bytes)
+    }
+
     /// Waits for room (streams and replayable sources: backpressure).
     pub async fn take(&self, bytes: usize) -> BytePermit {
         let permit = self

@@ -63,34 +63,42 @@ impl ShardRouter {
         }
     }
 
-    /// Takes a datagram's room in the budget now and keeps it for its
-    /// worker's item. Never waits: a datagram source cannot be paused, so
-    /// with the budget spent the datagram is dropped and counted.
+    /// Keeps a datagram for its worker's item. Its room in the budget is
+    /// taken when the item is queued ([`ShardRouter::send_gathered`]):
+    /// once a pass, not once a datagram (three atomic operations on a
+    /// line the workers' releases also write, 1.5 % of the daemon at 8
+    /// exporters).
     pub fn gather(&self, batch: &mut DatagramBatch, message: RawMessage) {
         debug_assert_eq!(message.consumer, batch.consumer);
         batch.len += 1;
         batch.bytes_in += message.payload.len() as u64;
-        let Some(bytes) = self.datagrams.try_take(Self::size(&message)) else {
-            batch.drops += 1;
-            return;
-        };
         let worker = message.shard.worker(self.workers.len());
+        let size = Self::size(&message);
         match &mut batch.per_worker[worker] {
-            Some((messages, room)) => {
+            Some((messages, bytes)) => {
                 messages.push(message);
-                room.merge(bytes);
+                *bytes += size;
             }
-            none => *none = Some((vec![message], bytes)),
+            none => *none = Some((vec![message], size)),
         }
     }
 
     /// Queues what was gathered, one item per worker: a worker wakes once
-    /// for a receive pass, not once per datagram. Never waits; an item
-    /// that does not fit is dropped and its datagrams counted.
+    /// for a receive pass, not once per datagram. Never waits: a datagram
+    /// source cannot be paused, so with the budget spent the datagrams
+    /// that do not fit, or an item the queue has no place for, are
+    /// dropped and counted.
     pub fn send_gathered(&self, batch: &mut DatagramBatch) {
         for (worker, gathered) in self.workers.iter().zip(&mut batch.per_worker) {
-            let Some((messages, room)) = gathered.take() else {
+            let Some((mut messages, bytes)) = gathered.take() else {
                 continue;
+            };
+            let room = match self.datagrams.try_take_within(bytes) {
+                Some(room) => room,
+                None => match self.room_for_some(&mut messages, &mut batch.drops) {
+                    Some(room) => room,
+                    None => continue,
+                },
             };
             let count = messages.len() as u64;
             if worker
@@ -104,6 +112,28 @@ impl ShardRouter {
         metrics::add(&counters.messages_in, std::mem::take(&mut batch.len) as u64);
         metrics::add(&counters.bytes_in, std::mem::take(&mut batch.bytes_in));
         metrics::add(&counters.queue_drops, std::mem::take(&mut batch.drops));
+    }
+
+    /// Not room for a whole item: each datagram that fits is kept, the
+    /// others dropped, as if each had asked on its own. `None` when none fits.
+    fn room_for_some(&self, messages: &mut Vec<RawMessage>, drops: &mut u64) -> Option<BytePermit> {
+        let mut room: Option<BytePermit> = None;
+        messages.retain(
+            |message| match self.datagrams.try_take(Self::size(message)) {
+                Some(taken) => {
+                    match &mut room {
+                        Some(room) => room.merge(taken),
+                        none => *none = Some(taken),
+                    }
+                    true
+                }
+                None => {
+                    *drops += 1;
+                    false
+                }
+            },
+        );
+        room
     }
 
     /// Waits for room: a stream source (TCP) is paused instead, and the
@@ -130,11 +160,13 @@ impl ShardRouter {
     }
 }
 
-/// Datagrams of one consumer gathered during a receive pass, with their
-/// room in the budget, until [`ShardRouter::send_gathered`] queues them.
+/// Datagrams of one consumer gathered during a receive pass, until
+/// [`ShardRouter::send_gathered`] takes their room in the budget and
+/// queues them.
 pub struct DatagramBatch {
     consumer: usize,
-    per_worker: Vec<Option<(Vec<RawMessage>, BytePermit)>>,
+    /// Per worker: its datagrams and the room they need in the budget.
+    per_worker: Vec<Option<(Vec<RawMessage>, usize)>>,
     /// Datagrams gathered since the last send, kept or dropped.
     len: usize,
     bytes_in: u64,
@@ -149,5 +181,59 @@ impl DatagramBatch {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    fn datagram(bytes: usize) -> RawMessage {
+        let exporter: SocketAddr = "192.0.2.1:2055".parse().unwrap();
+        RawMessage {
+            consumer: 0,
+            exporter,
+            shard: ShardKey::exporter(exporter.ip()),
+            received_ms: 0,
+            payload: vec![0; bytes],
+            stream: None,
+            ack: None,
+        }
+    }
+
+    #[test]
+    fn a_pass_over_the_budget_keeps_the_datagrams_that_fit_and_counts_the_rest() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let metrics = Metrics::new(["c".to_owned()]);
+        let each = 1000 + std::mem::size_of::<RawMessage>();
+        // The datagram half of the budget holds two and a half datagrams.
+        let router = ShardRouter::new(vec![tx], 5 * each, metrics.clone());
+        let mut batch = router.datagram_batch(0);
+        for _ in 0..4 {
+            router.gather(&mut batch, datagram(1000));
+        }
+        router.send_gathered(&mut batch);
+        let Ok(WorkerInput::Datagrams(kept, room)) = rx.try_recv() else {
+            panic!("one item for the worker");
+        };
+        assert_eq!(kept.len(), 2);
+        let counters = metrics.consumer(0);
+        assert_eq!(counters.queue_drops.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.messages_in.load(Ordering::Relaxed), 4);
+
+        // While the item holds its room, a pass that fits whole still does.
+        router.gather(&mut batch, datagram(100));
+        router.send_gathered(&mut batch);
+        assert!(matches!(rx.try_recv(), Ok(WorkerInput::Datagrams(m, _)) if m.len() == 1));
+        drop(room);
+        for _ in 0..2 {
+            router.gather(&mut batch, datagram(1000));
+        }
+        router.send_gathered(&mut batch);
+        assert!(matches!(rx.try_recv(), Ok(WorkerInput::Datagrams(m, _)) if m.len() == 2));
+        assert_eq!(counters.queue_drops.load(Ordering::Relaxed), 2);
     }
 }
