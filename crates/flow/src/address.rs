@@ -8,8 +8,9 @@ use crate::IpAddr;
 pub fn ip_from_std(ip: StdIp) -> IpAddr {
     match ip {
         StdIp::V4(v4) => IpAddr::V4(u32::from(v4)),
-        // By halves, not through `u128`: in the wasm32 components 128-bit
-        // shifts and byte swaps are calls to compiler helpers.
+        // By halves, not through `u128`: the wasm32 components have no
+        // 128-bit registers, and `u128` arithmetic there can become calls
+        // to compiler helpers.
         StdIp::V6(v6) => {
             let octets = v6.octets();
             let half = |at: usize| u64::from_be_bytes(octets[at..at + 8].try_into().expect("8"));
@@ -34,6 +35,15 @@ pub fn ip_to_std(ip: IpAddr) -> StdIp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_halves_are_the_address_in_network_order() {
+        let ip: StdIp = "2001:db8:1:2:3:4:5:6".parse().unwrap();
+        assert_eq!(
+            ip_from_std(ip),
+            IpAddr::V6((0x2001_0db8_0001_0002, 0x0003_0004_0005_0006))
+        );
+    }
 
     #[test]
     fn round_trips_both_families() {

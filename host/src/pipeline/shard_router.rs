@@ -57,6 +57,7 @@ impl ShardRouter {
         DatagramBatch {
             consumer,
             per_worker: self.workers.iter().map(|_| None).collect(),
+            first: 0,
             len: 0,
             bytes_in: 0,
             drops: 0,
@@ -89,8 +90,12 @@ impl ShardRouter {
     /// that do not fit, or an item the queue has no place for, are
     /// dropped and counted.
     pub fn send_gathered(&self, batch: &mut DatagramBatch) {
-        for (worker, gathered) in self.workers.iter().zip(&mut batch.per_worker) {
-            let Some((mut messages, bytes)) = gathered.take() else {
+        // Each pass starts at the next worker: near a spent budget the
+        // first to ask gets the room, and that must not always be worker 0.
+        let workers = self.workers.len();
+        batch.first = (batch.first + 1) % workers;
+        for worker in (0..workers).map(|n| (batch.first + n) % workers) {
+            let Some((mut messages, bytes)) = batch.per_worker[worker].take() else {
                 continue;
             };
             let room = match self.datagrams.try_take_within(bytes) {
@@ -101,7 +106,7 @@ impl ShardRouter {
                 },
             };
             let count = messages.len() as u64;
-            if worker
+            if self.workers[worker]
                 .try_send(WorkerInput::Datagrams(messages, room))
                 .is_err()
             {
@@ -167,6 +172,8 @@ pub struct DatagramBatch {
     consumer: usize,
     /// Per worker: its datagrams and the room they need in the budget.
     per_worker: Vec<Option<(Vec<RawMessage>, usize)>>,
+    /// The worker whose item took its room first in the last send.
+    first: usize,
     /// Datagrams gathered since the last send, kept or dropped.
     len: usize,
     bytes_in: u64,
@@ -192,7 +199,11 @@ mod tests {
     use super::*;
 
     fn datagram(bytes: usize) -> RawMessage {
-        let exporter: SocketAddr = "192.0.2.1:2055".parse().unwrap();
+        from("192.0.2.1:2055", bytes)
+    }
+
+    fn from(exporter: &str, bytes: usize) -> RawMessage {
+        let exporter: SocketAddr = exporter.parse().unwrap();
         RawMessage {
             consumer: 0,
             exporter,
@@ -235,5 +246,39 @@ mod tests {
         router.send_gathered(&mut batch);
         assert!(matches!(rx.try_recv(), Ok(WorkerInput::Datagrams(m, _)) if m.len() == 2));
         assert_eq!(counters.queue_drops.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn near_a_spent_budget_the_workers_take_turns_at_the_room() {
+        let (tx0, mut rx0) = mpsc::channel(4);
+        let (tx1, mut rx1) = mpsc::channel(4);
+        let metrics = Metrics::new(["c".to_owned()]);
+        let each = 1000 + std::mem::size_of::<RawMessage>();
+        // Room for one datagram of the two a pass brings.
+        let router = ShardRouter::new(vec![tx0, tx1], 3 * each, metrics);
+        let exporters: Vec<String> = (1..=20).map(|n| format!("192.0.2.{n}:2055")).collect();
+        let on = |worker: usize| {
+            exporters
+                .iter()
+                .find(|e| {
+                    ShardKey::exporter(e.parse::<SocketAddr>().unwrap().ip()).worker(2) == worker
+                })
+                .unwrap()
+                .clone()
+        };
+        let (zero, one) = (on(0), on(1));
+        let mut batch = router.datagram_batch(0);
+        let mut served = Vec::new();
+        for _ in 0..4 {
+            router.gather(&mut batch, from(&zero, 1000));
+            router.gather(&mut batch, from(&one, 1000));
+            router.send_gathered(&mut batch);
+            match (rx0.try_recv(), rx1.try_recv()) {
+                (Ok(_), Err(_)) => served.push(0),
+                (Err(_), Ok(_)) => served.push(1),
+                other => panic!("one worker served a pass: {other:?}"),
+            }
+        }
+        assert_eq!(served, [1, 0, 1, 0]);
     }
 }

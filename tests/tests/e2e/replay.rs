@@ -124,4 +124,20 @@ fn save_to_writes_each_datagram_of_a_capture_as_a_file() {
             expected.display()
         );
     }
+    // A second save there would mix with the first: refused, by name.
+    let again = run_flowlink(&[
+        "replay",
+        "--save-to",
+        dir.to_str().unwrap(),
+        pcap.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "--save-to {}: the folder is not empty",
+            dir.display()
+        )),
+        "{stderr}"
+    );
 }

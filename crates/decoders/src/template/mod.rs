@@ -273,7 +273,10 @@ impl TemplateSession {
 
     /// A template sent again unchanged (exporters resend theirs every few
     /// datagrams) only has its time renewed: no new template is built.
-    /// `false` when the session does not hold it as described.
+    /// `false` when the session does not hold it as described, or when
+    /// data sets are waiting (a restored snapshot can bring a template in
+    /// without decoding what waits for it): [`TemplateSession::learn`]
+    /// then decodes them.
     pub fn refresh(
         &mut self,
         scope: Scope,
@@ -282,6 +285,9 @@ impl TemplateSession {
         specs: &[FieldSpec],
         now_ms: u64,
     ) -> bool {
+        if !self.pending.is_empty() {
+            return false;
+        }
         match self.templates.get_mut(&TemplateKey(scope, id)) {
             Some(known) if known.describes(scope_fields, specs) => {
                 known.learned_ms = now_ms;

@@ -48,6 +48,11 @@ impl PendingSets {
         }
     }
 
+    /// Whether no set waits for any template.
+    pub fn is_empty(&self) -> bool {
+        self.by_scope.is_empty()
+    }
+
     /// The sets waiting for `template_id` in `scope`, in arrival order.
     pub fn take(&mut self, scope: Scope, template_id: u16) -> Vec<WaitingSet> {
         let Some(queue) = self.by_scope.get_mut(&scope) else {

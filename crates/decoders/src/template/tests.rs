@@ -309,6 +309,33 @@ fn a_template_sent_again_unchanged_lives_on_from_then() {
 }
 
 #[test]
+fn an_unchanged_template_decodes_data_that_waited_through_a_restore() {
+    let mut d = NetflowDecoder::default();
+    let held = run(
+        &mut d,
+        A,
+        1000,
+        &v9(1, &[set(300, &record_a([10, 0, 0, 1], 1, 1, 1))]),
+    );
+    assert!(held.flows.is_empty(), "no template yet: the set waits");
+    // Another worker's snapshot brings the template in; restoring decodes
+    // nothing that waits.
+    let mut other = NetflowDecoder::default();
+    run(
+        &mut other,
+        A,
+        1000,
+        &v9(1, &[set(0, &template(300, LAYOUT_A))]),
+    );
+    d.templates
+        .restore_state(&other.templates.save_state())
+        .unwrap();
+    // The exporter's next copy of the same template does.
+    let resent = run(&mut d, A, 2000, &v9(1, &[set(0, &template(300, LAYOUT_A))]));
+    assert_eq!(summary(&resent), vec![(0x0a00_0001, 1, 1, 1)]);
+}
+
+#[test]
 fn ipfix_withdrawal_forgets_the_template() {
     let mut d = NetflowDecoder::default();
     run(

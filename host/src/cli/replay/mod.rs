@@ -50,7 +50,8 @@ pub struct ReplayArgs {
     records_per_datagram: Option<u32>,
     /// Write the input's datagrams to this folder as 0000000.bin, 0000001.bin,
     /// … (as generated or captured) instead of sending them: raw datagram
-    /// files for `flowlink-bench parser --datagrams` and the tests.
+    /// files for `flowlink-bench parser --datagrams` and the tests. The
+    /// folder must be empty or new; the sending options do not apply.
     #[arg(long, value_name = "DIR")]
     save_to: Option<PathBuf>,
     /// pcap/pcapng captures or raw datagram files, sent in the order given.
@@ -103,6 +104,10 @@ impl Export {
 /// The datagrams as numbered raw files in `dir` (created if missing).
 fn save(datagrams: &[Vec<u8>], dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Files of an earlier, longer save would join this one under a glob.
+    if std::fs::read_dir(dir)?.next().is_some() {
+        bail!("--save-to {}: the folder is not empty", dir.display());
+    }
     for (n, datagram) in datagrams.iter().enumerate() {
         let path = dir.join(format!("{n:07}.bin"));
         std::fs::write(&path, datagram).with_context(|| format!("writing {}", path.display()))?;
