@@ -415,8 +415,10 @@ impl TemplateSession {
     }
 }
 
-/// Walks the records of a set; each field read is bounds-checked, so a
-/// lying length ends the set with a reject, never a panic.
+/// Walks the records of a set. A fixed-length record is read only when
+/// the set holds all of it (its fields' places lie inside it by
+/// construction); a variable-length field is bounds-checked as it is
+/// read, so a lying length ends the set with a reject, never a panic.
 fn for_each_record(
     template: &Template,
     body: &[u8],
