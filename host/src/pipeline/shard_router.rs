@@ -98,12 +98,12 @@ impl ShardRouter {
             let Some((mut messages, bytes)) = batch.per_worker[worker].take() else {
                 continue;
             };
-            let room = match self.datagrams.try_take_within(bytes) {
-                Some(room) => room,
-                None => match self.room_for_some(&mut messages, &mut batch.drops) {
-                    Some(room) => room,
-                    None => continue,
-                },
+            let Some(room) = self
+                .datagrams
+                .try_take_within(bytes)
+                .or_else(|| self.room_for_some(&mut messages, &mut batch.drops))
+            else {
+                continue;
             };
             let count = messages.len() as u64;
             if self.workers[worker]

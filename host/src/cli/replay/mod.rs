@@ -105,7 +105,9 @@ impl Export {
 fn save(datagrams: &[Vec<u8>], dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     // Files of an earlier, longer save would join this one under a glob.
-    if std::fs::read_dir(dir)?.next().is_some() {
+    let mut entries =
+        std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    if entries.next().is_some() {
         bail!("--save-to {}: the folder is not empty", dir.display());
     }
     for (n, datagram) in datagrams.iter().enumerate() {
