@@ -558,7 +558,7 @@ async fn consume_until_stopped(
                 exporter,
                 shard,
                 received_ms: received_ms.unwrap_or_else(now_ms),
-                payload: payload.to_vec(),
+                payload: payload.to_vec().into(),
                 stream: None,
                 ack: Some(open.ack.share()),
             }

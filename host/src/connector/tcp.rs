@@ -128,7 +128,7 @@ fn message(ctx: &ConnectorContext, peer: SocketAddr, id: StreamId, payload: Vec<
         exporter: peer,
         shard: ShardKey::exporter(peer.ip()),
         received_ms: now_ms(),
-        payload,
+        payload: payload.into(),
         stream: Some(id),
         ack: None,
     }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::{ConnectorContext, ConnectorHandle};
 use crate::config::UdpProperties;
 use crate::metrics;
-use crate::pipeline::{RawMessage, ShardKey, now_ms};
+use crate::pipeline::now_ms;
 
 const DEFAULT_RECEIVE_BUFFER: usize = 8 << 20;
 /// Largest UDP payload; a datagram is never truncated.
@@ -172,17 +172,8 @@ fn receive_loop(ctx: ConnectorContext, socket: UdpSocket, stop: CancellationToke
         };
         let received_ms = now_ms();
         for (payload, from) in batch.datagrams(count) {
-            let exporter = normalise(from);
-            let message = RawMessage {
-                consumer: ctx.consumer,
-                exporter,
-                shard: ShardKey::exporter(exporter.ip()),
-                received_ms,
-                payload: payload.to_vec(),
-                stream: None,
-                ack: None,
-            };
-            ctx.router.gather(&mut gathered, message);
+            ctx.router
+                .gather(&mut gathered, normalise(from), received_ms, payload);
         }
         let drained = count < RECEIVE_BATCH;
         if drained || gathered.len() >= DATAGRAMS_PER_PASS {
@@ -204,7 +195,8 @@ const RECEIVE_BATCH: usize = 32;
 
 /// Buffers for one `recvmmsg` call: a full-size buffer per datagram (a
 /// datagram is never truncated) and its sender's address. Reused for every
-/// call; each payload is copied out at its own length.
+/// call; each payload is copied into its worker's arena
+/// ([`crate::pipeline::ShardRouter::gather`]).
 struct ReceiveBatch {
     buffers: Vec<Vec<u8>>,
     lengths: [usize; RECEIVE_BATCH],

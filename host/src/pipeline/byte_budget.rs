@@ -54,6 +54,12 @@ impl ByteBudget {
             .map(|p| BytePermit { _permit: p })
     }
 
+    /// Bytes not held by any permit.
+    #[cfg(test)]
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+
     /// Like [`ByteBudget::try_take`], but never for more than the whole
     /// budget: for several items' room at once, which must not pass as
     /// one oversized item.

@@ -10,9 +10,9 @@ use tokio::sync::oneshot;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::BytePermit;
+use super::{BytePermit, Payload};
 use crate::config::BreakerSettings;
-use crate::plugin::{ParserInstance, StreamId};
+use crate::plugin::{InputMessage, Origin, ParserInstance, StreamId, ip_to_wit};
 
 /// Which parser worker a message goes to. All messages of one key meet
 /// the same parser session, in order: one exporter's (its templates live
@@ -58,7 +58,7 @@ pub struct RawMessage {
     /// Decides the worker.
     pub shard: ShardKey,
     pub received_ms: u64,
-    pub payload: Vec<u8>,
+    pub payload: Payload,
     /// The TCP connection it came over; `None` for datagrams.
     pub stream: Option<StreamId>,
     /// Fired once the message's records are durable (the window holding
@@ -74,7 +74,7 @@ impl RawMessage {
     pub fn replayable(
         consumer: usize,
         shard: ShardKey,
-        payload: Vec<u8>,
+        payload: impl Into<Payload>,
     ) -> (RawMessage, oneshot::Receiver<()>) {
         let (ack, receipt) = Ack::new();
         let message = RawMessage {
@@ -82,11 +82,26 @@ impl RawMessage {
             exporter: NO_EXPORTER,
             shard,
             received_ms: now_ms(),
-            payload,
+            payload: payload.into(),
             stream: None,
             ack: Some(ack),
         };
         (message, receipt)
+    }
+}
+
+/// A plugin call reads the payload where the connector put it.
+impl InputMessage for RawMessage {
+    fn origin(&self) -> Origin {
+        Origin {
+            exporter: ip_to_wit(self.exporter.ip()),
+            port: self.exporter.port(),
+            received_ms: self.received_ms,
+        }
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.payload
     }
 }
 

@@ -5,6 +5,7 @@
 mod byte_budget;
 mod circuit_breaker;
 pub mod message;
+mod payload;
 mod quarantine;
 mod shard_router;
 mod worker;
@@ -13,5 +14,6 @@ pub use byte_budget::{ByteBudget, BytePermit};
 pub use message::{
     Ack, AggregatorInput, NO_EXPORTER, ParsedFlows, RawMessage, ShardKey, WorkerInput, now_ms,
 };
+pub use payload::Payload;
 pub use shard_router::{DatagramBatch, ShardRouter};
 pub use worker::{ParserWorkerPool, WorkerSetup, open_session};

@@ -12,13 +12,12 @@ use tokio::sync::mpsc;
 
 use super::circuit_breaker::{Admit, CircuitBreaker, Transition};
 use super::quarantine::Quarantine;
-use super::{AggregatorInput, ByteBudget, BytePermit, ParsedFlows, RawMessage, WorkerInput};
+use super::{Ack, AggregatorInput, ByteBudget, BytePermit, ParsedFlows, RawMessage, WorkerInput};
 use crate::config::{BreakerSettings, ConsumerConfig};
 use crate::metrics::{self, ConsumerCounters, Metrics};
 use crate::parser_state::ParserStateStore;
 use crate::plugin::{
-    FaultReplay, Message, Origin, ParseFailure, ParserInstance, PluginEngine, PluginRegistry,
-    StreamId, ip_to_wit,
+    FaultReplay, ParseFailure, ParserInstance, PluginEngine, PluginRegistry, StreamId,
 };
 
 /// What every worker needs to start sessions.
@@ -501,7 +500,7 @@ fn parse_group(
     setup: &WorkerSetup,
     slot: &mut Slot,
     (consumer, stream): GroupKey,
-    group: Vec<RawMessage>,
+    mut group: Vec<RawMessage>,
     output: &mpsc::Sender<AggregatorInput>,
     reject_log: &mut RejectLog,
 ) -> bool {
@@ -517,31 +516,16 @@ fn parse_group(
     }
     let name = &*slot.name;
     let session = &mut slot.session;
-    let exporters: Vec<SocketAddr> = group.iter().map(|m| m.exporter).collect();
-    let mut acks = Vec::new();
+    let acks: Vec<Ack> = group.iter_mut().filter_map(|m| m.ack.take()).collect();
     // A message with a receipt comes from a source that replays: a message
     // not tried would be acknowledged unparsed.
-    let replay = if group.iter().any(|m| m.ack.is_some()) {
+    let replay = if !acks.is_empty() {
         FaultReplay::Every
     } else {
         FaultReplay::Capped
     };
-    let messages: Vec<Message> = group
-        .into_iter()
-        .map(|m| {
-            acks.extend(m.ack);
-            Message {
-                origin: Origin {
-                    exporter: ip_to_wit(m.exporter.ip()),
-                    port: m.exporter.port(),
-                    received_ms: m.received_ms,
-                },
-                payload: m.payload,
-            }
-        })
-        .collect();
     let restarts_before = session.restarts;
-    let parsed = session.parse_batch(stream, &messages, replay);
+    let parsed = session.parse_batch(stream, &group, replay);
     let faults: Vec<bool> = parsed
         .outcomes
         .iter()
@@ -557,8 +541,9 @@ fn parse_group(
         session.restarts - restarts_before,
     );
     // Which exporter sent how many of the call's flows, in order.
-    let mut runs: Vec<(SocketAddr, usize)> = Vec::with_capacity(messages.len());
-    for ((result, exporter), message) in parsed.outcomes.into_iter().zip(exporters).zip(&messages) {
+    let mut runs: Vec<(SocketAddr, usize)> = Vec::with_capacity(group.len());
+    for (result, message) in parsed.outcomes.into_iter().zip(&group) {
+        let exporter = message.exporter;
         match result {
             Ok(outcome) => {
                 metrics::add(&counters.flows_parsed, outcome.flows as u64);
@@ -577,7 +562,7 @@ fn parse_group(
                     quarantine(
                         &mut slot.quarantine,
                         counters,
-                        message.origin.received_ms,
+                        message.received_ms,
                         exporter,
                         &message.payload,
                     );
@@ -749,7 +734,7 @@ mod tests {
             exporter: NO_EXPORTER,
             shard: ShardKey::source("test"),
             received_ms: 0,
-            payload: vec![n],
+            payload: vec![n].into(),
             stream,
             ack: None,
         }

@@ -14,6 +14,25 @@ use super::engine::{PluginEngine, deadline_ticks};
 use super::loader::{LoadedPlugin, ParsePacked};
 use super::sandbox::{SandboxLimits, SandboxState, arm_deadline};
 
+/// A message as a parse call reads it: where it came from and its bytes.
+/// The pipeline's own messages implement it, so a call's payloads go from
+/// the receive buffers into the plugin's input without a copy per message
+/// on the way.
+pub trait InputMessage {
+    fn origin(&self) -> Origin;
+    fn payload(&self) -> &[u8];
+}
+
+impl InputMessage for Message {
+    fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
 /// What one message produced (the one-message call, [`ParserInstance::parse`]).
 #[derive(Debug, Default)]
 pub struct ParsedMessage {
@@ -228,10 +247,10 @@ impl ParserInstance {
     /// replayed message by message on a fresh instance (restored from the
     /// last good state) to find it. With [`FaultReplay::Capped`] the replay
     /// stops after [`MAX_FAULTS_PER_BATCH`] faults and the rest is lost.
-    pub fn parse_batch(
+    pub fn parse_batch<M: InputMessage>(
         &mut self,
         stream: Option<StreamId>,
-        messages: &[Message],
+        messages: &[M],
         replay: FaultReplay,
     ) -> ParsedBatch {
         let mut out = ParsedBatch {
@@ -242,10 +261,10 @@ impl ParserInstance {
         out
     }
 
-    fn parse_into(
+    fn parse_into<M: InputMessage>(
         &mut self,
         stream: Option<StreamId>,
-        messages: &[Message],
+        messages: &[M],
         replay: FaultReplay,
         out: &mut ParsedBatch,
     ) {
@@ -428,10 +447,10 @@ impl ParserInstance {
         }
     }
 
-    fn call(
+    fn call<M: InputMessage>(
         &mut self,
         stream: Option<StreamId>,
-        messages: &[Message],
+        messages: &[M],
     ) -> Result<Parsed, ParseFailure> {
         let live = match &mut self.live {
             Some(live) => live,
@@ -467,11 +486,21 @@ impl ParserInstance {
                 &self.packed.payloads,
                 &self.packed.ends,
             ),
-            _ => live.bindings.flowlink_parser_parser().session().call_parse(
-                &mut live.store,
-                session,
-                messages,
-            ),
+            // Contract 1.0 takes a list of messages, each its own copy.
+            _ => {
+                let listed: Vec<Message> = messages
+                    .iter()
+                    .map(|m| Message {
+                        origin: m.origin(),
+                        payload: m.payload().to_vec(),
+                    })
+                    .collect();
+                live.bindings.flowlink_parser_parser().session().call_parse(
+                    &mut live.store,
+                    session,
+                    &listed,
+                )
+            }
         };
         self.packed.release();
         match result {
@@ -613,18 +642,18 @@ impl PackedScratch {
 
     /// False when the payloads do not fit the contract's 32-bit offsets
     /// (then the call takes the message list).
-    fn fill(&mut self, messages: &[Message]) -> bool {
+    fn fill<M: InputMessage>(&mut self, messages: &[M]) -> bool {
         self.origins.clear();
         self.payloads.clear();
         self.ends.clear();
-        let total: usize = messages.iter().map(|m| m.payload.len()).sum();
+        let total: usize = messages.iter().map(|m| m.payload().len()).sum();
         if u32::try_from(total).is_err() {
             return false;
         }
         self.payloads.reserve(total);
         for message in messages {
-            self.origins.push(message.origin);
-            self.payloads.extend_from_slice(&message.payload);
+            self.origins.push(message.origin());
+            self.payloads.extend_from_slice(message.payload());
             self.ends.push(self.payloads.len() as u32);
         }
         true

@@ -17,7 +17,8 @@ pub use bindings::{IpAddr, Message, Origin};
 pub use builtin::{builtin_plugin_candidates, builtin_plugin_dir};
 pub use engine::PluginEngine;
 pub use instance::{
-    FaultReplay, MessageOutcome, ParseFailure, ParsedBatch, ParsedMessage, ParserInstance, StreamId,
+    FaultReplay, InputMessage, MessageOutcome, ParseFailure, ParsedBatch, ParsedMessage,
+    ParserInstance, StreamId,
 };
 pub use loader::LoadedPlugin;
 pub use registry::{PluginRegistry, resolve_plugin};

@@ -287,7 +287,7 @@ mod tests {
         RelayRecord {
             exporter: format!("127.0.0.{n}:9995").parse().unwrap(),
             received_ms: u64::from(n),
-            payload: vec![n; 1000],
+            payload: vec![n; 1000].into(),
             ack,
             segment: None,
         }

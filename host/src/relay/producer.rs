@@ -126,7 +126,7 @@ impl ProducerContext for RelayEvents {
                 let record = RelayRecord {
                     exporter,
                     received_ms,
-                    payload: message.payload().unwrap_or_default().to_vec(),
+                    payload: message.payload().unwrap_or_default().to_vec().into(),
                     ack,
                     segment,
                 };

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::disk_buffer::SegmentFile;
-use crate::pipeline::{Ack, NO_EXPORTER, RawMessage};
+use crate::pipeline::{Ack, NO_EXPORTER, Payload, RawMessage};
 
 /// Kafka header names an outlet reads back (`connector/kafka.rs`).
 pub const HEADER_EXPORTER_PORT: &str = "flowlink-exporter-port";
@@ -19,7 +19,7 @@ pub struct RelayRecord {
     /// the message has no key and the partitioner spreads them.
     pub exporter: SocketAddr,
     pub received_ms: u64,
-    pub payload: Vec<u8>,
+    pub payload: Payload,
     /// A replayable source's receipt: fires once the broker or the disk
     /// buffer holds the message.
     pub ack: Option<Ack>,
@@ -101,7 +101,7 @@ impl RelayRecord {
         let record = RelayRecord {
             exporter,
             received_ms,
-            payload: rest[..len].to_vec(),
+            payload: rest[..len].to_vec().into(),
             ack: None,
             segment: None,
         };
@@ -124,7 +124,7 @@ mod tests {
             let record = RelayRecord {
                 exporter: exporter.parse().unwrap(),
                 received_ms: 1_700_000_000_123,
-                payload: payload.clone(),
+                payload: payload.clone().into(),
                 ack: None,
                 segment: None,
             };
@@ -134,7 +134,7 @@ mod tests {
         let none = RelayRecord {
             exporter: NO_EXPORTER,
             received_ms: 1,
-            payload: b"line".to_vec(),
+            payload: b"line".to_vec().into(),
             ack: None,
             segment: None,
         };
@@ -142,7 +142,7 @@ mod tests {
         none.encode(&mut bytes);
         let (first, rest) = RelayRecord::decode(&bytes).unwrap();
         assert_eq!(first.exporter, "192.0.2.7:2055".parse().unwrap());
-        assert_eq!(first.payload, b"v9");
+        assert_eq!(&*first.payload, b"v9");
         let (second, rest) = RelayRecord::decode(rest).unwrap();
         assert_eq!(second.payload.len(), 300);
         assert_eq!(second.received_ms, 1_700_000_000_123);
