@@ -15,9 +15,9 @@ use super::loader::{LoadedPlugin, ParsePacked};
 use super::sandbox::{SandboxLimits, SandboxState, arm_deadline};
 
 /// A message as a parse call reads it: where it came from and its bytes.
-/// The pipeline's own messages implement it, so a call's payloads go from
-/// the receive buffers into the plugin's input without a copy per message
-/// on the way.
+/// The pipeline's own messages implement it, so a worker builds no list of
+/// its own per call: contract 1.1 copies the payloads once, into the call's
+/// one buffer; contract 1.0 gets a list made for it.
 pub trait InputMessage {
     fn origin(&self) -> Origin;
     fn payload(&self) -> &[u8];
