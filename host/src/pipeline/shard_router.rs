@@ -109,11 +109,12 @@ impl ShardRouter {
             if gathered.datagrams.is_empty() {
                 continue;
             }
-            let count = gathered.datagrams.len() as u64;
             let Some((messages, room)) = self.item_of(batch.consumer, gathered, &mut batch.drops)
             else {
                 continue;
             };
+            // Those the budget refused are counted already.
+            let count = messages.len() as u64;
             if self.workers[worker]
                 .try_send(WorkerInput::Datagrams(messages, room))
                 .is_err()
@@ -155,11 +156,10 @@ impl ShardRouter {
             return Some((messages_of(consumer, arena, &datagrams), room));
         }
         let mut room: Option<BytePermit> = None;
-        let mut kept_bytes = BytesMut::new();
         let mut kept = Vec::new();
         let mut at = 0;
         for datagram in &datagrams {
-            let bytes = &arena[at..at + datagram.len];
+            let start = at;
             at += datagram.len;
             let Some(taken) = self.datagrams.try_take(datagram.len + per_message) else {
                 *drops += 1;
@@ -169,11 +169,16 @@ impl ShardRouter {
                 Some(room) => room.merge(taken),
                 none => *none = Some(taken),
             }
-            kept_bytes.extend_from_slice(bytes);
-            kept.push(*datagram);
+            kept.push((*datagram, start));
         }
         let room = room?;
-        Some((messages_of(consumer, kept_bytes.freeze(), &kept), room))
+        // Exactly the kept bytes, so the buffer holds what was charged.
+        let mut bytes = Vec::with_capacity(kept.iter().map(|(d, _)| d.len).sum());
+        for (datagram, start) in &kept {
+            bytes.extend_from_slice(&arena[*start..start + datagram.len]);
+        }
+        let kept: Vec<Datagram> = kept.into_iter().map(|(d, _)| d).collect();
+        Some((messages_of(consumer, Bytes::from(bytes), &kept), room))
     }
 
     /// Waits for room: a stream source (TCP) is paused instead, and the
@@ -387,5 +392,43 @@ mod tests {
             panic!("one item for the worker");
         };
         assert_eq!(&*quiet[0].payload, b"small");
+    }
+
+    #[test]
+    fn a_partly_kept_item_keeps_each_datagram_whole_and_a_full_queue_counts_each_drop_once() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let metrics = Metrics::new(["c".to_owned()]);
+        let each = 1000 + std::mem::size_of::<RawMessage>();
+        let router = ShardRouter::new(vec![tx], 5 * each, metrics.clone());
+        let exporter: SocketAddr = "192.0.2.1:2055".parse().unwrap();
+        let mut batch = router.datagram_batch(0);
+        // Room for two of four: the first two, each its own bytes.
+        for n in 1..=4u8 {
+            router.gather(&mut batch, exporter, 0, &vec![n; 1000 + usize::from(n)]);
+        }
+        router.send_gathered(&mut batch);
+        let Ok(WorkerInput::Datagrams(kept, room)) = rx.try_recv() else {
+            panic!("one item for the worker");
+        };
+        assert_eq!(kept.len(), 2);
+        for (message, n) in kept.iter().zip(1u8..) {
+            assert_eq!(message.payload.len(), 1000 + usize::from(n));
+            assert!(message.payload.iter().all(|&b| b == n));
+        }
+        drop(room);
+        let counters = metrics.consumer(0);
+        assert_eq!(counters.queue_drops.load(Ordering::Relaxed), 2);
+
+        // The queue (one item) is full: of the next four, two find no room
+        // in the budget and two no place in the queue; four drops, not six.
+        router.gather(&mut batch, exporter, 0, b"fills the queue");
+        router.send_gathered(&mut batch);
+        for _ in 0..4 {
+            router.gather(&mut batch, exporter, 0, &[0; 1000]);
+        }
+        let _held = kept;
+        router.send_gathered(&mut batch);
+        assert_eq!(counters.queue_drops.load(Ordering::Relaxed), 2 + 4);
+        assert_eq!(counters.messages_in.load(Ordering::Relaxed), 9);
     }
 }
