@@ -9,7 +9,7 @@
 use bytes::Bytes;
 
 /// Immutable bytes of one message, cheap to move between threads.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Payload {
     bytes: Bytes,
     /// Bytes of memory this payload accounts for in the byte budgets.
@@ -45,12 +45,6 @@ impl std::ops::Deref for Payload {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-impl AsRef<[u8]> for Payload {
-    fn as_ref(&self) -> &[u8] {
         &self.bytes
     }
 }
